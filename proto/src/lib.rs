@@ -1,1 +1,27 @@
+//! # hark-proto — what travels between Hark nodes
+//!
+//! Pure data and crypto: no IO, no async, no libp2p. Everything a node puts on the wire is
+//! defined here, so the format can be read (and fuzzed) in one place.
+//!
+//! - [`limits`]: the size limits every decoder enforces before it allocates.
+//! - [`room`]: room names and room keys. Public rooms derive their key from the name, private
+//!   rooms draw a random one; gossipsub topics derive from the key, never from the plain name.
+//! - [`seal`]: XChaCha20-Poly1305 sealing of a payload under a room key, bound to its topic.
+//! - [`envelope`]: the versioned envelope (text, me, alert, typing, presence) and its codec.
+//! - [`invite`]: invite strings that carry a private room's name and key out of band.
+//!
+//! The flow of one chat line: the node builds an [`Envelope`], [`Envelope::encode`]s it,
+//! [`seal::seal`]s the bytes under the room's [`RoomKey`] with the room's chat topic as
+//! associated data, and publishes the result on that topic. A receiver runs the same steps in
+//! reverse: [`seal::open`], then [`Envelope::decode`], which checks version and limits.
 
+pub mod envelope;
+pub mod invite;
+pub mod limits;
+pub mod room;
+pub mod seal;
+
+pub use envelope::{Body, DecodeError, Envelope, MessageId, ENVELOPE_VERSION};
+pub use invite::{Invite, InviteError};
+pub use room::{NameError, RoomKey, RoomName, Topic};
+pub use seal::SealError;

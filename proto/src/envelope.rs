@@ -1,0 +1,263 @@
+//! The versioned envelope: what one sealed gossip payload carries.
+//!
+//! Encoding: one version byte, then the postcard encoding of [`Envelope`]. Postcard encodes an
+//! enum variant as its index, so new [`Body`] kinds are appended at the end and older nodes
+//! reject them with [`DecodeError::Malformed`] instead of misreading them.
+
+use std::fmt;
+
+use rand::{CryptoRng, RngCore};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::limits::{MAX_AUTHOR_BYTES, MAX_ENVELOPE_BYTES, MAX_NICK_BYTES, MAX_TEXT_BYTES};
+
+/// The envelope version this build writes and reads.
+pub const ENVELOPE_VERSION: u8 = 1;
+
+/// A message id: 16 random bytes chosen by the author, unique per envelope.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct MessageId(pub [u8; 16]);
+
+impl MessageId {
+    pub fn random<R: RngCore + CryptoRng>(rng: &mut R) -> Self {
+        let mut id = [0u8; 16];
+        rng.fill_bytes(&mut id);
+        Self(id)
+    }
+
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+}
+
+impl fmt::Debug for MessageId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "MessageId({})", self.to_hex())
+    }
+}
+
+impl fmt::Display for MessageId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+/// What an envelope says. Append new kinds at the end only (see the module doc).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Body {
+    /// A chat line.
+    Text { text: String },
+    /// An action line (`/me waves`).
+    Me { text: String },
+    /// The panic button: stored like a message, shown loudly.
+    Alert { text: String },
+    /// The author is typing in this room. Ephemeral.
+    Typing,
+    /// The author is in this room, under the envelope's name. Ephemeral.
+    Presence,
+    // Reserved for later kinds: history changes (Automerge), voice frames.
+}
+
+impl Body {
+    pub fn text(&self) -> Option<&str> {
+        match self {
+            Body::Text { text } | Body::Me { text } | Body::Alert { text } => Some(text),
+            Body::Typing | Body::Presence => None,
+        }
+    }
+
+    /// The lower-case kind name used in events and docs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Body::Text { .. } => "text",
+            Body::Me { .. } => "me",
+            Body::Alert { .. } => "alert",
+            Body::Typing => "typing",
+            Body::Presence => "presence",
+        }
+    }
+}
+
+/// One unit of room traffic, signed at the gossip layer and sealed under the room key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope {
+    /// The author's libp2p peer id, as bytes. Must equal the gossip message's signed source.
+    pub author: Vec<u8>,
+    /// The author's display name when it sent this.
+    pub name: String,
+    pub id: MessageId,
+    /// The author's wall clock, milliseconds since the Unix epoch.
+    pub sent_at_ms: u64,
+    pub body: Body,
+}
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum DecodeError {
+    #[error("envelope is empty")]
+    Empty,
+    #[error("envelope is {0} bytes, over the {MAX_ENVELOPE_BYTES}-byte limit")]
+    TooLarge(usize),
+    #[error(
+        "envelope version {0} is not supported (this build speaks version {ENVELOPE_VERSION})"
+    )]
+    UnsupportedVersion(u8),
+    #[error("envelope is malformed: {0}")]
+    Malformed(String),
+    #[error("envelope has {0} bytes after its end")]
+    TrailingBytes(usize),
+    #[error("{0}")]
+    Limit(&'static str),
+}
+
+impl Envelope {
+    /// Encode with the version byte in front. Fails only when the result would break a limit.
+    pub fn encode(&self) -> Result<Vec<u8>, DecodeError> {
+        self.check_limits()?;
+        let out = postcard::to_extend(self, vec![ENVELOPE_VERSION])
+            .map_err(|e| DecodeError::Malformed(e.to_string()))?;
+        if out.len() > MAX_ENVELOPE_BYTES {
+            return Err(DecodeError::TooLarge(out.len()));
+        }
+        Ok(out)
+    }
+
+    /// Decode bytes from the network. Never panics; checks size, version and every limit.
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let (&version, rest) = bytes.split_first().ok_or(DecodeError::Empty)?;
+        if bytes.len() > MAX_ENVELOPE_BYTES {
+            return Err(DecodeError::TooLarge(bytes.len()));
+        }
+        if version != ENVELOPE_VERSION {
+            return Err(DecodeError::UnsupportedVersion(version));
+        }
+        let (envelope, trailing): (Envelope, _) =
+            postcard::take_from_bytes(rest).map_err(|e| DecodeError::Malformed(e.to_string()))?;
+        if !trailing.is_empty() {
+            return Err(DecodeError::TrailingBytes(trailing.len()));
+        }
+        envelope.check_limits()?;
+        Ok(envelope)
+    }
+
+    fn check_limits(&self) -> Result<(), DecodeError> {
+        if self.author.is_empty() || self.author.len() > MAX_AUTHOR_BYTES {
+            return Err(DecodeError::Limit("author id is empty or too long"));
+        }
+        check_nick(&self.name).map_err(DecodeError::Limit)?;
+        if self.body.text().is_some_and(|t| t.len() > MAX_TEXT_BYTES) {
+            return Err(DecodeError::Limit("text is over the 16 KiB limit"));
+        }
+        Ok(())
+    }
+}
+
+/// A nick is 1–32 bytes of printable text: no control characters (they could drive a
+/// terminal) and no whitespace at its ends.
+pub fn check_nick(nick: &str) -> Result<(), &'static str> {
+    if nick.is_empty() || nick.len() > MAX_NICK_BYTES {
+        return Err("nick must be 1 to 32 bytes long");
+    }
+    if nick
+        .chars()
+        .any(|c| c.is_control() || c.is_whitespace() || c == '#' || c == '@')
+    {
+        return Err("nick may not hold spaces, control characters, '#' or '@'");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn sample(body: Body) -> Envelope {
+        Envelope {
+            author: vec![7; 38],
+            name: "alice".into(),
+            id: MessageId([9; 16]),
+            sent_at_ms: 1_790_000_000_000,
+            body,
+        }
+    }
+
+    #[test]
+    fn every_kind_round_trips() {
+        for body in [
+            Body::Text {
+                text: "pump 4 is running hot".into(),
+            },
+            Body::Me {
+                text: "waves".into(),
+            },
+            Body::Alert {
+                text: "fire on deck 2".into(),
+            },
+            Body::Typing,
+            Body::Presence,
+        ] {
+            let env = sample(body);
+            assert_eq!(Envelope::decode(&env.encode().unwrap()).unwrap(), env);
+        }
+    }
+
+    #[test]
+    fn unknown_version_and_trailing_bytes_are_rejected() {
+        let mut bytes = sample(Body::Typing).encode().unwrap();
+        bytes.push(0);
+        assert_eq!(Envelope::decode(&bytes), Err(DecodeError::TrailingBytes(1)));
+        bytes[0] = 2;
+        assert_eq!(
+            Envelope::decode(&bytes),
+            Err(DecodeError::UnsupportedVersion(2))
+        );
+        assert_eq!(Envelope::decode(&[]), Err(DecodeError::Empty));
+    }
+
+    #[test]
+    fn limits_hold_both_ways() {
+        let big = sample(Body::Text {
+            text: "x".repeat(MAX_TEXT_BYTES + 1),
+        });
+        assert!(big.encode().is_err());
+        let ok = sample(Body::Text {
+            text: "x".repeat(MAX_TEXT_BYTES),
+        });
+        assert!(ok.encode().is_ok());
+        let mut bad_name = sample(Body::Typing);
+        bad_name.name = "evil\x1b[2J".into();
+        assert!(bad_name.encode().is_err());
+        assert!(Envelope::decode(&vec![1; MAX_ENVELOPE_BYTES + 1]).is_err());
+    }
+
+    fn any_body() -> impl Strategy<Value = Body> {
+        prop_oneof![
+            ".{0,200}".prop_map(|text| Body::Text { text }),
+            ".{0,200}".prop_map(|text| Body::Me { text }),
+            ".{0,200}".prop_map(|text| Body::Alert { text }),
+            Just(Body::Typing),
+            Just(Body::Presence),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn round_trip(
+            author in proptest::collection::vec(any::<u8>(), 1..=64),
+            name in "[a-zA-Z0-9_.-]{1,32}",
+            id in any::<[u8; 16]>(),
+            sent_at_ms in any::<u64>(),
+            body in any_body(),
+        ) {
+            let env = Envelope { author, name, id: MessageId(id), sent_at_ms, body };
+            let bytes = env.encode().unwrap();
+            prop_assert_eq!(Envelope::decode(&bytes).unwrap(), env);
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = Envelope::decode(&bytes);
+        }
+    }
+}
