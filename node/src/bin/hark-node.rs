@@ -1,1 +1,212 @@
-fn main() {}
+//! `hark-node`: the Hark node without a screen — an always-on relay, or a bot driven by JSON
+//! lines on stdin/stdout (`--json`, SPEC §2.1).
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use hark_node::cli::NodeArgs;
+use hark_node::{netkey, Command, Event, Node};
+use tokio::io::AsyncBufReadExt;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "hark-node",
+    version,
+    about = "Hark node without a screen: relay, bot, or JSON-lines control",
+    long_about = "Runs the Hark node headless. It joins the room `lobby` (and any --join rooms), finds \
+                  peers by mDNS and --peer, and relays room traffic. With --json it reads commands \
+                  and writes events as JSON lines (see docs/protocol.md); logs go to stderr."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Sub>,
+    #[command(flatten)]
+    node: NodeArgs,
+    /// Read JSON commands on stdin, write JSON events on stdout, one per line. The node quits
+    /// when stdin closes.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+enum Sub {
+    /// Write a new private-network key file (swarm.key format, mode 0600).
+    Keygen {
+        /// Where to write the key; an existing file is never overwritten.
+        #[arg(long, value_name = "FILE")]
+        network: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e)
+            if matches!(
+                e.kind(),
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion
+            ) =>
+        {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            // One line, not clap's usage block: the first line names the problem.
+            let text = e.to_string();
+            let first = text
+                .lines()
+                .next()
+                .unwrap_or("bad arguments")
+                .trim_start_matches("error: ");
+            eprintln!("hark-node: {first} (see hark-node --help)");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging();
+    if let Some(Sub::Keygen { network }) = cli.command {
+        return match netkey::generate(&network) {
+            Ok(key) => {
+                println!(
+                    "wrote network key {} (fingerprint {})",
+                    network.display(),
+                    key.fingerprint()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(e),
+        };
+    }
+    let config = match cli.node.into_config() {
+        Ok(config) => config,
+        Err(e) => return fail(e),
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return fail(e),
+    };
+    runtime.block_on(run(config, cli.json))
+}
+
+fn fail(error: impl std::fmt::Display) -> ExitCode {
+    eprintln!("hark-node: {error}");
+    ExitCode::from(2)
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("hark_node=info,warn"));
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
+
+async fn run(config: hark_node::NodeConfig, json: bool) -> ExitCode {
+    let (node, mut events) = match Node::start(config).await {
+        Ok(started) => started,
+        Err(e) => return fail(e),
+    };
+    let mut stdin = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    // Commands are read only after `ready`, which must be the first line out.
+    let mut reading = false;
+    let mut stdin_closed = false;
+    let mut quitting = false;
+    loop {
+        tokio::select! {
+            event = events.recv() => match event {
+                Some(event) => {
+                    reading |= json && matches!(event, Event::Ready { .. });
+                    print_event(&event, json);
+                }
+                None => break,
+            },
+            line = stdin.next_line(), if reading && !stdin_closed => match line {
+                Ok(Some(line)) if line.trim().is_empty() => {}
+                Ok(Some(line)) => match serde_json::from_str::<Command>(&line) {
+                    Ok(command) => {
+                        if node.send(command).await.is_err() {
+                            break;
+                        }
+                    }
+                    Err(e) => print_event(&Event::error("bad_command", e.to_string()), json),
+                },
+                // End of input: a JSON client that goes away takes its node with it.
+                Ok(None) | Err(_) => {
+                    stdin_closed = true;
+                    let _ = node.send(Command::Quit).await;
+                }
+            },
+            _ = shutdown_signal(), if !quitting => {
+                quitting = true;
+                tracing::info!("stopping");
+                let _ = node.send(Command::Quit).await;
+            }
+        }
+    }
+    node.stopped().await;
+    ExitCode::SUCCESS
+}
+
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+fn print_event(event: &Event, json: bool) {
+    let mut out = std::io::stdout().lock();
+    let line = if json {
+        serde_json::to_string(event).unwrap_or_else(|e| {
+            format!("{{\"event\":\"error\",\"code\":\"internal\",\"detail\":\"{e}\"}}")
+        })
+    } else {
+        match human(event) {
+            Some(line) => line,
+            None => return,
+        }
+    };
+    // stdout gone (closed pipe): nothing useful left to do with the line.
+    let _ = writeln!(out, "{line}").and_then(|_| out.flush());
+}
+
+/// Plain lines for an operator watching a relay.
+fn human(event: &Event) -> Option<String> {
+    Some(match event {
+        Event::Ready {
+            peer_id,
+            name,
+            listen,
+        } => format!("ready: {name} {peer_id}\n  {}", listen.join("\n  ")),
+        Event::Message {
+            room,
+            name,
+            from,
+            kind,
+            text,
+            ..
+        } => {
+            let who = format!("{name}#{}", &from[from.len().saturating_sub(4)..]);
+            match kind.as_str() {
+                "me" => format!("[{room}] * {who} {text}"),
+                "alert" => format!("[{room}] ALERT {who}: {text}"),
+                _ => format!("[{room}] {who}: {text}"),
+            }
+        }
+        Event::PeerConnected { peer_id } => format!("peer connected: {peer_id}"),
+        Event::PeerDisconnected { peer_id } => format!("peer disconnected: {peer_id}"),
+        Event::Error { code, detail } => format!("error ({code}): {detail}"),
+        _ => return None,
+    })
+}

@@ -1,0 +1,150 @@
+//! The node's client surface: commands in, events out.
+//!
+//! Both types serialise to the JSON-lines control of `hark-node --json` (SPEC §2.1), so field
+//! names here are a public, documented contract (docs/protocol.md). Add, never rename.
+
+use serde::{Deserialize, Serialize};
+
+/// A request from the client (the TUI, or one JSON line on stdin).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case")]
+pub enum Command {
+    /// A chat line.
+    Send { room: String, text: String },
+    /// An action line (`/me`).
+    Me { room: String, text: String },
+    /// The panic button: delivered like a message, shown loudly.
+    Alert { room: String, text: String },
+    /// Tell the room we are typing (rate-limited by the node).
+    Typing { room: String },
+    /// Join a public room by name, or a private room by invite.
+    Join {
+        #[serde(default)]
+        room: Option<String>,
+        #[serde(default)]
+        invite: Option<String>,
+    },
+    /// Create a new private room; answered with [`Event::Created`] holding its invite.
+    Create { room: String },
+    /// Leave a room and forget its key.
+    Leave { room: String },
+    /// List connected peers.
+    Peers,
+    /// Stop the node.
+    Quit,
+}
+
+/// A connected peer as `peers` reports it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerInfo {
+    pub peer_id: String,
+    /// The name it last used in any room we share; empty until it has said something.
+    pub name: String,
+    pub addrs: Vec<String>,
+}
+
+/// Something the client should know. `ready` is always the first event.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    Ready {
+        peer_id: String,
+        name: String,
+        listen: Vec<String>,
+    },
+    /// A message of ours left this node (published, or queued until a room peer appears).
+    Sent {
+        room: String,
+        id: String,
+    },
+    PeerConnected {
+        peer_id: String,
+    },
+    PeerDisconnected {
+        peer_id: String,
+    },
+    Message {
+        room: String,
+        id: String,
+        from: String,
+        name: String,
+        /// The author's clock, milliseconds since the Unix epoch.
+        ts: u64,
+        /// `text`, `me` or `alert`.
+        kind: String,
+        text: String,
+    },
+    Typing {
+        room: String,
+        from: String,
+        name: String,
+    },
+    /// A peer announced itself in a room (on join, and now and then).
+    Presence {
+        room: String,
+        from: String,
+        name: String,
+    },
+    Created {
+        room: String,
+        invite: String,
+    },
+    Joined {
+        room: String,
+    },
+    Left {
+        room: String,
+    },
+    Peers {
+        peers: Vec<PeerInfo>,
+    },
+    Error {
+        code: String,
+        detail: String,
+    },
+}
+
+impl Event {
+    pub fn error(code: &str, detail: impl Into<String>) -> Self {
+        Event::Error {
+            code: code.to_owned(),
+            detail: detail.into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_parse_from_the_documented_json() {
+        let cmd: Command =
+            serde_json::from_str(r#"{"cmd":"send","room":"lobby","text":"hi"}"#).unwrap();
+        assert_eq!(
+            cmd,
+            Command::Send {
+                room: "lobby".into(),
+                text: "hi".into()
+            }
+        );
+        let cmd: Command = serde_json::from_str(r#"{"cmd":"join","invite":"hark:x"}"#).unwrap();
+        assert_eq!(
+            cmd,
+            Command::Join {
+                room: None,
+                invite: Some("hark:x".into())
+            }
+        );
+        let cmd: Command = serde_json::from_str(r#"{"cmd":"peers"}"#).unwrap();
+        assert_eq!(cmd, Command::Peers);
+        assert!(serde_json::from_str::<Command>(r#"{"cmd":"fly"}"#).is_err());
+        assert!(serde_json::from_str::<Command>(r#"{"cmd":"send","room":"lobby"}"#).is_err());
+    }
+
+    #[test]
+    fn events_serialise_with_their_name() {
+        let line = serde_json::to_string(&Event::Joined { room: "ops".into() }).unwrap();
+        assert_eq!(line, r#"{"event":"joined","room":"ops"}"#);
+    }
+}

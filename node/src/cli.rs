@@ -1,0 +1,89 @@
+//! Command-line options shared by `hark` and `hark-node` (SPEC §2).
+
+use std::path::PathBuf;
+
+use clap::Args;
+use libp2p::multiaddr::Protocol;
+use libp2p::Multiaddr;
+use thiserror::Error;
+
+use crate::config::{default_data_dir, default_name, NodeConfig};
+use crate::netkey::{self, NetKeyError};
+
+#[derive(Args, Clone, Debug)]
+pub struct NodeArgs {
+    /// Your name as others see it (default: $USER).
+    #[arg(long, value_name = "NICK")]
+    pub name: Option<String>,
+    /// Where identity, rooms and history are kept (default: ~/.local/share/hark).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Address to listen on, e.g. /ip4/0.0.0.0/tcp/7000 (repeatable; default: all interfaces,
+    /// ephemeral TCP port, plus QUIC when no network key is set).
+    #[arg(long = "listen", value_name = "MULTIADDR", value_parser = parse_multiaddr)]
+    pub listen: Vec<Multiaddr>,
+    /// A peer to connect to and keep connected, e.g. /ip4/10.0.0.5/tcp/7000/p2p/12D3Koo… (repeatable).
+    #[arg(long = "peer", value_name = "MULTIADDR", value_parser = parse_peer)]
+    pub peer: Vec<Multiaddr>,
+    /// Do not discover peers on the local network with mDNS.
+    #[arg(long)]
+    pub no_mdns: bool,
+    /// The private network's key file (swarm.key format; make one with `hark-node keygen`).
+    /// Only nodes with the same key can connect.
+    #[arg(long, value_name = "FILE")]
+    pub network_key: Option<PathBuf>,
+    /// A room name or invite to join at start, beside lobby and the rooms joined before (repeatable).
+    #[arg(long = "join", value_name = "ROOM|INVITE")]
+    pub join: Vec<String>,
+}
+
+fn parse_multiaddr(text: &str) -> Result<Multiaddr, String> {
+    text.parse().map_err(|e| format!("not a multiaddr ({e})"))
+}
+
+fn parse_peer(text: &str) -> Result<Multiaddr, String> {
+    let addr = parse_multiaddr(text)?;
+    match addr.iter().last() {
+        Some(Protocol::P2p(_)) => Ok(addr),
+        _ => Err("must end in /p2p/PEER_ID".to_owned()),
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("no data dir: set --data-dir (no home directory found)")]
+    NoDataDir,
+    #[error(transparent)]
+    NetKey(#[from] NetKeyError),
+    #[error("--name {0:?}: {1}")]
+    BadName(String, &'static str),
+    #[error("--join {0:?}: {1}")]
+    BadJoin(String, crate::rooms::JoinError),
+}
+
+impl NodeArgs {
+    /// Turn the options into a node configuration, reading the network key file.
+    pub fn into_config(self) -> Result<NodeConfig, ConfigError> {
+        let name = self.name.unwrap_or_else(default_name);
+        hark_proto::envelope::check_nick(&name)
+            .map_err(|why| ConfigError::BadName(name.clone(), why))?;
+        for target in &self.join {
+            crate::rooms::parse_join_target(target)
+                .map_err(|e| ConfigError::BadJoin(target.clone(), e))?;
+        }
+        let data_dir = self
+            .data_dir
+            .or_else(default_data_dir)
+            .ok_or(ConfigError::NoDataDir)?;
+        let network_key = self.network_key.as_deref().map(netkey::load).transpose()?;
+        Ok(NodeConfig {
+            name,
+            data_dir,
+            listen: self.listen,
+            peers: self.peer,
+            mdns: !self.no_mdns,
+            network_key,
+            join: self.join,
+        })
+    }
+}

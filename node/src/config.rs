@@ -1,0 +1,63 @@
+//! What a node is started with.
+
+use std::path::PathBuf;
+
+use libp2p::pnet::PreSharedKey;
+use libp2p::Multiaddr;
+
+/// Everything a node needs to start. [`crate::cli::NodeArgs`] builds one from the command line.
+#[derive(Clone)]
+pub struct NodeConfig {
+    /// The display name sent with every envelope.
+    pub name: String,
+    /// Where the identity, rooms and (later) history live.
+    pub data_dir: PathBuf,
+    /// Addresses to listen on; empty means all interfaces on an ephemeral TCP port (plus QUIC
+    /// when there is no network key).
+    pub listen: Vec<Multiaddr>,
+    /// Static peers (with `/p2p/ID`), dialled at start and redialled when they drop.
+    pub peers: Vec<Multiaddr>,
+    /// Local discovery. Off for tests in the root network namespace.
+    pub mdns: bool,
+    /// The private network's pre-shared key; peers without it cannot connect.
+    pub network_key: Option<PreSharedKey>,
+    /// Rooms (names or invites) to join at start, beside `lobby` and the stored ones.
+    pub join: Vec<String>,
+}
+
+impl NodeConfig {
+    /// A configuration for tests and embedding: loopback only, no mDNS.
+    pub fn loopback(name: &str, data_dir: PathBuf) -> Self {
+        Self {
+            name: name.to_owned(),
+            data_dir,
+            listen: vec!["/ip4/127.0.0.1/tcp/0"
+                .parse()
+                .expect("valid literal address")],
+            peers: Vec::new(),
+            mdns: false,
+            network_key: None,
+            join: Vec::new(),
+        }
+    }
+}
+
+/// The platform's data dir for Hark (`~/.local/share/hark` on Linux).
+pub fn default_data_dir() -> Option<PathBuf> {
+    directories::ProjectDirs::from("", "", "hark").map(|dirs| dirs.data_dir().to_path_buf())
+}
+
+/// The default nick: `$USER` made valid, or `anon`.
+pub fn default_name() -> String {
+    let user = std::env::var("USER").unwrap_or_default();
+    let cleaned: String = user
+        .chars()
+        .filter(|c| c.is_alphanumeric() || "-_.".contains(*c))
+        .take(32)
+        .collect();
+    if cleaned.is_empty() {
+        "anon".to_owned()
+    } else {
+        cleaned
+    }
+}

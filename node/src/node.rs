@@ -1,0 +1,803 @@
+//! The event loop: moves bytes between the swarm, the pure state ([`RoomBook`], [`Redialer`],
+//! [`SeenIds`]) and the client's command and event channels.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use futures::StreamExt;
+use hark_proto::envelope::check_nick;
+use hark_proto::{seal, Body, Envelope, MessageId, RoomKey, RoomName};
+use libp2p::core::transport::ListenerId;
+use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, PublishError};
+use libp2p::multiaddr::Protocol;
+use libp2p::pnet::PreSharedKey;
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
+use libp2p::swarm::{DialError, ListenError, SwarmEvent};
+use libp2p::{mdns, Multiaddr, PeerId, Swarm};
+use rand::rngs::OsRng;
+use thiserror::Error;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::api::{Command, Event, PeerInfo};
+use crate::config::NodeConfig;
+use crate::dialer::Redialer;
+use crate::netkey::explain_failure;
+use crate::rooms::{parse_join_target, JoinError, Room, RoomBook};
+use crate::store::{Store, StoreError};
+use crate::swarm::{self, Behaviour, BehaviourEvent};
+use crate::validate::{self, Drop, SeenIds};
+
+/// How many recent envelope ids are remembered to drop replays (≈ 2 MB).
+const SEEN_IDS: usize = 65_536;
+/// Messages kept per room while no room peer is reachable yet.
+const OUTBOX_PER_ROOM: usize = 1_000;
+/// At most one typing notice per room this often.
+const TYPING_INTERVAL: Duration = Duration::from_secs(2);
+/// Presence is re-announced this often, and soon after a peer joins one of our rooms.
+const PRESENCE_INTERVAL: Duration = Duration::from_secs(60);
+const PRESENCE_SOON: Duration = Duration::from_millis(500);
+/// mDNS: only the peer with the smaller id dials, so a pair ends up with one connection;
+/// the other dials after this grace period if still unconnected.
+const MDNS_DIAL_GRACE: Duration = Duration::from_secs(2);
+/// The same connection failure is logged at most this often.
+const FAILURE_LOG_INTERVAL: Duration = Duration::from_secs(30);
+const TICK: Duration = Duration::from_millis(100);
+const EVENT_QUEUE: usize = 4_096;
+const COMMAND_QUEUE: usize = 1_024;
+
+#[derive(Debug, Error)]
+pub enum StartError {
+    #[error("invalid name {name:?}: {reason}")]
+    BadName { name: String, reason: &'static str },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot start the network: {0}")]
+    Swarm(String),
+    #[error("cannot listen on {addr}: {reason}")]
+    Listen { addr: Multiaddr, reason: String },
+    #[error("peer address {0} must end in /p2p/PEER_ID")]
+    PeerWithoutId(Multiaddr),
+    #[error("cannot join {target:?}: {source}")]
+    Join { target: String, source: JoinError },
+}
+
+/// The client's end of a running node.
+pub struct NodeHandle {
+    commands: mpsc::Sender<Command>,
+    task: JoinHandle<()>,
+    peer_id: PeerId,
+}
+
+impl NodeHandle {
+    /// Queue a command. Fails only when the node has stopped.
+    pub async fn send(&self, command: Command) -> Result<(), NodeStopped> {
+        self.commands.send(command).await.map_err(|_| NodeStopped)
+    }
+
+    pub fn peer_id(&self) -> PeerId {
+        self.peer_id
+    }
+
+    /// Wait for the node to stop (after [`Command::Quit`]).
+    pub async fn stopped(self) {
+        let _ = self.task.await;
+    }
+}
+
+#[derive(Debug, Error)]
+#[error("the node has stopped")]
+pub struct NodeStopped;
+
+pub struct Node;
+
+impl Node {
+    /// Open the store, build the swarm, start listening and spawn the event loop.
+    /// The first event on the returned channel is [`Event::Ready`].
+    pub async fn start(
+        config: NodeConfig,
+    ) -> Result<(NodeHandle, mpsc::Receiver<Event>), StartError> {
+        check_nick(&config.name).map_err(|reason| StartError::BadName {
+            name: config.name.clone(),
+            reason,
+        })?;
+        let store = Store::open(&config.data_dir)?;
+        let identity = store.identity()?;
+        let peer_id = identity.public().to_peer_id();
+
+        let mut static_peers = Vec::new();
+        for addr in &config.peers {
+            match addr.iter().last() {
+                Some(Protocol::P2p(peer)) => static_peers.push((peer, addr.clone())),
+                _ => return Err(StartError::PeerWithoutId(addr.clone())),
+            }
+        }
+
+        let mut rooms = RoomBook::default();
+        let lobby = Room::public(RoomName::parse("lobby").expect("lobby is a valid room name"));
+        rooms.insert(lobby).map_err(|source| StartError::Join {
+            target: "lobby".into(),
+            source,
+        })?;
+        for stored in store.rooms()? {
+            if let Err(e) = rooms.insert(stored.into()) {
+                tracing::warn!("skipping a stored room: {e}");
+            }
+        }
+        for target in &config.join {
+            let room = parse_join_target(target).map_err(|source| StartError::Join {
+                target: target.clone(),
+                source,
+            })?;
+            rooms
+                .insert(room.clone())
+                .map_err(|source| StartError::Join {
+                    target: target.clone(),
+                    source,
+                })?;
+            store.save_room(&room.stored(), now_ms())?;
+        }
+
+        let mut swarm =
+            swarm::build(identity, config.network_key, config.mdns).map_err(StartError::Swarm)?;
+        let listen = if config.listen.is_empty() {
+            default_listen(config.network_key.is_some())
+        } else {
+            config.listen.clone()
+        };
+        let mut listeners = HashSet::new();
+        for addr in listen {
+            let id = swarm
+                .listen_on(addr.clone())
+                .map_err(|e| StartError::Listen {
+                    addr: addr.clone(),
+                    reason: e.to_string(),
+                })?;
+            listeners.insert(id);
+        }
+        for room in rooms.iter() {
+            subscribe(&mut swarm, room);
+        }
+
+        let (command_tx, command_rx) = mpsc::channel(COMMAND_QUEUE);
+        let (event_tx, event_rx) = mpsc::channel(EVENT_QUEUE);
+        let now = Instant::now();
+        let mut runtime = Runtime {
+            swarm,
+            store,
+            rooms,
+            seen: SeenIds::new(SEEN_IDS),
+            redial: Redialer::default(),
+            network_key: config.network_key,
+            name: config.name,
+            local_peer: peer_id,
+            events: event_tx,
+            pending_events: Vec::new(),
+            listeners_pending: listeners,
+            listen_addrs: Vec::new(),
+            ready: false,
+            connected: HashMap::new(),
+            names: HashMap::new(),
+            outbox: HashMap::new(),
+            last_typing: HashMap::new(),
+            presence_due: HashMap::new(),
+            mdns_fallback: HashMap::new(),
+            failure_logged: HashMap::new(),
+            drop_warned: HashSet::new(),
+            drops: HashMap::new(),
+        };
+        for (peer, addr) in static_peers {
+            runtime.redial.add(peer, addr, now);
+        }
+        let names: Vec<RoomName> = runtime.rooms.iter().map(|r| r.name.clone()).collect();
+        for name in names {
+            runtime.presence_due.insert(name, now + PRESENCE_INTERVAL);
+        }
+        let task = tokio::spawn(runtime.run(command_rx));
+        Ok((
+            NodeHandle {
+                commands: command_tx,
+                task,
+                peer_id,
+            },
+            event_rx,
+        ))
+    }
+}
+
+fn default_listen(has_network_key: bool) -> Vec<Multiaddr> {
+    let mut addrs = vec!["/ip4/0.0.0.0/tcp/0".parse().expect("valid literal address")];
+    if !has_network_key {
+        addrs.push(
+            "/ip4/0.0.0.0/udp/0/quic-v1"
+                .parse()
+                .expect("valid literal address"),
+        );
+    }
+    addrs
+}
+
+fn subscribe(swarm: &mut Swarm<Behaviour>, room: &Room) {
+    let topic = IdentTopic::new(room.chat_topic.as_str());
+    let gossipsub = &mut swarm.behaviour_mut().gossipsub;
+    if let Err(e) = gossipsub.subscribe(&topic) {
+        tracing::warn!(room = %room.name, "cannot subscribe: {e}");
+    }
+    if let Err(e) = gossipsub.set_topic_params(topic, swarm::topic_score_params()) {
+        tracing::warn!(room = %room.name, "cannot set topic score parameters: {e}");
+    }
+}
+
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+struct Runtime {
+    swarm: Swarm<Behaviour>,
+    store: Store,
+    rooms: RoomBook,
+    seen: SeenIds,
+    redial: Redialer,
+    network_key: Option<PreSharedKey>,
+    name: String,
+    local_peer: PeerId,
+    events: mpsc::Sender<Event>,
+    /// Events raised before `ready`, which must come first.
+    pending_events: Vec<Event>,
+    listeners_pending: HashSet<ListenerId>,
+    listen_addrs: Vec<Multiaddr>,
+    ready: bool,
+    connected: HashMap<PeerId, Vec<Multiaddr>>,
+    /// The last name each peer used; bounded by pruning disconnected peers.
+    names: HashMap<PeerId, String>,
+    /// Sealed messages waiting for a first room peer, by topic.
+    outbox: HashMap<String, VecDeque<Vec<u8>>>,
+    last_typing: HashMap<RoomName, Instant>,
+    presence_due: HashMap<RoomName, Instant>,
+    mdns_fallback: HashMap<PeerId, (Multiaddr, Instant)>,
+    failure_logged: HashMap<String, Instant>,
+    drop_warned: HashSet<(PeerId, Drop)>,
+    drops: HashMap<Drop, u64>,
+}
+
+impl Runtime {
+    async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                event = self.swarm.select_next_some() => self.on_swarm_event(event).await,
+                command = commands.recv() => match command {
+                    Some(Command::Quit) | None => break,
+                    Some(command) => self.on_command(command).await,
+                },
+                _ = tick.tick() => self.on_tick(Instant::now()),
+            }
+        }
+        tracing::info!(drops = ?self.drops, "node stopped");
+    }
+
+    async fn emit(&mut self, event: Event) {
+        if !self.ready {
+            self.pending_events.push(event);
+            return;
+        }
+        // A client that stopped reading is gone; the node keeps serving the mesh regardless.
+        let _ = self.events.send(event).await;
+    }
+
+    async fn maybe_ready(&mut self) {
+        if self.ready || !self.listeners_pending.is_empty() {
+            return;
+        }
+        self.ready = true;
+        let peer = self.local_peer;
+        let listen = self
+            .listen_addrs
+            .iter()
+            .map(|a| a.clone().with(Protocol::P2p(peer)).to_string())
+            .collect();
+        tracing::info!(peer_id = %peer, "ready");
+        let _ = self
+            .events
+            .send(Event::Ready {
+                peer_id: peer.to_string(),
+                name: self.name.clone(),
+                listen,
+            })
+            .await;
+        for event in std::mem::take(&mut self.pending_events) {
+            let _ = self.events.send(event).await;
+        }
+        // Dial static peers only now, so their events follow `ready`.
+        self.on_tick(Instant::now());
+    }
+
+    // ----- commands -----
+
+    async fn on_command(&mut self, command: Command) {
+        let result = match command {
+            Command::Send { room, text } => self.send_text(&room, Body::Text { text }).await,
+            Command::Me { room, text } => self.send_text(&room, Body::Me { text }).await,
+            Command::Alert { room, text } => self.send_text(&room, Body::Alert { text }).await,
+            Command::Typing { room } => self.send_typing(&room),
+            Command::Join { room, invite } => match invite.or(room) {
+                Some(target) => self.join(&target).await,
+                None => Err(Event::error(
+                    "bad_command",
+                    "join needs \"room\" or \"invite\"",
+                )),
+            },
+            Command::Create { room } => self.create(&room).await,
+            Command::Leave { room } => self.leave(&room).await,
+            Command::Peers => {
+                let peers = self.peer_list();
+                self.emit(Event::Peers { peers }).await;
+                Ok(())
+            }
+            Command::Quit => Ok(()),
+        };
+        if let Err(error) = result {
+            self.emit(error).await;
+        }
+    }
+
+    fn room(&self, typed: &str) -> Result<Room, Event> {
+        self.rooms
+            .find(typed)
+            .cloned()
+            .ok_or_else(|| Event::error("not_joined", format!("not in a room named {typed:?}")))
+    }
+
+    async fn send_text(&mut self, room: &str, body: Body) -> Result<(), Event> {
+        let room = self.room(room)?;
+        if body.text().is_some_and(|t| t.trim().is_empty()) {
+            return Err(Event::error("bad_command", "text is empty"));
+        }
+        let id = self.publish(&room, body, true)?;
+        self.emit(Event::Sent {
+            room: room.name.to_string(),
+            id: id.to_hex(),
+        })
+        .await;
+        Ok(())
+    }
+
+    fn send_typing(&mut self, room: &str) -> Result<(), Event> {
+        let room = self.room(room)?;
+        let now = Instant::now();
+        if self
+            .last_typing
+            .get(&room.name)
+            .is_some_and(|at| now.duration_since(*at) < TYPING_INTERVAL)
+        {
+            return Ok(());
+        }
+        self.last_typing.insert(room.name.clone(), now);
+        self.publish(&room, Body::Typing, false).map(|_| ())
+    }
+
+    /// Seal and publish `body` in `room`. Messages (`keep`) wait in the outbox while no room
+    /// peer is reachable; ephemeral kinds are simply not sent then.
+    fn publish(&mut self, room: &Room, body: Body, keep: bool) -> Result<MessageId, Event> {
+        let id = MessageId::random(&mut OsRng);
+        let envelope = Envelope {
+            author: self.local_peer.to_bytes(),
+            name: self.name.clone(),
+            id,
+            sent_at_ms: now_ms(),
+            body,
+        };
+        let plain = envelope
+            .encode()
+            .map_err(|e| Event::error("too_long", e.to_string()))?;
+        let sealed = seal::seal(&room.key, &room.chat_topic, &plain, &mut OsRng);
+        let topic = IdentTopic::new(room.chat_topic.as_str());
+        match self
+            .swarm
+            .behaviour_mut()
+            .gossipsub
+            .publish(topic, sealed.clone())
+        {
+            Ok(_) => Ok(id),
+            Err(PublishError::NoPeersSubscribedToTopic) if keep => {
+                let queue = self
+                    .outbox
+                    .entry(room.chat_topic.as_str().to_owned())
+                    .or_default();
+                if queue.len() >= OUTBOX_PER_ROOM {
+                    queue.pop_front();
+                    tracing::warn!(room = %room.name, "outbox full: dropped the oldest unsent message");
+                }
+                queue.push_back(sealed);
+                Ok(id)
+            }
+            Err(PublishError::NoPeersSubscribedToTopic) => Ok(id),
+            Err(e) => Err(Event::error(
+                "publish_failed",
+                format!("cannot send in {}: {e}", room.name),
+            )),
+        }
+    }
+
+    async fn join(&mut self, target: &str) -> Result<(), Event> {
+        let room = parse_join_target(target).map_err(|e| match e {
+            JoinError::Invite(e) => Event::error("bad_invite", e.to_string()),
+            e => Event::error("bad_room", e.to_string()),
+        })?;
+        self.add_room(room.clone())?;
+        self.emit(Event::Joined {
+            room: room.name.to_string(),
+        })
+        .await;
+        Ok(())
+    }
+
+    async fn create(&mut self, name: &str) -> Result<(), Event> {
+        let name = RoomName::parse(name).map_err(|e| Event::error("bad_room", e.to_string()))?;
+        if self.rooms.get(&name).is_some() {
+            return Err(Event::error(
+                "room_exists",
+                format!("already in a room named {name}"),
+            ));
+        }
+        let room = Room::new(name.clone(), RoomKey::random(&mut OsRng), true);
+        self.add_room(room)?;
+        let invite = self.rooms.invite(&name).unwrap_or_default();
+        self.emit(Event::Created {
+            room: name.to_string(),
+            invite,
+        })
+        .await;
+        self.emit(Event::Joined {
+            room: name.to_string(),
+        })
+        .await;
+        Ok(())
+    }
+
+    fn add_room(&mut self, room: Room) -> Result<(), Event> {
+        let added = self
+            .rooms
+            .insert(room.clone())
+            .map_err(|e| Event::error("room_exists", e.to_string()))?;
+        if added {
+            if let Err(e) = self.store.save_room(&room.stored(), now_ms()) {
+                self.rooms.remove(&room.name);
+                return Err(Event::error("store_failed", e.to_string()));
+            }
+            subscribe(&mut self.swarm, &room);
+            self.presence_due
+                .insert(room.name.clone(), Instant::now() + PRESENCE_SOON);
+        }
+        Ok(())
+    }
+
+    async fn leave(&mut self, typed: &str) -> Result<(), Event> {
+        let room = self.room(typed)?;
+        self.store
+            .forget_room(&room.name)
+            .map_err(|e| Event::error("store_failed", e.to_string()))?;
+        self.rooms.remove(&room.name);
+        let topic = IdentTopic::new(room.chat_topic.as_str());
+        self.swarm.behaviour_mut().gossipsub.unsubscribe(&topic);
+        self.outbox.remove(room.chat_topic.as_str());
+        self.presence_due.remove(&room.name);
+        self.emit(Event::Left {
+            room: room.name.to_string(),
+        })
+        .await;
+        Ok(())
+    }
+
+    fn peer_list(&self) -> Vec<PeerInfo> {
+        let mut peers: Vec<PeerInfo> = self
+            .connected
+            .iter()
+            .map(|(peer, addrs)| PeerInfo {
+                peer_id: peer.to_string(),
+                name: self.names.get(peer).cloned().unwrap_or_default(),
+                addrs: addrs.iter().map(ToString::to_string).collect(),
+            })
+            .collect();
+        peers.sort_by(|a, b| a.peer_id.cmp(&b.peer_id));
+        peers
+    }
+
+    // ----- timers -----
+
+    fn on_tick(&mut self, now: Instant) {
+        if !self.ready {
+            return;
+        }
+        for (peer, addr) in self.redial.due(now) {
+            self.dial(peer, addr);
+        }
+        let fallback: Vec<(PeerId, Multiaddr)> = self
+            .mdns_fallback
+            .iter()
+            .filter(|(_, (_, at))| *at <= now)
+            .map(|(peer, (addr, _))| (*peer, addr.clone()))
+            .collect();
+        for (peer, addr) in fallback {
+            self.mdns_fallback.remove(&peer);
+            if !self.connected.contains_key(&peer) {
+                self.dial(peer, addr);
+            }
+        }
+        let due: Vec<RoomName> = self
+            .presence_due
+            .iter()
+            .filter(|(_, at)| **at <= now)
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in due {
+            self.presence_due
+                .insert(name.clone(), now + PRESENCE_INTERVAL);
+            if let Some(room) = self.rooms.get(&name).cloned() {
+                let _ = self.publish(&room, Body::Presence, false);
+            }
+        }
+    }
+
+    fn dial(&mut self, peer: PeerId, addr: Multiaddr) {
+        let opts = DialOpts::peer_id(peer)
+            .addresses(vec![addr])
+            .condition(PeerCondition::DisconnectedAndNotDialing)
+            .build();
+        if let Err(e) = self.swarm.dial(opts) {
+            if !matches!(e, DialError::DialPeerConditionFalse(_)) {
+                tracing::debug!(%peer, "dial not started: {e}");
+                self.redial.on_dial_failed(&peer, Instant::now());
+            }
+        }
+    }
+
+    // ----- swarm events -----
+
+    async fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        match event {
+            SwarmEvent::NewListenAddr {
+                listener_id,
+                address,
+            } => {
+                tracing::info!(%address, "listening");
+                self.listen_addrs.push(address);
+                self.listeners_pending.remove(&listener_id);
+                self.maybe_ready().await;
+            }
+            SwarmEvent::ListenerClosed {
+                listener_id,
+                addresses,
+                reason,
+            } => {
+                tracing::warn!(?addresses, ?reason, "listener closed");
+                self.listeners_pending.remove(&listener_id);
+                self.maybe_ready().await;
+            }
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                endpoint,
+                num_established,
+                ..
+            } => {
+                self.redial.on_connected(&peer_id);
+                self.mdns_fallback.remove(&peer_id);
+                let addrs = self.connected.entry(peer_id).or_default();
+                addrs.push(endpoint.get_remote_address().clone());
+                if num_established.get() == 1 {
+                    tracing::info!(%peer_id, "peer connected");
+                    self.emit(Event::PeerConnected {
+                        peer_id: peer_id.to_string(),
+                    })
+                    .await;
+                }
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                endpoint,
+                num_established,
+                ..
+            } => {
+                if num_established == 0 {
+                    self.connected.remove(&peer_id);
+                    self.names.remove(&peer_id);
+                    self.redial.on_disconnected(&peer_id, Instant::now());
+                    tracing::info!(%peer_id, "peer disconnected");
+                    self.emit(Event::PeerDisconnected {
+                        peer_id: peer_id.to_string(),
+                    })
+                    .await;
+                } else if let Some(addrs) = self.connected.get_mut(&peer_id) {
+                    let closed = endpoint.get_remote_address();
+                    if let Some(pos) = addrs.iter().position(|a| a == closed) {
+                        addrs.remove(pos);
+                    }
+                }
+            }
+            SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
+                if let Some(peer) = peer_id {
+                    self.redial.on_dial_failed(&peer, Instant::now());
+                }
+                self.log_dial_error(peer_id, &error);
+            }
+            SwarmEvent::IncomingConnectionError {
+                send_back_addr,
+                error,
+                ..
+            } => {
+                self.log_listen_error(&send_back_addr, &error);
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(event)) => self.on_gossip(event).await,
+            SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(found))) => {
+                let now = Instant::now();
+                for (peer, addr) in found {
+                    if peer == self.local_peer || self.connected.contains_key(&peer) {
+                        continue;
+                    }
+                    if self.local_peer < peer {
+                        self.dial(peer, addr);
+                    } else {
+                        self.mdns_fallback
+                            .entry(peer)
+                            .or_insert((addr, now + MDNS_DIAL_GRACE));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn should_log_failure(&mut self, key: String) -> bool {
+        let now = Instant::now();
+        if self
+            .failure_logged
+            .get(&key)
+            .is_some_and(|at| now.duration_since(*at) < FAILURE_LOG_INTERVAL)
+        {
+            return false;
+        }
+        if self.failure_logged.len() > 1_024 {
+            self.failure_logged.clear();
+        }
+        self.failure_logged.insert(key, now);
+        true
+    }
+
+    fn log_dial_error(&mut self, peer: Option<PeerId>, error: &DialError) {
+        match error {
+            DialError::Transport(attempts) => {
+                for (addr, error) in attempts {
+                    if self.should_log_failure(format!("out {addr}")) {
+                        let why = explain_failure(error, self.network_key.as_ref());
+                        tracing::warn!("cannot connect to {addr}: {why}");
+                    }
+                }
+            }
+            DialError::WrongPeerId { obtained, .. } => {
+                tracing::warn!(
+                    "dialled {peer:?} but reached {obtained}: check the /p2p/ part of --peer"
+                );
+            }
+            other => tracing::debug!(?peer, "dial failed: {other}"),
+        }
+    }
+
+    fn log_listen_error(&mut self, from: &Multiaddr, error: &ListenError) {
+        if !self.should_log_failure(format!("in {from}")) {
+            return;
+        }
+        match error {
+            ListenError::Transport(error) => {
+                let why = explain_failure(error, self.network_key.as_ref());
+                tracing::warn!("connection from {from} failed: {why}");
+            }
+            other => tracing::debug!("incoming connection from {from} failed: {other}"),
+        }
+    }
+
+    async fn on_gossip(&mut self, event: gossipsub::Event) {
+        match event {
+            gossipsub::Event::Message {
+                propagation_source,
+                message_id,
+                message,
+            } => {
+                let Some(room) = self.rooms.by_topic(message.topic.as_str()).cloned() else {
+                    self.report(&message_id, &propagation_source, MessageAcceptance::Ignore);
+                    return;
+                };
+                let source = message.source.map(|p| p.to_bytes());
+                match validate::check(&room, source.as_deref(), &message.data, &mut self.seen) {
+                    Ok(envelope) => {
+                        self.report(&message_id, &propagation_source, MessageAcceptance::Accept);
+                        self.deliver(&room, envelope).await;
+                    }
+                    Err(drop) => {
+                        *self.drops.entry(drop).or_default() += 1;
+                        let verdict = if drop.penalise() {
+                            MessageAcceptance::Reject
+                        } else {
+                            MessageAcceptance::Ignore
+                        };
+                        self.report(&message_id, &propagation_source, verdict);
+                        if self.drop_warned.len() > 1_024 {
+                            self.drop_warned.clear();
+                        }
+                        if self.drop_warned.insert((propagation_source, drop)) {
+                            tracing::warn!(peer = %propagation_source, room = %room.name, reason = drop.as_str(), "dropped a message (further drops of this kind from this peer are counted quietly)");
+                        }
+                    }
+                }
+            }
+            gossipsub::Event::Subscribed { peer_id, topic } => {
+                let Some(room) = self.rooms.by_topic(topic.as_str()).cloned() else {
+                    return;
+                };
+                tracing::debug!(%peer_id, room = %room.name, "peer joined room");
+                self.flush_outbox(&room);
+                let soon = Instant::now() + PRESENCE_SOON;
+                let due = self.presence_due.entry(room.name.clone()).or_insert(soon);
+                *due = (*due).min(soon);
+            }
+            _ => {}
+        }
+    }
+
+    fn report(&mut self, id: &gossipsub::MessageId, from: &PeerId, acceptance: MessageAcceptance) {
+        self.swarm
+            .behaviour_mut()
+            .gossipsub
+            .report_message_validation_result(id, from, acceptance);
+    }
+
+    fn flush_outbox(&mut self, room: &Room) {
+        let Some(mut queue) = self.outbox.remove(room.chat_topic.as_str()) else {
+            return;
+        };
+        let topic = IdentTopic::new(room.chat_topic.as_str());
+        while let Some(sealed) = queue.pop_front() {
+            if let Err(e) = self
+                .swarm
+                .behaviour_mut()
+                .gossipsub
+                .publish(topic.clone(), sealed.clone())
+            {
+                tracing::debug!(room = %room.name, "outbox still waiting: {e}");
+                queue.push_front(sealed);
+                break;
+            }
+        }
+        if !queue.is_empty() {
+            self.outbox
+                .insert(room.chat_topic.as_str().to_owned(), queue);
+        }
+    }
+
+    async fn deliver(&mut self, room: &Room, envelope: Envelope) {
+        let Ok(author) = PeerId::from_bytes(&envelope.author) else {
+            return;
+        };
+        if self.connected.contains_key(&author) {
+            self.names.insert(author, envelope.name.clone());
+        }
+        let (room, from, name) = (room.name.to_string(), author.to_string(), envelope.name);
+        let event = match envelope.body {
+            body @ (Body::Text { .. } | Body::Me { .. } | Body::Alert { .. }) => Event::Message {
+                room,
+                id: envelope.id.to_hex(),
+                from,
+                name,
+                ts: envelope.sent_at_ms,
+                kind: body.kind().to_owned(),
+                text: body.text().unwrap_or_default().to_owned(),
+            },
+            Body::Typing => Event::Typing { room, from, name },
+            Body::Presence => Event::Presence { room, from, name },
+        };
+        self.emit(event).await;
+    }
+}

@@ -1,0 +1,177 @@
+//! The rooms this node is in: name ↔ key ↔ topic. Pure state, no IO.
+
+use std::collections::{BTreeMap, HashMap};
+
+use hark_proto::{Invite, InviteError, NameError, RoomKey, RoomName, Topic};
+use thiserror::Error;
+
+use crate::store::StoredRoom;
+
+/// A joined room.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Room {
+    pub name: RoomName,
+    pub key: RoomKey,
+    pub private: bool,
+    pub chat_topic: Topic,
+}
+
+impl Room {
+    pub fn new(name: RoomName, key: RoomKey, private: bool) -> Self {
+        let chat_topic = key.chat_topic();
+        Self {
+            name,
+            key,
+            private,
+            chat_topic,
+        }
+    }
+
+    pub fn public(name: RoomName) -> Self {
+        let key = RoomKey::public(&name);
+        Self::new(name, key, false)
+    }
+
+    pub fn stored(&self) -> StoredRoom {
+        StoredRoom {
+            name: self.name.clone(),
+            key: self.key.clone(),
+            private: self.private,
+        }
+    }
+}
+
+impl From<StoredRoom> for Room {
+    fn from(stored: StoredRoom) -> Self {
+        Room::new(stored.name, stored.key, stored.private)
+    }
+}
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum JoinError {
+    #[error(transparent)]
+    Name(#[from] NameError),
+    #[error(transparent)]
+    Invite(#[from] InviteError),
+    #[error("already in a room named {0} with another key; leave it first")]
+    NameTaken(RoomName),
+    #[error("join needs a room name or an invite")]
+    Nothing,
+}
+
+/// What the user asked to join: a name (public room) or an invite (private room).
+pub fn parse_join_target(text: &str) -> Result<Room, JoinError> {
+    let text = text.trim();
+    if text.starts_with("hark:") {
+        let invite = Invite::decode(text)?;
+        Ok(Room::new(invite.name, invite.key, true))
+    } else {
+        Ok(Room::public(RoomName::parse(text)?))
+    }
+}
+
+#[derive(Default)]
+pub struct RoomBook {
+    by_name: BTreeMap<RoomName, Room>,
+    by_topic: HashMap<String, RoomName>,
+}
+
+impl RoomBook {
+    /// Add a room. Joining the same room twice is fine (returns false); a different room under
+    /// a name we already use is refused, so a name always means one key.
+    pub fn insert(&mut self, room: Room) -> Result<bool, JoinError> {
+        match self.by_name.get(&room.name) {
+            Some(existing) if existing.key == room.key => return Ok(false),
+            Some(_) => return Err(JoinError::NameTaken(room.name)),
+            None => {}
+        }
+        self.by_topic
+            .insert(room.chat_topic.as_str().to_owned(), room.name.clone());
+        self.by_name.insert(room.name.clone(), room);
+        Ok(true)
+    }
+
+    pub fn remove(&mut self, name: &RoomName) -> Option<Room> {
+        let room = self.by_name.remove(name)?;
+        self.by_topic.remove(room.chat_topic.as_str());
+        Some(room)
+    }
+
+    pub fn get(&self, name: &RoomName) -> Option<&Room> {
+        self.by_name.get(name)
+    }
+
+    /// Look a room up by what a user typed (`ops`, `#ops`).
+    pub fn find(&self, typed: &str) -> Option<&Room> {
+        RoomName::parse(typed)
+            .ok()
+            .and_then(|name| self.by_name.get(&name))
+    }
+
+    pub fn by_topic(&self, topic: &str) -> Option<&Room> {
+        // Gossipsub hands us the topic hash; for identity-hashed topics that is the string.
+        self.by_topic
+            .get(topic)
+            .and_then(|name| self.by_name.get(name))
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Room> {
+        self.by_name.values()
+    }
+
+    pub fn invite(&self, name: &RoomName) -> Option<String> {
+        self.by_name
+            .get(name)
+            .filter(|room| room.private)
+            .map(|room| {
+                Invite {
+                    name: room.name.clone(),
+                    key: room.key.clone(),
+                }
+                .encode()
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_map_to_one_key() {
+        let mut book = RoomBook::default();
+        let lobby = parse_join_target("#lobby").unwrap();
+        assert!(book.insert(lobby.clone()).unwrap());
+        assert!(!book.insert(lobby.clone()).unwrap());
+        let impostor = Room::new(lobby.name.clone(), RoomKey::from_bytes([1; 32]), true);
+        assert_eq!(
+            book.insert(impostor),
+            Err(JoinError::NameTaken(lobby.name.clone()))
+        );
+        assert_eq!(book.by_topic(lobby.chat_topic.as_str()), Some(&lobby));
+        assert_eq!(book.find("LOBBY"), Some(&lobby));
+        book.remove(&lobby.name);
+        assert!(book.by_topic(lobby.chat_topic.as_str()).is_none());
+    }
+
+    #[test]
+    fn invites_join_private_rooms_and_bad_ones_say_why() {
+        let key = RoomKey::from_bytes([8; 32]);
+        let text = Invite {
+            name: RoomName::parse("ops").unwrap(),
+            key: key.clone(),
+        }
+        .encode();
+        let room = parse_join_target(&text).unwrap();
+        assert!(room.private);
+        assert_eq!(room.key, key);
+        assert!(matches!(
+            parse_join_target("hark:zzz"),
+            Err(JoinError::Invite(_))
+        ));
+        assert!(matches!(
+            parse_join_target("no spaces"),
+            Err(JoinError::Name(_))
+        ));
+    }
+}

@@ -1,0 +1,239 @@
+//! The node's persistent state in SQLite (`hark.db` in the data dir, WAL mode).
+//!
+//! Holds the identity key and the joined rooms with their keys, so the file is created with
+//! mode 0600 inside a 0700 directory: only the owner can read it. A lock file keeps a second
+//! process from using the same data dir (two nodes with one identity would fight).
+
+use std::fs::{self, File, OpenOptions};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use hark_proto::{RoomKey, RoomName};
+use libp2p::identity::Keypair;
+use rusqlite::{params, Connection, OptionalExtension};
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("cannot use data dir {path}: {source}")]
+    Dir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("data dir {0} is in use by another hark process")]
+    Locked(PathBuf),
+    #[error("database {path}: {source}")]
+    Sqlite {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("stored identity key in {0} is damaged")]
+    BadIdentity(PathBuf),
+}
+
+/// A joined room as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredRoom {
+    pub name: RoomName,
+    pub key: RoomKey,
+    pub private: bool,
+}
+
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+    // Held for the life of the store; the OS drops the lock when the process ends, even on kill -9.
+    _lock: File,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS identity (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    keypair BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS rooms (
+    name TEXT PRIMARY KEY,
+    key BLOB NOT NULL,
+    private INTEGER NOT NULL,
+    joined_at INTEGER NOT NULL
+);
+";
+
+impl Store {
+    pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
+        let dir_err = |source| StoreError::Dir {
+            path: data_dir.to_owned(),
+            source,
+        };
+        fs::create_dir_all(data_dir).map_err(dir_err)?;
+        fs::set_permissions(data_dir, fs::Permissions::from_mode(0o700)).map_err(dir_err)?;
+
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(data_dir.join("lock"))
+            .map_err(dir_err)?;
+        if lock.try_lock().is_err() {
+            return Err(StoreError::Locked(data_dir.to_owned()));
+        }
+
+        let path = data_dir.join("hark.db");
+        // Create the file ourselves so it is 0600 from its first byte; SQLite gives its WAL and
+        // shared-memory files the same mode.
+        OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(dir_err)?;
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).map_err(dir_err)?;
+
+        let sql_err = |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let conn = Connection::open(&path).map_err(sql_err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(sql_err)?;
+        // FULL: a row reported written survives power loss, not just a process crash.
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(sql_err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(sql_err)?;
+        conn.execute_batch(SCHEMA).map_err(sql_err)?;
+        Ok(Self {
+            conn,
+            path,
+            _lock: lock,
+        })
+    }
+
+    fn sql_err(&self) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
+        |source| StoreError::Sqlite {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// The node's identity, created on first use.
+    pub fn identity(&self) -> Result<Keypair, StoreError> {
+        let stored: Option<Vec<u8>> = self
+            .conn
+            .query_row("SELECT keypair FROM identity WHERE id = 1", [], |row| {
+                row.get(0)
+            })
+            .optional()
+            .map_err(self.sql_err())?;
+        if let Some(bytes) = stored {
+            return Keypair::from_protobuf_encoding(&bytes)
+                .map_err(|_| StoreError::BadIdentity(self.path.clone()));
+        }
+        let keypair = Keypair::generate_ed25519();
+        let bytes = keypair
+            .to_protobuf_encoding()
+            .map_err(|_| StoreError::BadIdentity(self.path.clone()))?;
+        self.conn
+            .execute(
+                "INSERT INTO identity (id, keypair) VALUES (1, ?1)",
+                params![bytes],
+            )
+            .map_err(self.sql_err())?;
+        Ok(keypair)
+    }
+
+    pub fn rooms(&self) -> Result<Vec<StoredRoom>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT name, key, private FROM rooms ORDER BY joined_at, name")
+            .map_err(self.sql_err())?;
+        let rows = stmt
+            .query_map([], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, Vec<u8>>(1)?,
+                    row.get::<_, bool>(2)?,
+                ))
+            })
+            .map_err(self.sql_err())?;
+        let mut rooms = Vec::new();
+        for row in rows {
+            let (name, key, private) = row.map_err(self.sql_err())?;
+            // A row we cannot read is skipped with a warning rather than failing the start.
+            match (RoomName::parse(&name), <[u8; 32]>::try_from(key.as_slice())) {
+                (Ok(name), Ok(key)) => rooms.push(StoredRoom {
+                    name,
+                    key: RoomKey::from_bytes(key),
+                    private,
+                }),
+                _ => tracing::warn!(room = %name, "skipping a damaged room row in the store"),
+            }
+        }
+        Ok(rooms)
+    }
+
+    pub fn save_room(&self, room: &StoredRoom, now_ms: u64) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT INTO rooms (name, key, private, joined_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(name) DO UPDATE SET key = excluded.key, private = excluded.private",
+                params![
+                    room.name.as_str(),
+                    room.key.as_bytes().as_slice(),
+                    room.private,
+                    now_ms as i64
+                ],
+            )
+            .map_err(self.sql_err())?;
+        Ok(())
+    }
+
+    pub fn forget_room(&self, name: &RoomName) -> Result<(), StoreError> {
+        self.conn
+            .execute("DELETE FROM rooms WHERE name = ?1", params![name.as_str()])
+            .map_err(self.sql_err())?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identity_and_rooms_survive_reopen_and_files_are_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("hark");
+        let room = StoredRoom {
+            name: RoomName::parse("ops").unwrap(),
+            key: RoomKey::from_bytes([3; 32]),
+            private: true,
+        };
+        let peer = {
+            let store = Store::open(&data).unwrap();
+            store.save_room(&room, 1).unwrap();
+            store.identity().unwrap().public().to_peer_id()
+        };
+        let store = Store::open(&data).unwrap();
+        assert_eq!(store.identity().unwrap().public().to_peer_id(), peer);
+        assert_eq!(store.rooms().unwrap(), vec![room.clone()]);
+        store.forget_room(&room.name).unwrap();
+        assert!(store.rooms().unwrap().is_empty());
+
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&data), 0o700);
+        assert_eq!(mode(&data.join("hark.db")), 0o600);
+    }
+
+    #[test]
+    fn a_second_process_cannot_share_the_data_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let _first = Store::open(dir.path()).unwrap();
+        assert!(matches!(
+            Store::open(dir.path()),
+            Err(StoreError::Locked(_))
+        ));
+    }
+}

@@ -1,0 +1,148 @@
+//! The libp2p side: transports and the network behaviour.
+//!
+//! Transports: TCP + Noise + Yamux, wrapped in pnet when a network key is set; QUIC beside it
+//! only without a key (QUIC cannot carry pnet, and a QUIC listener would admit peers without the
+//! key). Behaviours: gossipsub (rooms), mDNS (discovery, optional), identify, ping.
+
+use std::time::Duration;
+
+use libp2p::core::upgrade::Version;
+use libp2p::gossipsub::{
+    self, MessageAuthenticity, PeerScoreParams, PeerScoreThresholds, TopicScoreParams,
+    ValidationMode,
+};
+use libp2p::identity::Keypair;
+use libp2p::pnet::{PnetConfig, PreSharedKey};
+use libp2p::swarm::behaviour::toggle::Toggle;
+use libp2p::swarm::NetworkBehaviour;
+use libp2p::{identify, mdns, noise, ping, tcp, yamux, Swarm, SwarmBuilder, Transport};
+
+use hark_proto::limits::MAX_SEALED_BYTES;
+
+/// Identify's protocol name for Hark nodes.
+pub const IDENTIFY_PROTOCOL: &str = "/hark/id/1";
+
+#[derive(NetworkBehaviour)]
+pub struct Behaviour {
+    pub gossipsub: gossipsub::Behaviour,
+    pub mdns: Toggle<mdns::tokio::Behaviour>,
+    pub identify: identify::Behaviour,
+    pub ping: ping::Behaviour,
+}
+
+/// Largest gossip frame: a full sealed envelope plus room for gossipsub's own fields
+/// (source, sequence number, signature, topic).
+pub const MAX_TRANSMIT_BYTES: usize = MAX_SEALED_BYTES + 1024;
+
+/// Gossipsub settings, chosen from measurements in docs/performance.md.
+pub fn gossipsub_config() -> Result<gossipsub::Config, String> {
+    gossipsub::ConfigBuilder::default()
+        // Strict: every message is signed and carries source and sequence number, so the
+        // envelope author can be checked against a signature.
+        .validation_mode(ValidationMode::Strict)
+        // Nothing is forwarded before the node has opened and checked it.
+        .validate_messages()
+        .max_transmit_size(MAX_TRANSMIT_BYTES)
+        .heartbeat_interval(Duration::from_millis(700))
+        // Publish to every known room peer, not just the mesh: lowest latency for chat rates.
+        .flood_publish(true)
+        .duplicate_cache_time(Duration::from_secs(120))
+        .build()
+        .map_err(|e| e.to_string())
+}
+
+/// Peer scoring: invalid messages cost a lot, so a peer that sends garbage is graylisted
+/// after a few; mesh-delivery penalties are off because chat rooms are quiet most of the time;
+/// IP colocation is off because many nodes may share one address (NAT, loopback tests).
+pub fn score_params() -> (PeerScoreParams, PeerScoreThresholds) {
+    let params = PeerScoreParams {
+        ip_colocation_factor_weight: 0.0,
+        ..PeerScoreParams::default()
+    };
+    (params, PeerScoreThresholds::default())
+}
+
+pub fn topic_score_params() -> TopicScoreParams {
+    TopicScoreParams {
+        topic_weight: 1.0,
+        mesh_message_deliveries_weight: 0.0,
+        mesh_failure_penalty_weight: 0.0,
+        invalid_message_deliveries_weight: -10.0,
+        invalid_message_deliveries_decay: 0.5,
+        ..TopicScoreParams::default()
+    }
+}
+
+fn behaviour(
+    key: &Keypair,
+    with_mdns: bool,
+) -> Result<Behaviour, Box<dyn std::error::Error + Send + Sync>> {
+    let mut gossipsub = gossipsub::Behaviour::new(
+        MessageAuthenticity::Signed(key.clone()),
+        gossipsub_config()?,
+    )?;
+    let (params, thresholds) = score_params();
+    gossipsub.with_peer_score(params, thresholds)?;
+    let mdns = if with_mdns {
+        Some(mdns::tokio::Behaviour::new(
+            mdns::Config::default(),
+            key.public().to_peer_id(),
+        )?)
+    } else {
+        None
+    };
+    let identify = identify::Behaviour::new(
+        identify::Config::new(IDENTIFY_PROTOCOL.to_owned(), key.public())
+            .with_agent_version(format!("hark/{}", env!("CARGO_PKG_VERSION"))),
+    );
+    Ok(Behaviour {
+        gossipsub,
+        mdns: mdns.into(),
+        identify,
+        ping: ping::Behaviour::default(),
+    })
+}
+
+/// Build the swarm for `key`, with or without a network key and mDNS.
+pub fn build(
+    key: Keypair,
+    network_key: Option<PreSharedKey>,
+    with_mdns: bool,
+) -> Result<Swarm<Behaviour>, String> {
+    let swarm_config =
+        |c: libp2p::swarm::Config| c.with_idle_connection_timeout(Duration::from_secs(60));
+    let swarm = match network_key {
+        Some(psk) => SwarmBuilder::with_existing_identity(key)
+            .with_tokio()
+            .with_other_transport(
+                |key| -> Result<_, Box<dyn std::error::Error + Send + Sync>> {
+                    Ok(
+                        tcp::tokio::Transport::new(tcp::Config::default().nodelay(true))
+                            .and_then(move |socket, _| PnetConfig::new(psk).handshake(socket))
+                            .upgrade(Version::V1Lazy)
+                            .authenticate(noise::Config::new(key)?)
+                            .multiplex(yamux::Config::default()),
+                    )
+                },
+            )
+            .map_err(|e| format!("transport: {e}"))?
+            .with_behaviour(|key| behaviour(key, with_mdns))
+            .map_err(|e| format!("behaviour: {e}"))?
+            .with_swarm_config(swarm_config)
+            .build(),
+        None => SwarmBuilder::with_existing_identity(key)
+            .with_tokio()
+            .with_tcp(
+                tcp::Config::default().nodelay(true),
+                noise::Config::new,
+                yamux::Config::default,
+            )
+            .map_err(|e| format!("transport: {e}"))?
+            .with_quic()
+            .with_behaviour(|key| behaviour(key, with_mdns))
+            .map_err(|e| format!("behaviour: {e}"))?
+            .with_swarm_config(swarm_config)
+            .build(),
+    };
+    Ok(swarm)
+}
