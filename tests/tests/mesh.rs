@@ -1,0 +1,152 @@
+//! Three `hark-node --json --no-mdns` processes on 127.0.0.1, peered with `--peer`.
+
+use std::time::Duration;
+
+use hark_node::Event;
+use hark_tests::process::DELIVERY;
+use hark_tests::NodeProcess;
+use serde_json::json;
+
+#[test]
+fn a_message_reaches_the_other_two_exactly_once() {
+    let mut a = NodeProcess::start("alice", &[]);
+    let mut b = NodeProcess::start("bob", &["--peer", &a.addr()]);
+    let mut c = NodeProcess::start("carol", &["--peer", &a.addr(), "--peer", &b.addr()]);
+    let (pa, pb, pc) = (a.peer_id.clone(), b.peer_id.clone(), c.peer_id.clone());
+    a.wait_presence("lobby", &[&pb, &pc], DELIVERY);
+    b.wait_presence("lobby", &[&pa, &pc], DELIVERY);
+    c.wait_presence("lobby", &[&pa, &pb], DELIVERY);
+
+    a.send(json!({"cmd": "send", "room": "lobby", "text": "pump 4 is running hot"}));
+    let sent = a.expect("sent", DELIVERY, |e| matches!(e, Event::Sent { .. }));
+    let Event::Sent { id: sent_id, room } = sent else {
+        unreachable!()
+    };
+    assert_eq!(room, "lobby");
+
+    for node in [&mut b, &mut c] {
+        let got = node.expect(
+            "alice's message",
+            DELIVERY,
+            |e| matches!(e, Event::Message { text, .. } if text == "pump 4 is running hot"),
+        );
+        let Event::Message {
+            room,
+            id,
+            from,
+            name,
+            kind,
+            ts,
+            ..
+        } = got
+        else {
+            unreachable!()
+        };
+        assert_eq!(
+            (
+                room.as_str(),
+                id.as_str(),
+                from.as_str(),
+                name.as_str(),
+                kind.as_str()
+            ),
+            ("lobby", sent_id.as_str(), pa.as_str(), "alice", "text")
+        );
+        assert!(
+            ts > 1_700_000_000_000,
+            "timestamp is wall-clock milliseconds: {ts}"
+        );
+    }
+
+    // A second message from another sender, after the first: once it has arrived everywhere,
+    // any duplicate of the first would have arrived too.
+    c.send(json!({"cmd": "me", "room": "lobby", "text": "checks the pump"}));
+    for node in [&mut a, &mut b] {
+        node.expect("carol's action", DELIVERY, |e| matches!(e, Event::Message { kind, text, .. } if kind == "me" && text == "checks the pump"));
+    }
+    for node in [&mut b, &mut c] {
+        assert_eq!(
+            node.messages_with_text("pump 4 is running hot").len(),
+            1,
+            "{} got it exactly once",
+            node.name
+        );
+    }
+    assert!(
+        a.messages_with_text("pump 4 is running hot").is_empty(),
+        "the sender does not get its own message back"
+    );
+    assert_eq!(a.messages_with_text("checks the pump").len(), 1);
+}
+
+#[test]
+fn alerts_typing_and_peer_list_cross_the_mesh() {
+    let mut a = NodeProcess::start("alice", &[]);
+    let mut b = NodeProcess::start("bob", &["--peer", &a.addr()]);
+    let (pa, pb) = (a.peer_id.clone(), b.peer_id.clone());
+    a.wait_presence("lobby", &[&pb], DELIVERY);
+    b.wait_presence("lobby", &[&pa], DELIVERY);
+
+    b.send(json!({"cmd": "typing", "room": "lobby"}));
+    a.expect(
+        "typing from bob",
+        DELIVERY,
+        |e| matches!(e, Event::Typing { from, name, .. } if *from == pb && name == "bob"),
+    );
+    b.send(json!({"cmd": "alert", "room": "lobby", "text": "fire alarm on deck 2"}));
+    a.expect("bob's alert", DELIVERY, |e| matches!(e, Event::Message { kind, text, .. } if kind == "alert" && text == "fire alarm on deck 2"));
+
+    a.send(json!({"cmd": "peers"}));
+    let Event::Peers { peers } = a.expect("peers", DELIVERY, |e| matches!(e, Event::Peers { .. }))
+    else {
+        unreachable!()
+    };
+    assert_eq!(peers.len(), 1);
+    assert_eq!(peers[0].peer_id, pb);
+    assert_eq!(peers[0].name, "bob");
+    assert!(
+        peers[0]
+            .addrs
+            .iter()
+            .any(|a| a.starts_with("/ip4/127.0.0.1/tcp/")),
+        "{peers:?}"
+    );
+}
+
+#[test]
+fn a_dropped_static_peer_is_redialled_when_it_comes_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let a_dir = dir.path().join("alice");
+    let a = NodeProcess::start_with_dir("alice", a_dir.clone(), "/ip4/127.0.0.1/tcp/0", &[]);
+    let (a_addr, a_id) = (a.addr(), a.peer_id.clone());
+    let mut b = NodeProcess::start("bob", &["--peer", &a_addr]);
+    b.expect(
+        "connection to alice",
+        DELIVERY,
+        |e| matches!(e, Event::PeerConnected { peer_id } if *peer_id == a_id),
+    );
+
+    a.kill();
+    b.expect(
+        "alice gone",
+        DELIVERY,
+        |e| matches!(e, Event::PeerDisconnected { peer_id } if *peer_id == a_id),
+    );
+
+    let listen = a_addr.split("/p2p/").next().unwrap().to_owned();
+    let mut a = NodeProcess::start_with_dir("alice", a_dir, &listen, &[]);
+    assert_eq!(a.peer_id, a_id, "identity survives a restart");
+    b.expect(
+        "reconnection to alice",
+        Duration::from_secs(40),
+        |e| matches!(e, Event::PeerConnected { peer_id } if *peer_id == a_id),
+    );
+    let pb = b.peer_id.clone();
+    a.wait_presence("lobby", &[&pb], DELIVERY);
+    b.send(json!({"cmd": "send", "room": "lobby", "text": "welcome back"}));
+    a.expect(
+        "message after reconnect",
+        DELIVERY,
+        |e| matches!(e, Event::Message { text, .. } if text == "welcome back"),
+    );
+}
