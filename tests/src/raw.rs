@@ -10,7 +10,7 @@ use libp2p::gossipsub::{self, IdentTopic, MessageAuthenticity, ValidationMode};
 use libp2p::identity::Keypair;
 use libp2p::swarm::SwarmEvent;
 use libp2p::{noise, tcp, yamux, Multiaddr, PeerId, SwarmBuilder};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 /// A message the raw peer received.
 #[derive(Clone, Debug)]
@@ -24,7 +24,7 @@ enum RawCommand {
     Dial(Multiaddr),
     Subscribe(String),
     /// Publish each payload; answer with how many gossipsub accepted for sending.
-    Publish(String, Vec<Vec<u8>>, oneshot::Sender<usize>),
+    Publish(String, Vec<Vec<u8>>, std_mpsc::Sender<usize>),
 }
 
 #[derive(Debug)]
@@ -129,15 +129,22 @@ impl RawPeer {
 
     /// Publish payloads on `topic`; returns how many gossipsub took.
     pub fn publish(&self, topic: &str, payloads: Vec<Vec<u8>>) -> usize {
-        let (tx, rx) = oneshot::channel();
+        self.publish_in_background(topic, payloads)
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or(0)
+    }
+
+    /// Start publishing; the returned channel yields how many gossipsub took once all are out.
+    pub fn publish_in_background(
+        &self,
+        topic: &str,
+        payloads: Vec<Vec<u8>>,
+    ) -> std_mpsc::Receiver<usize> {
+        let (tx, rx) = std_mpsc::channel();
         let _ = self
             .commands
             .send(RawCommand::Publish(topic.to_owned(), payloads, tx));
-        self.runtime
-            .block_on(async { tokio::time::timeout(Duration::from_secs(60), rx).await })
-            .ok()
-            .and_then(Result::ok)
-            .unwrap_or(0)
+        rx
     }
 
     fn wait_note(&mut self, timeout: Duration, pred: impl Fn(&Note) -> bool) -> bool {
