@@ -36,7 +36,7 @@ enum Note {
 pub struct RawPeer {
     pub peer_id: PeerId,
     pub keypair: Keypair,
-    runtime: tokio::runtime::Runtime,
+    _runtime: tokio::runtime::Runtime,
     commands: mpsc::UnboundedSender<RawCommand>,
     messages: std_mpsc::Receiver<RawMessage>,
     notes: std_mpsc::Receiver<Note>,
@@ -110,7 +110,7 @@ impl RawPeer {
         Self {
             peer_id,
             keypair,
-            runtime,
+            _runtime: runtime,
             commands,
             messages,
             notes,

@@ -1,1 +1,232 @@
-fn main() {}
+//! `hark`: the workstation client with an embedded node.
+//!
+//! Until the full-screen ratatui interface lands (issue 4) this is a plain line client: type a
+//! line to send it to the current room; `/join ROOM|INVITE`, `/create ROOM`, `/room ROOM`,
+//! `/me TEXT`, `/alert TEXT`, `/peers`, `/quit`. Logs go to `hark.log` in the data dir.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::Parser;
+use hark_node::cli::NodeArgs;
+use hark_node::{Command, Event, Node};
+use tokio::io::AsyncBufReadExt;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "hark",
+    version,
+    about = "Hark: chat for private networks with no internet and no server"
+)]
+struct Cli {
+    #[command(flatten)]
+    node: NodeArgs,
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e)
+            if matches!(
+                e.kind(),
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion
+            ) =>
+        {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            let text = e.to_string();
+            let problem: Vec<&str> = text
+                .lines()
+                .take_while(|l| !l.trim().is_empty())
+                .map(str::trim)
+                .collect();
+            eprintln!(
+                "hark: {} (see hark --help)",
+                problem.join(" ").trim_start_matches("error: ")
+            );
+            return ExitCode::from(2);
+        }
+    };
+    let config = match cli.node.into_config() {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("hark: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Err(e) = log_to_file(&config.data_dir) {
+        eprintln!("hark: cannot open the log file: {e}");
+        return ExitCode::from(2);
+    }
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("hark: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("hark: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn log_to_file(dir: &std::path::Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("hark.log"))?;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("hark_node=info,warn"));
+    tracing_subscriber::fmt()
+        .with_writer(std::sync::Mutex::new(file))
+        .with_ansi(false)
+        .with_env_filter(filter)
+        .init();
+    Ok(())
+}
+
+async fn run(config: hark_node::NodeConfig) -> anyhow::Result<()> {
+    let (node, mut events) = Node::start(config).await?;
+    let mut stdin = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    let mut room = "lobby".to_owned();
+    let mut stdin_closed = false;
+    loop {
+        tokio::select! {
+            event = events.recv() => match event {
+                Some(event) => show(&event, &mut room),
+                None => break,
+            },
+            line = stdin.next_line(), if !stdin_closed => {
+                let command = match line {
+                    Ok(Some(line)) => parse_line(line.trim(), &mut room),
+                    Ok(None) | Err(_) => {
+                        stdin_closed = true;
+                        Some(Command::Quit)
+                    }
+                };
+                // A failed send means the node already stopped; the event loop then ends.
+                if let Some(command) = command {
+                    let _ = node.send(command).await;
+                }
+            }
+        }
+    }
+    node.stopped().await;
+    Ok(())
+}
+
+fn parse_line(line: &str, room: &mut String) -> Option<Command> {
+    let (word, rest) = line
+        .split_once(' ')
+        .map_or((line, ""), |(w, r)| (w, r.trim()));
+    let room_now = room.clone();
+    match word {
+        "" => None,
+        "/quit" => Some(Command::Quit),
+        "/peers" => Some(Command::Peers),
+        "/join" => Some(Command::Join {
+            room: Some(rest.to_owned()),
+            invite: None,
+        }),
+        "/create" => Some(Command::Create {
+            room: rest.to_owned(),
+        }),
+        "/leave" => Some(Command::Leave {
+            room: if rest.is_empty() {
+                room_now
+            } else {
+                rest.to_owned()
+            },
+        }),
+        "/me" => Some(Command::Me {
+            room: room_now,
+            text: rest.to_owned(),
+        }),
+        "/alert" => Some(Command::Alert {
+            room: room_now,
+            text: rest.to_owned(),
+        }),
+        "/room" => {
+            *room = rest.trim_start_matches('#').to_owned();
+            say(&format!("now talking in #{room}"));
+            None
+        }
+        w if w.starts_with('/') => {
+            say("commands: /join ROOM|INVITE, /create ROOM, /room ROOM, /leave, /me, /alert, /peers, /quit");
+            None
+        }
+        _ => Some(Command::Send {
+            room: room_now,
+            text: line.to_owned(),
+        }),
+    }
+}
+
+fn say(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}").and_then(|_| out.flush());
+}
+
+fn show(event: &Event, room: &mut String) {
+    let short = |id: &str| id[id.len().saturating_sub(4)..].to_owned();
+    match event {
+        Event::Ready {
+            name,
+            peer_id,
+            listen,
+        } => {
+            say(&format!(
+                "hark: you are {name}#{} in #lobby. Type to talk, /quit to leave.",
+                short(peer_id)
+            ));
+            for addr in listen {
+                say(&format!("  listening on {addr}"));
+            }
+        }
+        Event::Message {
+            room: r,
+            name,
+            from,
+            kind,
+            text,
+            ..
+        } => {
+            let who = format!("{name}#{}", short(from));
+            say(&match kind.as_str() {
+                "me" => format!("[{r}] * {who} {text}"),
+                "alert" => format!("\x07[{r}] ALERT {who}: {text}"),
+                _ => format!("[{r}] {who}: {text}"),
+            });
+        }
+        Event::Created { room: r, invite } => {
+            say(&format!("created #{r}; invite others with:\n  {invite}"))
+        }
+        Event::Joined { room: r } => {
+            *room = r.clone();
+            say(&format!("joined #{r}"));
+        }
+        Event::Left { room: r } => say(&format!("left #{r}")),
+        Event::PeerConnected { peer_id } => say(&format!("-- peer {} connected", short(peer_id))),
+        Event::PeerDisconnected { peer_id } => say(&format!("-- peer {} left", short(peer_id))),
+        Event::Peers { peers } => {
+            say(&format!("{} peers:", peers.len()));
+            for p in peers {
+                say(&format!(
+                    "  {}#{} {}",
+                    p.name,
+                    short(&p.peer_id),
+                    p.addrs.join(" ")
+                ));
+            }
+        }
+        Event::Error { detail, .. } => say(&format!("! {detail}")),
+        Event::Sent { .. } | Event::Typing { .. } | Event::Presence { .. } => {}
+    }
+}

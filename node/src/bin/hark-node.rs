@@ -53,14 +53,19 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Err(e) => {
-            // One line, not clap's usage block: the first line names the problem.
+            // One line, not clap's usage block: the lines before the first blank one name the
+            // problem (a missing argument is listed on the line after the message).
             let text = e.to_string();
-            let first = text
+            let problem: Vec<&str> = text
                 .lines()
-                .next()
-                .unwrap_or("bad arguments")
-                .trim_start_matches("error: ");
-            eprintln!("hark-node: {first} (see hark-node --help)");
+                .take_while(|l| !l.trim().is_empty())
+                .map(str::trim)
+                .collect();
+            let problem = problem.join(" ");
+            eprintln!(
+                "hark-node: {} (see hark-node --help)",
+                problem.trim_start_matches("error: ")
+            );
             return ExitCode::from(2);
         }
     };

@@ -1,0 +1,49 @@
+# Hark: `make run` starts the terminal client, `make test` runs every test, `make bench` the
+# benchmarks. Each installs the Debian packages it needs first (apt-get as root, otherwise it
+# prints the command to run).
+
+SHELL := /bin/bash
+CARGO ?= cargo
+ARGS ?=
+
+# Build: a C compiler and pkg-config for the bundled SQLite and other -sys crates.
+# Tests: iproute2 for the network-namespace (mDNS) tests.
+PACKAGES := gcc libc6-dev pkg-config iproute2
+
+.PHONY: run test bench deps build fmt clippy
+
+deps:
+	@missing=""; \
+	for p in $(PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else \
+	    echo "missing Debian packages:$$missing"; \
+	    echo "run: sudo apt-get install -y$$missing"; exit 1; \
+	  fi; \
+	fi
+	@command -v $(CARGO) >/dev/null || { echo "cargo not found: install the Rust toolchain (rustup) first"; exit 1; }
+
+run: deps
+	$(CARGO) build --release -p hark-tui -p hark-node
+	./target/release/hark $(ARGS)
+
+test: deps
+	@rm -f target/tmp/skipped-tests.txt
+	$(CARGO) build --workspace --bins
+	$(CARGO) test --workspace
+	@if [ -s target/tmp/skipped-tests.txt ]; then \
+	  echo; echo "!!! Some tests could not run here and were SKIPPED:"; cat target/tmp/skipped-tests.txt; echo; \
+	fi
+
+bench: deps
+	$(CARGO) build --release -p hark-node -p hark-tests
+	./target/release/hark-bench $(ARGS)
+
+fmt:
+	$(CARGO) fmt --all
+
+clippy:
+	$(CARGO) clippy --workspace --all-targets -- -D warnings

@@ -1,0 +1,182 @@
+//! The command line and the JSON-lines control behave as SPEC §2 says.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use hark_node::Event;
+use hark_tests::process::DELIVERY;
+use hark_tests::{hark_node_bin, NodeProcess};
+use serde_json::json;
+
+fn run(args: &[&str]) -> (Option<i32>, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(hark_node_bin())
+        .args(args)
+        .env("HOME", dir.path())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+#[test]
+fn bad_options_end_with_one_line_and_exit_code_2() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["--bogus"], "--bogus"),
+        (&["--peer", "/ip4/127.0.0.1/tcp/1"], "/p2p/"),
+        (&["--peer", "not-an-address"], "multiaddr"),
+        (&["--listen", "nonsense"], "multiaddr"),
+        (&["--name", "has space"], "--name"),
+        (&["--join", "hark:broken"], "--join"),
+        (&["--join", "Bad Room!"], "--join"),
+        (
+            &["--network-key", "/nonexistent/swarm.key"],
+            "/nonexistent/swarm.key",
+        ),
+        (&["keygen"], "--network"),
+    ];
+    for (args, needle) in cases {
+        let (code, stdout, stderr) = run(args);
+        assert_eq!(code, Some(2), "{args:?}: {stderr}");
+        assert_eq!(
+            stderr.lines().count(),
+            1,
+            "{args:?} prints one line:\n{stderr}"
+        );
+        assert!(
+            stderr.starts_with("hark-node: ") && stderr.contains(needle),
+            "{args:?}: {stderr}"
+        );
+        assert!(
+            !stderr.contains("panicked") && stdout.is_empty(),
+            "{args:?}"
+        );
+    }
+}
+
+#[test]
+fn help_explains_every_option() {
+    let (code, stdout, _) = run(&["--help"]);
+    assert_eq!(code, Some(0));
+    for option in [
+        "--name",
+        "--data-dir",
+        "--listen",
+        "--peer",
+        "--no-mdns",
+        "--network-key",
+        "--join",
+        "--json",
+        "keygen",
+    ] {
+        assert!(
+            stdout.contains(option),
+            "--help mentions {option}:\n{stdout}"
+        );
+    }
+}
+
+#[test]
+fn a_data_dir_in_use_is_refused() {
+    let a = NodeProcess::start("alice", &[]);
+    let dir = a.data_dir();
+    let (code, _, stderr) = run(&["--json", "--no-mdns", "--data-dir", dir.to_str().unwrap()]);
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("in use"), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+}
+
+#[test]
+fn bad_json_lines_get_an_error_event_and_the_node_keeps_running() {
+    let mut a = NodeProcess::start("alice", &[]);
+    let bad_lines = [
+        "not json",
+        "{}",
+        r#"{"cmd":"fly"}"#,
+        r#"{"cmd":"send","room":"lobby"}"#,
+        r#"{"cmd":"send","room":42,"text":"x"}"#,
+        "[1,2,3]",
+        "\u{0}\u{1}binary",
+    ];
+    for line in bad_lines {
+        a.send_line(line);
+        let event = a.expect("bad_command", DELIVERY, |e| {
+            matches!(e, Event::Error { .. })
+        });
+        assert!(
+            matches!(&event, Event::Error { code, .. } if code == "bad_command"),
+            "{line:?} → {event:?}"
+        );
+    }
+    let semantic: &[(serde_json::Value, &str)] = &[
+        (
+            json!({"cmd": "send", "room": "nowhere", "text": "x"}),
+            "not_joined",
+        ),
+        (
+            json!({"cmd": "send", "room": "lobby", "text": "   "}),
+            "bad_command",
+        ),
+        (
+            json!({"cmd": "send", "room": "lobby", "text": "x".repeat(16 * 1024 + 1)}),
+            "too_long",
+        ),
+        (json!({"cmd": "join", "room": "no spaces"}), "bad_room"),
+        (json!({"cmd": "join"}), "bad_command"),
+        (json!({"cmd": "join", "invite": "hark:zzzz"}), "bad_invite"),
+        (json!({"cmd": "create", "room": "lobby"}), "room_exists"),
+        (json!({"cmd": "leave", "room": "nowhere"}), "not_joined"),
+    ];
+    for (command, expected) in semantic {
+        a.send(command.clone());
+        let event = a.expect("error", DELIVERY, |e| matches!(e, Event::Error { .. }));
+        assert!(
+            matches!(&event, Event::Error { code, .. } if code == expected),
+            "{command} → {event:?}"
+        );
+    }
+    a.send(json!({"cmd": "peers"}));
+    a.expect("peers after bad input", DELIVERY, |e| {
+        matches!(e, Event::Peers { .. })
+    });
+    a.send(json!({"cmd": "quit"}));
+    assert!(a.quit().success());
+}
+
+#[test]
+fn ready_is_the_first_line_even_when_commands_arrive_early() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(hark_node_bin())
+        .args([
+            "--json",
+            "--no-mdns",
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    writeln!(stdin, "garbage before ready").unwrap();
+    writeln!(stdin, r#"{{"cmd":"quit"}}"#).unwrap();
+    drop(stdin);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let first: Event = serde_json::from_str(stdout.lines().next().expect("some output")).unwrap();
+    assert!(matches!(first, Event::Ready { .. }), "{stdout}");
+    assert!(stdout.contains("bad_command"), "{stdout}");
+}
