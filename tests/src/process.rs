@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use hark_node::Event;
 use tempfile::TempDir;
@@ -41,9 +41,11 @@ pub struct NodeProcess {
     pub listen: Vec<String>,
     child: Child,
     stdin: Option<ChildStdin>,
-    events: Receiver<Event>,
+    events: Receiver<(SystemTime, Event)>,
     /// Every event seen so far, including those consumed by waits.
     pub seen: Vec<Event>,
+    /// When each event in `seen` was read from the node's stdout (for benchmarks).
+    pub seen_at: Vec<SystemTime>,
     stderr: Arc<Mutex<String>>,
     data_dir: DataDir,
 }
@@ -141,7 +143,7 @@ impl NodeProcess {
                 let Ok(line) = line else { break };
                 match serde_json::from_str::<Event>(&line) {
                     Ok(event) => {
-                        if tx.send(event).is_err() {
+                        if tx.send((SystemTime::now(), event)).is_err() {
                             break;
                         }
                     }
@@ -171,6 +173,7 @@ impl NodeProcess {
             stdin,
             events,
             seen: Vec::new(),
+            seen_at: Vec::new(),
             stderr,
             data_dir,
         };
@@ -216,8 +219,9 @@ impl NodeProcess {
 
     fn next_event(&mut self, timeout: Duration) -> Option<Event> {
         match self.events.recv_timeout(timeout) {
-            Ok(event) => {
+            Ok((at, event)) => {
                 self.seen.push(event.clone());
+                self.seen_at.push(at);
                 Some(event)
             }
             Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => None,
@@ -268,8 +272,9 @@ impl NodeProcess {
 
     /// Take every event that is already waiting, without blocking.
     pub fn drain(&mut self) {
-        while let Ok(event) = self.events.try_recv() {
+        while let Ok((at, event)) = self.events.try_recv() {
             self.seen.push(event);
+            self.seen_at.push(at);
         }
     }
 
