@@ -118,7 +118,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("swarm.key");
         let key = generate(&path).unwrap();
-        assert_eq!(load(&path).unwrap().fingerprint(), key.fingerprint());
+        assert_eq!(
+            load(&path).unwrap().fingerprint().to_string(),
+            key.fingerprint().to_string()
+        );
         assert!(generate(&path).is_err(), "never overwrites a key");
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(

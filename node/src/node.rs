@@ -228,6 +228,19 @@ fn subscribe(swarm: &mut Swarm<Behaviour>, room: &Room) {
     }
 }
 
+/// A command that could not be carried out; the client gets it as an `error` event.
+struct CommandError {
+    code: &'static str,
+    detail: String,
+}
+
+fn fail(code: &'static str, detail: impl Into<String>) -> CommandError {
+    CommandError {
+        code,
+        detail: detail.into(),
+    }
+}
+
 pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -326,10 +339,7 @@ impl Runtime {
             Command::Typing { room } => self.send_typing(&room),
             Command::Join { room, invite } => match invite.or(room) {
                 Some(target) => self.join(&target).await,
-                None => Err(Event::error(
-                    "bad_command",
-                    "join needs \"room\" or \"invite\"",
-                )),
+                None => Err(fail("bad_command", "join needs \"room\" or \"invite\"")),
             },
             Command::Create { room } => self.create(&room).await,
             Command::Leave { room } => self.leave(&room).await,
@@ -340,22 +350,22 @@ impl Runtime {
             }
             Command::Quit => Ok(()),
         };
-        if let Err(error) = result {
-            self.emit(error).await;
+        if let Err(CommandError { code, detail }) = result {
+            self.emit(Event::error(code, detail)).await;
         }
     }
 
-    fn room(&self, typed: &str) -> Result<Room, Event> {
+    fn room(&self, typed: &str) -> Result<Room, CommandError> {
         self.rooms
             .find(typed)
             .cloned()
-            .ok_or_else(|| Event::error("not_joined", format!("not in a room named {typed:?}")))
+            .ok_or_else(|| fail("not_joined", format!("not in a room named {typed:?}")))
     }
 
-    async fn send_text(&mut self, room: &str, body: Body) -> Result<(), Event> {
+    async fn send_text(&mut self, room: &str, body: Body) -> Result<(), CommandError> {
         let room = self.room(room)?;
         if body.text().is_some_and(|t| t.trim().is_empty()) {
-            return Err(Event::error("bad_command", "text is empty"));
+            return Err(fail("bad_command", "text is empty"));
         }
         let id = self.publish(&room, body, true)?;
         self.emit(Event::Sent {
@@ -366,7 +376,7 @@ impl Runtime {
         Ok(())
     }
 
-    fn send_typing(&mut self, room: &str) -> Result<(), Event> {
+    fn send_typing(&mut self, room: &str) -> Result<(), CommandError> {
         let room = self.room(room)?;
         let now = Instant::now();
         if self
@@ -382,7 +392,7 @@ impl Runtime {
 
     /// Seal and publish `body` in `room`. Messages (`keep`) wait in the outbox while no room
     /// peer is reachable; ephemeral kinds are simply not sent then.
-    fn publish(&mut self, room: &Room, body: Body, keep: bool) -> Result<MessageId, Event> {
+    fn publish(&mut self, room: &Room, body: Body, keep: bool) -> Result<MessageId, CommandError> {
         let id = MessageId::random(&mut OsRng);
         let envelope = Envelope {
             author: self.local_peer.to_bytes(),
@@ -393,7 +403,7 @@ impl Runtime {
         };
         let plain = envelope
             .encode()
-            .map_err(|e| Event::error("too_long", e.to_string()))?;
+            .map_err(|e| fail("too_long", e.to_string()))?;
         let sealed = seal::seal(&room.key, &room.chat_topic, &plain, &mut OsRng);
         let topic = IdentTopic::new(room.chat_topic.as_str());
         match self
@@ -416,17 +426,17 @@ impl Runtime {
                 Ok(id)
             }
             Err(PublishError::NoPeersSubscribedToTopic) => Ok(id),
-            Err(e) => Err(Event::error(
+            Err(e) => Err(fail(
                 "publish_failed",
                 format!("cannot send in {}: {e}", room.name),
             )),
         }
     }
 
-    async fn join(&mut self, target: &str) -> Result<(), Event> {
+    async fn join(&mut self, target: &str) -> Result<(), CommandError> {
         let room = parse_join_target(target).map_err(|e| match e {
-            JoinError::Invite(e) => Event::error("bad_invite", e.to_string()),
-            e => Event::error("bad_room", e.to_string()),
+            JoinError::Invite(e) => fail("bad_invite", e.to_string()),
+            e => fail("bad_room", e.to_string()),
         })?;
         self.add_room(room.clone())?;
         self.emit(Event::Joined {
@@ -436,10 +446,10 @@ impl Runtime {
         Ok(())
     }
 
-    async fn create(&mut self, name: &str) -> Result<(), Event> {
-        let name = RoomName::parse(name).map_err(|e| Event::error("bad_room", e.to_string()))?;
+    async fn create(&mut self, name: &str) -> Result<(), CommandError> {
+        let name = RoomName::parse(name).map_err(|e| fail("bad_room", e.to_string()))?;
         if self.rooms.get(&name).is_some() {
-            return Err(Event::error(
+            return Err(fail(
                 "room_exists",
                 format!("already in a room named {name}"),
             ));
@@ -459,15 +469,15 @@ impl Runtime {
         Ok(())
     }
 
-    fn add_room(&mut self, room: Room) -> Result<(), Event> {
+    fn add_room(&mut self, room: Room) -> Result<(), CommandError> {
         let added = self
             .rooms
             .insert(room.clone())
-            .map_err(|e| Event::error("room_exists", e.to_string()))?;
+            .map_err(|e| fail("room_exists", e.to_string()))?;
         if added {
             if let Err(e) = self.store.save_room(&room.stored(), now_ms()) {
                 self.rooms.remove(&room.name);
-                return Err(Event::error("store_failed", e.to_string()));
+                return Err(fail("store_failed", e.to_string()));
             }
             subscribe(&mut self.swarm, &room);
             self.presence_due
@@ -476,11 +486,11 @@ impl Runtime {
         Ok(())
     }
 
-    async fn leave(&mut self, typed: &str) -> Result<(), Event> {
+    async fn leave(&mut self, typed: &str) -> Result<(), CommandError> {
         let room = self.room(typed)?;
         self.store
             .forget_room(&room.name)
-            .map_err(|e| Event::error("store_failed", e.to_string()))?;
+            .map_err(|e| fail("store_failed", e.to_string()))?;
         self.rooms.remove(&room.name);
         let topic = IdentTopic::new(room.chat_topic.as_str());
         self.swarm.behaviour_mut().gossipsub.unsubscribe(&topic);

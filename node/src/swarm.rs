@@ -37,13 +37,22 @@ pub const MAX_TRANSMIT_BYTES: usize = MAX_SEALED_BYTES + 1024;
 /// Gossipsub settings, chosen from measurements in docs/performance.md.
 pub fn gossipsub_config() -> Result<gossipsub::Config, String> {
     gossipsub::ConfigBuilder::default()
+        // A mesh of 4 (3–8) instead of 6 (5–12): every extra mesh peer is one more copy of each
+        // message to receive and verify. At N = 50 on loopback this halved p99 latency
+        // (≈ 18 ms against 25–99 ms) and cut CPU by 15 %; flood publishing and (later) history
+        // sync cover what a thinner mesh might miss.
+        .mesh_n(4)
+        .mesh_n_low(3)
+        .mesh_n_high(8)
+        .mesh_outbound_min(2)
         // Strict: every message is signed and carries source and sequence number, so the
         // envelope author can be checked against a signature.
         .validation_mode(ValidationMode::Strict)
         // Nothing is forwarded before the node has opened and checked it.
         .validate_messages()
         .max_transmit_size(MAX_TRANSMIT_BYTES)
-        .heartbeat_interval(Duration::from_millis(700))
+        // The default 1 s: 700 ms measured no better and costs more wakeups.
+        .heartbeat_interval(Duration::from_secs(1))
         // Publish to every known room peer, not just the mesh: lowest latency for chat rates.
         .flood_publish(true)
         .duplicate_cache_time(Duration::from_secs(120))

@@ -207,6 +207,19 @@ fn fanout(n: usize, rate: u32, seconds: u32) -> Result<serde_json::Value> {
             break;
         }
         if started.elapsed() > Duration::from_secs(120) {
+            for (i, node) in nodes.iter_mut().enumerate().skip(1) {
+                if node
+                    .seen
+                    .iter()
+                    .any(|e| matches!(e, Event::Message { text, .. } if text.starts_with("warm ")))
+                {
+                    continue;
+                }
+                node.send(json!({"cmd": "peers"}));
+                let peers =
+                    node.wait_for(Duration::from_secs(5), |e| matches!(e, Event::Peers { .. }));
+                eprintln!("cold node n{i}: {peers:?}\nstderr:\n{}", node.stderr());
+            }
             bail!("fan-out N={n}: {cold} nodes never received a warm-up message");
         }
     }
