@@ -35,16 +35,20 @@ pub enum Command {
 }
 
 /// A connected peer as `peers` reports it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PeerInfo {
     pub peer_id: String,
     /// The name it last used in any room we share; empty until it has said something.
     pub name: String,
     pub addrs: Vec<String>,
+    /// Our gossipsub score of this peer (diagnostic: below 0 it is kept out of our meshes,
+    /// below -10 it gets no gossip from us, below -80 it is ignored).
+    #[serde(default)]
+    pub score: f64,
 }
 
 /// Something the client should know. `ready` is always the first event.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
     Ready {

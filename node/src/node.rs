@@ -511,6 +511,12 @@ impl Runtime {
                 peer_id: peer.to_string(),
                 name: self.names.get(peer).cloned().unwrap_or_default(),
                 addrs: addrs.iter().map(ToString::to_string).collect(),
+                score: self
+                    .swarm
+                    .behaviour()
+                    .gossipsub
+                    .peer_score(peer)
+                    .unwrap_or(0.0),
             })
             .collect();
         peers.sort_by(|a, b| a.peer_id.cmp(&b.peer_id));

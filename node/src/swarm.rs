@@ -37,14 +37,13 @@ pub const MAX_TRANSMIT_BYTES: usize = MAX_SEALED_BYTES + 1024;
 /// Gossipsub settings, chosen from measurements in docs/performance.md.
 pub fn gossipsub_config() -> Result<gossipsub::Config, String> {
     gossipsub::ConfigBuilder::default()
-        // A mesh of 4 (3–8) instead of 6 (5–12): every extra mesh peer is one more copy of each
-        // message to receive and verify. At N = 50 on loopback this halved p99 latency
-        // (≈ 18 ms against 25–99 ms) and cut CPU by 15 %; flood publishing and (later) history
-        // sync cover what a thinner mesh might miss.
-        .mesh_n(4)
-        .mesh_n_low(3)
-        .mesh_n_high(8)
-        .mesh_outbound_min(2)
+        // Mesh 6 (5–12), gossipsub's default, kept on purpose: a mesh of 4 (3–8) halved p99
+        // latency at N = 50 but left nodes with three connections, all to busy peers, cut off
+        // from the mesh for minutes in 6 of 8 runs at N = 200 (mesh 5: 1 of 4; mesh 6: 0 of 5).
+        // Measurements and the reasoning are in docs/performance.md.
+        .mesh_n(6)
+        .mesh_n_low(5)
+        .mesh_n_high(12)
         // Strict: every message is signed and carries source and sequence number, so the
         // envelope author can be checked against a signature.
         .validation_mode(ValidationMode::Strict)

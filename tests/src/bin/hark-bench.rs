@@ -60,7 +60,9 @@ fn parse_args() -> Result<Options> {
 fn main() -> Result<()> {
     let opts = parse_args()?;
     // Benchmarks measure the node, not its debug logging.
-    std::env::set_var("HARK_TEST_LOG", "warn");
+    if std::env::var_os("HARK_TEST_LOG").is_none() {
+        std::env::set_var("HARK_TEST_LOG", "warn");
+    }
     let out_dir = PathBuf::from("target/bench");
     std::fs::create_dir_all(&out_dir)?;
     if opts.startup {
@@ -207,6 +209,7 @@ fn fanout(n: usize, rate: u32, seconds: u32) -> Result<serde_json::Value> {
             break;
         }
         if started.elapsed() > Duration::from_secs(120) {
+            let mut cold_nodes: Vec<(usize, String)> = Vec::new();
             for (i, node) in nodes.iter_mut().enumerate().skip(1) {
                 if node
                     .seen
@@ -215,10 +218,33 @@ fn fanout(n: usize, rate: u32, seconds: u32) -> Result<serde_json::Value> {
                 {
                     continue;
                 }
-                node.send(json!({"cmd": "peers"}));
-                let peers =
-                    node.wait_for(Duration::from_secs(5), |e| matches!(e, Event::Peers { .. }));
-                eprintln!("cold node n{i}: {peers:?}\nstderr:\n{}", node.stderr());
+                cold_nodes.push((i, node.peer_id.clone()));
+            }
+            // Diagnose: each cold node's peers, and how every node that knows it scores it.
+            for (i, id) in &cold_nodes {
+                nodes[*i].send(json!({"cmd": "peers"}));
+                let peers = nodes[*i]
+                    .wait_for(Duration::from_secs(5), |e| matches!(e, Event::Peers { .. }));
+                eprintln!("cold node n{i}: {peers:?} (log in target/bench/cold-n{i}.log)");
+                let _ = std::fs::write(format!("target/bench/cold-n{i}.log"), nodes[*i].stderr());
+                for (j, other) in nodes.iter_mut().enumerate() {
+                    other.send(json!({"cmd": "peers"}));
+                    let answer = other
+                        .wait_for(Duration::from_secs(5), |e| matches!(e, Event::Peers { .. }));
+                    if let Some(Event::Peers { peers }) = answer {
+                        if let Some(p) = peers.iter().find(|p| p.peer_id == *id) {
+                            eprintln!(
+                                "  n{j} scores n{i} at {:.2} ({} peers)",
+                                p.score,
+                                peers.len()
+                            );
+                            let _ = std::fs::write(
+                                format!("target/bench/peer-n{j}-of-n{i}.log"),
+                                other.stderr(),
+                            );
+                        }
+                    }
+                }
             }
             bail!("fan-out N={n}: {cold} nodes never received a warm-up message");
         }
