@@ -10,7 +10,7 @@ ARGS ?=
 # Tests: iproute2 for the network-namespace (mDNS) tests.
 PACKAGES := gcc libc6-dev pkg-config iproute2
 
-.PHONY: run test bench deps build fmt clippy
+.PHONY: run test bench fuzz deps build fmt clippy
 
 deps:
 	@missing=""; \
@@ -41,6 +41,14 @@ test: deps
 bench: deps
 	$(CARGO) build --release -p hark-node -p hark-tests
 	./target/release/hark-bench $(ARGS)
+
+# Each fuzz target for FUZZ_SECONDS (cargo fuzz on the stable toolchain via RUSTC_BOOTSTRAP).
+FUZZ_SECONDS ?= 30
+fuzz: deps
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+	cd fuzz && for t in envelope_decode sealed_payload invite_decode; do \
+	  RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run $$t -- -max_total_time=$(FUZZ_SECONDS) || exit 1; \
+	done
 
 fmt:
 	$(CARGO) fmt --all

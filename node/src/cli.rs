@@ -87,3 +87,48 @@ impl NodeArgs {
         })
     }
 }
+
+/// Parse the command line of `program`. `--help` and `--version` print and give exit code 0;
+/// any other problem prints one line naming it (not clap's usage block) and gives exit code 2.
+pub fn parse_args<P: clap::Parser>(program: &str) -> Result<P, std::process::ExitCode> {
+    use clap::error::ErrorKind;
+    match P::try_parse() {
+        Ok(parsed) => Ok(parsed),
+        Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
+            let _ = e.print();
+            Err(std::process::ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!(
+                "{program}: {} (see {program} --help)",
+                one_line(&e.to_string())
+            );
+            Err(std::process::ExitCode::from(2))
+        }
+    }
+}
+
+/// The lines of a clap error before its first blank line, joined: the problem without the
+/// usage block (a missing argument is listed on the line after the message).
+fn one_line(text: &str) -> String {
+    let lines: Vec<&str> = text
+        .lines()
+        .take_while(|l| !l.trim().is_empty())
+        .map(str::trim)
+        .collect();
+    lines.join(" ").trim_start_matches("error: ").to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clap_errors_become_one_line() {
+        let text = "error: the following required arguments were not provided:\n  --network <FILE>\n\nUsage: x\n";
+        assert_eq!(
+            one_line(text),
+            "the following required arguments were not provided: --network <FILE>"
+        );
+    }
+}

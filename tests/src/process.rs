@@ -364,3 +364,13 @@ impl Drop for NodeProcess {
 
 /// A generous deadline for one message to cross a few nodes on a loaded 2-core machine.
 pub const DELIVERY: Duration = Duration::from_secs(15);
+
+/// A `/proc/PID/status` figure in KiB, such as `VmRSS:` or `VmHWM:` (peak RSS); 0 if unknown.
+pub fn proc_status_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}

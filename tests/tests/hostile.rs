@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use hark_node::Event;
 use hark_proto::{seal, Body, Envelope, MessageId, RoomKey, RoomName};
-use hark_tests::process::DELIVERY;
+use hark_tests::process::{proc_status_kib, DELIVERY};
 use hark_tests::raw::RawPeer;
 use hark_tests::NodeProcess;
 use libp2p::PeerId;
@@ -140,18 +140,9 @@ fn a_flood_of_hostile_payloads_does_not_stop_honest_traffic() {
         );
     }
 
-    let peak_kib = peak_rss_kib(a.pid());
+    let peak_kib = proc_status_kib(a.pid(), "VmHWM:");
     assert!(
         peak_kib < 300 * 1024,
         "memory stays bounded: peak {peak_kib} KiB"
     );
-}
-
-fn peak_rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
 }

@@ -24,30 +24,9 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli: Cli = match hark_node::cli::parse_args("hark") {
         Ok(cli) => cli,
-        Err(e)
-            if matches!(
-                e.kind(),
-                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion
-            ) =>
-        {
-            let _ = e.print();
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            let text = e.to_string();
-            let problem: Vec<&str> = text
-                .lines()
-                .take_while(|l| !l.trim().is_empty())
-                .map(str::trim)
-                .collect();
-            eprintln!(
-                "hark: {} (see hark --help)",
-                problem.join(" ").trim_start_matches("error: ")
-            );
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     let config = match cli.node.into_config() {
         Ok(config) => config,

@@ -41,33 +41,9 @@ enum Sub {
 }
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli: Cli = match hark_node::cli::parse_args("hark-node") {
         Ok(cli) => cli,
-        Err(e)
-            if matches!(
-                e.kind(),
-                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion
-            ) =>
-        {
-            let _ = e.print();
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            // One line, not clap's usage block: the lines before the first blank one name the
-            // problem (a missing argument is listed on the line after the message).
-            let text = e.to_string();
-            let problem: Vec<&str> = text
-                .lines()
-                .take_while(|l| !l.trim().is_empty())
-                .map(str::trim)
-                .collect();
-            let problem = problem.join(" ");
-            eprintln!(
-                "hark-node: {} (see hark-node --help)",
-                problem.trim_start_matches("error: ")
-            );
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     init_logging();
     if let Some(Sub::Keygen { network }) = cli.command {
