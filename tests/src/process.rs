@@ -314,12 +314,19 @@ impl NodeProcess {
         self.stderr().contains(needle)
     }
 
-    /// Wait for the peers this node is in a room with to announce themselves there.
+    /// Wait for the peers this node is in a room with to announce themselves there. Presence
+    /// already seen counts: the announcements arrive in any order.
     pub fn wait_presence(&mut self, room: &str, peers: &[&str], timeout: Duration) {
+        let heard = |e: &Event, peer: &str| matches!(e, Event::Presence { room: r, from, .. } if r == room && from == peer);
+        let deadline = Instant::now() + timeout;
         for peer in peers {
-            let (room, peer) = (room.to_owned(), peer.to_string());
-            self.expect(&format!("presence of {peer} in {room}"), timeout, |e| {
-                matches!(e, Event::Presence { room: r, from, .. } if *r == room && *from == peer)
+            self.drain();
+            if self.seen.iter().any(|e| heard(e, peer)) {
+                continue;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            self.expect(&format!("presence of {peer} in {room}"), left, |e| {
+                heard(e, peer)
             });
         }
     }
