@@ -42,6 +42,8 @@ const PRESENCE_SOON: Duration = Duration::from_millis(500);
 const MDNS_DIAL_GRACE: Duration = Duration::from_secs(2);
 /// The same connection failure is logged at most this often.
 const FAILURE_LOG_INTERVAL: Duration = Duration::from_secs(30);
+/// How long after the last new listen address `ready` waits for more.
+const READY_SETTLE: Duration = Duration::from_millis(15);
 const TICK: Duration = Duration::from_millis(100);
 const EVENT_QUEUE: usize = 4_096;
 const COMMAND_QUEUE: usize = 1_024;
@@ -176,6 +178,7 @@ impl Node {
             listeners_pending: listeners,
             listen_addrs: Vec::new(),
             ready: false,
+            ready_at: None,
             connected: HashMap::new(),
             names: HashMap::new(),
             outbox: HashMap::new(),
@@ -263,6 +266,8 @@ struct Runtime {
     listeners_pending: HashSet<ListenerId>,
     listen_addrs: Vec<Multiaddr>,
     ready: bool,
+    /// When `ready` is due, once every listener has reported an address.
+    ready_at: Option<tokio::time::Instant>,
     connected: HashMap<PeerId, Vec<Multiaddr>>,
     /// The last name each peer used; bounded by pruning disconnected peers.
     names: HashMap<PeerId, String>,
@@ -288,6 +293,8 @@ impl Runtime {
                     Some(command) => self.on_command(command).await,
                 },
                 _ = tick.tick() => self.on_tick(Instant::now()),
+                _ = tokio::time::sleep_until(self.ready_at.unwrap_or_else(tokio::time::Instant::now)),
+                    if self.ready_at.is_some() && !self.ready => self.send_ready().await,
             }
         }
         tracing::info!(drops = ?self.drops, "node stopped");
@@ -302,10 +309,16 @@ impl Runtime {
         let _ = self.events.send(event).await;
     }
 
-    async fn maybe_ready(&mut self) {
+    /// Every listener has an address: `ready` goes out after a short quiet spell, so that a
+    /// wildcard listener's other interface addresses (reported one by one) are in it too.
+    fn maybe_ready(&mut self) {
         if self.ready || !self.listeners_pending.is_empty() {
             return;
         }
+        self.ready_at = Some(tokio::time::Instant::now() + READY_SETTLE);
+    }
+
+    async fn send_ready(&mut self) {
         self.ready = true;
         let peer = self.local_peer;
         let listen = self
@@ -583,7 +596,10 @@ impl Runtime {
                 tracing::info!(%address, "listening");
                 self.listen_addrs.push(address);
                 self.listeners_pending.remove(&listener_id);
-                self.maybe_ready().await;
+                if let Some(at) = self.ready_at.as_mut() {
+                    *at = tokio::time::Instant::now() + READY_SETTLE;
+                }
+                self.maybe_ready();
             }
             SwarmEvent::ListenerClosed {
                 listener_id,
@@ -592,7 +608,7 @@ impl Runtime {
             } => {
                 tracing::warn!(?addresses, ?reason, "listener closed");
                 self.listeners_pending.remove(&listener_id);
-                self.maybe_ready().await;
+                self.maybe_ready();
             }
             SwarmEvent::ConnectionEstablished {
                 peer_id,

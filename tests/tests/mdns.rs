@@ -48,6 +48,18 @@ fn nodes_on_one_lan_find_each_other_by_mdns_and_chat() {
         .map(|(i, name)| NodeProcess::start_raw(name, &[], &[], Some(&lan.exec_prefix(i))))
         .collect();
     let ids: Vec<String> = nodes.iter().map(|n| n.peer_id.clone()).collect();
+    for node in &nodes {
+        // `ready` lists every interface address of the wildcard listeners, TCP and QUIC.
+        let lan_tcp = node
+            .listen
+            .iter()
+            .any(|a| a.starts_with("/ip4/10.231.") && a.contains("/tcp/"));
+        let lan_quic = node
+            .listen
+            .iter()
+            .any(|a| a.starts_with("/ip4/10.231.") && a.contains("/quic-v1/"));
+        assert!(lan_tcp && lan_quic, "{}: {:?}", node.name, node.listen);
+    }
     for (i, node) in nodes.iter_mut().enumerate() {
         let others: Vec<&str> = ids
             .iter()
