@@ -150,3 +150,19 @@ fn a_dropped_static_peer_is_redialled_when_it_comes_back() {
         |e| matches!(e, Event::Message { text, .. } if text == "welcome back"),
     );
 }
+
+#[test]
+fn a_message_sent_before_any_peer_is_delivered_when_one_arrives() {
+    let mut a = NodeProcess::start("alice", &[]);
+    a.send(json!({"cmd": "send", "room": "lobby", "text": "anyone there?"}));
+    a.expect("sent while alone", DELIVERY, |e| {
+        matches!(e, Event::Sent { .. })
+    });
+    let mut b = NodeProcess::start("bob", &["--peer", &a.addr()]);
+    let got = b.expect(
+        "the early message",
+        DELIVERY,
+        |e| matches!(e, Event::Message { text, .. } if text == "anyone there?"),
+    );
+    assert!(matches!(got, Event::Message { from, .. } if from == a.peer_id));
+}
