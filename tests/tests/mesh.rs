@@ -166,3 +166,34 @@ fn a_message_sent_before_any_peer_is_delivered_when_one_arrives() {
     );
     assert!(matches!(got, Event::Message { from, .. } if from == a.peer_id));
 }
+
+#[test]
+fn after_leaving_a_room_nothing_more_of_it_arrives() {
+    let mut a = NodeProcess::start("alice", &["--join", "ops"]);
+    let mut b = NodeProcess::start("bob", &["--join", "ops", "--peer", &a.addr()]);
+    let (pa, pb) = (a.peer_id.clone(), b.peer_id.clone());
+    a.wait_presence("ops", &[&pb], DELIVERY);
+    b.wait_presence("ops", &[&pa], DELIVERY);
+
+    b.send(json!({"cmd": "leave", "room": "lobby"}));
+    b.expect(
+        "left",
+        DELIVERY,
+        |e| matches!(e, Event::Left { room } if room == "lobby"),
+    );
+    b.send(json!({"cmd": "send", "room": "lobby", "text": "x"}));
+    b.expect(
+        "not_joined",
+        DELIVERY,
+        |e| matches!(e, Event::Error { code, .. } if code == "not_joined"),
+    );
+
+    a.send(json!({"cmd": "send", "room": "lobby", "text": "after bob left"}));
+    a.send(json!({"cmd": "send", "room": "ops", "text": "sentinel"}));
+    b.expect(
+        "the ops sentinel",
+        DELIVERY,
+        |e| matches!(e, Event::Message { room, text, .. } if room == "ops" && text == "sentinel"),
+    );
+    assert!(b.messages_with_text("after bob left").is_empty());
+}
