@@ -117,6 +117,36 @@ impl Event {
     }
 }
 
+/// The last four characters of a peer id: with the name they tell people apart (`alice#3f9a`).
+pub fn short_id(peer_id: &str) -> &str {
+    let start = peer_id.char_indices().rev().nth(3).map_or(0, |(i, _)| i);
+    &peer_id[start..]
+}
+
+impl Event {
+    /// One plain-text line for a chat message event (`[room] alice#3f9a: text`, `* …` for an
+    /// action, `ALERT …` for an alert); `None` for every other event.
+    pub fn message_line(&self) -> Option<String> {
+        let Event::Message {
+            room,
+            name,
+            from,
+            kind,
+            text,
+            ..
+        } = self
+        else {
+            return None;
+        };
+        let who = format!("{name}#{}", short_id(from));
+        Some(match kind.as_str() {
+            "me" => format!("[{room}] * {who} {text}"),
+            "alert" => format!("[{room}] ALERT {who}: {text}"),
+            _ => format!("[{room}] {who}: {text}"),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -144,6 +174,30 @@ mod tests {
         assert_eq!(cmd, Command::Peers);
         assert!(serde_json::from_str::<Command>(r#"{"cmd":"fly"}"#).is_err());
         assert!(serde_json::from_str::<Command>(r#"{"cmd":"send","room":"lobby"}"#).is_err());
+    }
+
+    #[test]
+    fn message_lines_name_the_author_with_a_short_id() {
+        let event = |kind: &str| Event::Message {
+            room: "ops".into(),
+            id: "01".into(),
+            from: "12D3KooW3f9a".into(),
+            name: "alice".into(),
+            ts: 0,
+            kind: kind.into(),
+            text: "hi".into(),
+        };
+        assert_eq!(
+            event("text").message_line().unwrap(),
+            "[ops] alice#3f9a: hi"
+        );
+        assert_eq!(event("me").message_line().unwrap(), "[ops] * alice#3f9a hi");
+        assert_eq!(
+            event("alert").message_line().unwrap(),
+            "[ops] ALERT alice#3f9a: hi"
+        );
+        assert_eq!(short_id("ab"), "ab");
+        assert!(Event::Joined { room: "x".into() }.message_line().is_none());
     }
 
     #[test]

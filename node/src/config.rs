@@ -25,23 +25,6 @@ pub struct NodeConfig {
     pub join: Vec<String>,
 }
 
-impl NodeConfig {
-    /// A configuration for tests and embedding: loopback only, no mDNS.
-    pub fn loopback(name: &str, data_dir: PathBuf) -> Self {
-        Self {
-            name: name.to_owned(),
-            data_dir,
-            listen: vec!["/ip4/127.0.0.1/tcp/0"
-                .parse()
-                .expect("valid literal address")],
-            peers: Vec::new(),
-            mdns: false,
-            network_key: None,
-            join: Vec::new(),
-        }
-    }
-}
-
 /// The platform's data dir for Hark (`~/.local/share/hark` on Linux).
 pub fn default_data_dir() -> Option<PathBuf> {
     directories::ProjectDirs::from("", "", "hark").map(|dirs| dirs.data_dir().to_path_buf())

@@ -80,10 +80,6 @@ impl Redialer {
         }
         due
     }
-
-    pub fn is_static(&self, peer: &PeerId) -> bool {
-        self.peers.contains_key(peer)
-    }
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
+use hark_node::api::short_id;
 use hark_node::cli::NodeArgs;
 use hark_node::{Command, Event, Node};
 use tokio::io::AsyncBufReadExt;
@@ -154,7 +155,6 @@ fn say(line: &str) {
 }
 
 fn show(event: &Event, room: &mut String) {
-    let short = |id: &str| id[id.len().saturating_sub(4)..].to_owned();
     match event {
         Event::Ready {
             name,
@@ -163,26 +163,19 @@ fn show(event: &Event, room: &mut String) {
         } => {
             say(&format!(
                 "hark: you are {name}#{} in #lobby. Type to talk, /quit to leave.",
-                short(peer_id)
+                short_id(peer_id)
             ));
             for addr in listen {
                 say(&format!("  listening on {addr}"));
             }
         }
-        Event::Message {
-            room: r,
-            name,
-            from,
-            kind,
-            text,
-            ..
-        } => {
-            let who = format!("{name}#{}", short(from));
-            say(&match kind.as_str() {
-                "me" => format!("[{r}] * {who} {text}"),
-                "alert" => format!("\x07[{r}] ALERT {who}: {text}"),
-                _ => format!("[{r}] {who}: {text}"),
-            });
+        Event::Message { kind, .. } => {
+            // An alert rings the terminal bell.
+            let bell = if kind == "alert" { "\x07" } else { "" };
+            say(&format!(
+                "{bell}{}",
+                event.message_line().unwrap_or_default()
+            ));
         }
         Event::Created { room: r, invite } => {
             say(&format!("created #{r}; invite others with:\n  {invite}"))
@@ -192,15 +185,17 @@ fn show(event: &Event, room: &mut String) {
             say(&format!("joined #{r}"));
         }
         Event::Left { room: r } => say(&format!("left #{r}")),
-        Event::PeerConnected { peer_id } => say(&format!("-- peer {} connected", short(peer_id))),
-        Event::PeerDisconnected { peer_id } => say(&format!("-- peer {} left", short(peer_id))),
+        Event::PeerConnected { peer_id } => {
+            say(&format!("-- peer {} connected", short_id(peer_id)))
+        }
+        Event::PeerDisconnected { peer_id } => say(&format!("-- peer {} left", short_id(peer_id))),
         Event::Peers { peers } => {
             say(&format!("{} peers:", peers.len()));
             for p in peers {
                 say(&format!(
                     "  {}#{} {}",
                     p.name,
-                    short(&p.peer_id),
+                    short_id(&p.peer_id),
                     p.addrs.join(" ")
                 ));
             }

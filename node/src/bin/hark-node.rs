@@ -170,21 +170,7 @@ fn human(event: &Event) -> Option<String> {
             name,
             listen,
         } => format!("ready: {name} {peer_id}\n  {}", listen.join("\n  ")),
-        Event::Message {
-            room,
-            name,
-            from,
-            kind,
-            text,
-            ..
-        } => {
-            let who = format!("{name}#{}", &from[from.len().saturating_sub(4)..]);
-            match kind.as_str() {
-                "me" => format!("[{room}] * {who} {text}"),
-                "alert" => format!("[{room}] ALERT {who}: {text}"),
-                _ => format!("[{room}] {who}: {text}"),
-            }
-        }
+        Event::Message { .. } => return event.message_line(),
         Event::PeerConnected { peer_id } => format!("peer connected: {peer_id}"),
         Event::PeerDisconnected { peer_id } => format!("peer disconnected: {peer_id}"),
         Event::Error { code, detail } => format!("error ({code}): {detail}"),
