@@ -5,6 +5,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::store::StoredMessage;
+
 /// A request from the client (the TUI, or one JSON line on stdin).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "cmd", rename_all = "snake_case")]
@@ -28,6 +30,12 @@ pub enum Command {
     Create { room: String },
     /// Leave a room and forget its key.
     Leave { room: String },
+    /// The newest `limit` stored messages of a room (default 100, at most 10 000), oldest first.
+    History {
+        room: String,
+        #[serde(default)]
+        limit: Option<usize>,
+    },
     /// List connected peers.
     Peers,
     /// Stop the node.
@@ -47,6 +55,31 @@ pub struct PeerInfo {
     pub score: f64,
 }
 
+/// One message in a `history` answer: the fields of a `message` event without the room.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryMessage {
+    pub id: String,
+    pub from: String,
+    pub name: String,
+    /// The wall-clock part of the message's hybrid logical clock, milliseconds since the epoch.
+    pub ts: u64,
+    pub kind: String,
+    pub text: String,
+}
+
+impl From<StoredMessage> for HistoryMessage {
+    fn from(m: StoredMessage) -> Self {
+        Self {
+            id: m.id.to_hex(),
+            from: m.author,
+            name: m.name,
+            ts: m.hlc.wall_ms(),
+            kind: m.kind.as_str().to_owned(),
+            text: m.text,
+        }
+    }
+}
+
 /// Something the client should know. `ready` is always the first event.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
@@ -56,7 +89,8 @@ pub enum Event {
         name: String,
         listen: Vec<String>,
     },
-    /// A message of ours left this node (published, or queued until a room peer appears).
+    /// A message of ours is stored durably (it survives kill -9) and was published; peers
+    /// that do not hear it now get it by sync when they meet this node or anyone who has it.
     Sent {
         room: String,
         id: String,
@@ -72,7 +106,8 @@ pub enum Event {
         id: String,
         from: String,
         name: String,
-        /// The author's clock, milliseconds since the Unix epoch.
+        /// The wall-clock part of the message's hybrid logical clock (the author's clock,
+        /// pulled forward past anything the author had seen), milliseconds since the epoch.
         ts: u64,
         /// `text`, `me` or `alert`.
         kind: String,
@@ -101,6 +136,17 @@ pub enum Event {
     },
     Peers {
         peers: Vec<PeerInfo>,
+    },
+    /// The answer to `history`: messages oldest first, in the room's (HLC, id) order.
+    History {
+        room: String,
+        messages: Vec<HistoryMessage>,
+    },
+    /// A history sync session with a peer finished; `received` messages were new to us.
+    Synced {
+        room: String,
+        peer_id: String,
+        received: usize,
     },
     Error {
         code: String,

@@ -57,6 +57,8 @@ pub enum ConfigError {
     NetKey(#[from] NetKeyError),
     #[error("--name {0:?}: {1}")]
     BadName(String, &'static str),
+    #[error("HARK_CLOCK_OFFSET_MS={0:?} is not a whole number of milliseconds")]
+    BadClockOffset(String),
     #[error("--join {0:?}: {1}")]
     BadJoin(String, crate::rooms::JoinError),
 }
@@ -84,7 +86,20 @@ impl NodeArgs {
             mdns: !self.no_mdns,
             network_key,
             join: self.join,
+            relay: false,
+            clock_offset_ms: clock_offset_from_env()?,
         })
+    }
+}
+
+/// The test hook `HARK_CLOCK_OFFSET_MS`: milliseconds to add to this node's wall clock.
+fn clock_offset_from_env() -> Result<i64, ConfigError> {
+    match std::env::var("HARK_CLOCK_OFFSET_MS") {
+        Ok(text) => text
+            .trim()
+            .parse()
+            .map_err(|_| ConfigError::BadClockOffset(text)),
+        Err(_) => Ok(0),
     }
 }
 

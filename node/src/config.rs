@@ -23,6 +23,11 @@ pub struct NodeConfig {
     pub network_key: Option<PreSharedKey>,
     /// Rooms (names or invites) to join at start, beside `lobby` and the stored ones.
     pub join: Vec<String>,
+    /// Relay mode (`hark-node --relay`): every room's history is loaded at start and kept.
+    pub relay: bool,
+    /// Test hook: shift this node's wall clock by this many milliseconds (environment variable
+    /// `HARK_CLOCK_OFFSET_MS`), to test ordering between nodes whose clocks disagree.
+    pub clock_offset_ms: i64,
 }
 
 /// The platform's data dir for Hark (`~/.local/share/hark` on Linux).

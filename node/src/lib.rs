@@ -9,33 +9,41 @@
 //!   the command-line options `hark` and `hark-node` share.
 //! - [`api`]: [`Command`]s in, [`Event`]s out: the whole surface a client sees. The JSON-lines
 //!   control of `hark-node --json` is these two types serialised.
-//! - [`store`]: SQLite in the data dir: identity key and joined rooms (with keys).
+//! - [`store`]: SQLite in the data dir: identity key, joined rooms (with keys), room history
+//!   (Automerge chunks per shard) and the message index.
+//! - [`history`]: room history as Automerge documents, one per room and UTC day (pure).
+//! - [`sync`]: the `/hark/sync/1` session protocol and its bookkeeping (pure).
 //! - [`rooms`]: which rooms we are in, their keys and topics (pure state).
 //! - [`validate`]: the verdict on one gossip message: decrypt, decode, author check, replay
 //!   check (pure; the event loop reports the verdict to gossipsub for peer scoring).
 //! - [`dialer`]: redial of static peers with exponential backoff (pure, takes `now`).
 //! - [`netkey`]: the pre-shared network key file and plain-words connection failure reasons.
-//! - [`swarm`]: the libp2p transport and behaviour (gossipsub, mDNS, identify, ping).
+//! - [`swarm`]: the libp2p transport and behaviour (gossipsub, mDNS, identify, ping, sync).
 //! - [`node`]: the event loop that moves bytes between the swarm, the state above and the client.
 //!
-//! One message from keypress to peer: the client sends [`Command::Send`]; the event loop builds
-//! an envelope, seals it with the room key and publishes it on the room's chat topic. Gossipsub
+//! One message from keypress to peer: the client sends [`Command::Send`]; the event loop adds
+//! the message to the room's Automerge shard as one change, stores that change in SQLite,
+//! reports `sent`, and publishes the change in an envelope sealed with the room key on the
+//! room's chat topic. Gossipsub
 //! signs it with the node's identity. A receiving node's gossipsub hands the message to the event
 //! loop, [`validate`] opens and checks it, the verdict goes back to gossipsub (accepted messages
-//! are forwarded, rejected ones cost the sender score) and an accepted one becomes
-//! [`Event::Message`].
+//! are forwarded, rejected ones cost the sender score); the change is applied to the receiver's
+//! shard, stored, and its message becomes [`Event::Message`]. Whatever gossip missed (a node
+//! that was off, a partition) arrives by [`sync`] when peers meet, and every 30 s.
 
 pub mod api;
 pub mod cli;
 pub mod config;
 pub mod dialer;
+pub mod history;
 pub mod netkey;
 pub mod node;
 pub mod rooms;
 pub mod store;
 pub mod swarm;
+pub mod sync;
 pub mod validate;
 
-pub use api::{Command, Event, PeerInfo};
+pub use api::{Command, Event, HistoryMessage, PeerInfo};
 pub use config::NodeConfig;
 pub use node::{Node, NodeHandle, StartError};

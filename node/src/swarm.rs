@@ -2,7 +2,8 @@
 //!
 //! Transports: TCP + Noise + Yamux, wrapped in pnet when a network key is set; QUIC beside it
 //! only without a key (QUIC cannot carry pnet, and a QUIC listener would admit peers without the
-//! key). Behaviours: gossipsub (rooms), mDNS (discovery, optional), identify, ping.
+//! key). Behaviours: gossipsub (rooms), mDNS (discovery, optional), identify, ping, and
+//! request-response for history sync (`/hark/sync/1`).
 
 use std::time::Duration;
 
@@ -15,9 +16,15 @@ use libp2p::identity::Keypair;
 use libp2p::pnet::{PnetConfig, PreSharedKey};
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::NetworkBehaviour;
-use libp2p::{identify, mdns, noise, ping, tcp, yamux, Swarm, SwarmBuilder, Transport};
+use libp2p::request_response::{self, ProtocolSupport};
+use libp2p::{
+    identify, mdns, noise, ping, tcp, yamux, StreamProtocol, Swarm, SwarmBuilder, Transport,
+};
 
 use hark_proto::limits::MAX_SEALED_BYTES;
+use hark_proto::sync::MAX_SYNC_BYTES;
+
+use crate::sync::{SyncRequest, SyncResponse, PROTOCOL as SYNC_PROTOCOL};
 
 /// Identify's protocol name for Hark nodes.
 pub const IDENTIFY_PROTOCOL: &str = "/hark/id/1";
@@ -28,6 +35,7 @@ pub struct Behaviour {
     pub mdns: Toggle<mdns::tokio::Behaviour>,
     pub identify: identify::Behaviour,
     pub ping: ping::Behaviour,
+    pub sync: request_response::cbor::Behaviour<SyncRequest, SyncResponse>,
 }
 
 /// Largest gossip frame: a full sealed envelope plus room for gossipsub's own fields
@@ -103,11 +111,21 @@ fn behaviour(
         identify::Config::new(IDENTIFY_PROTOCOL.to_owned(), key.public())
             .with_agent_version(format!("hark/{}", env!("CARGO_PKG_VERSION"))),
     );
+    // CBOR framing adds a few bytes per byte string; the sealed body is bounded by the limit.
+    let frame_limit = (MAX_SYNC_BYTES + 4096) as u64;
+    let sync = request_response::Behaviour::with_codec(
+        request_response::cbor::codec::Codec::default()
+            .set_request_size_maximum(frame_limit)
+            .set_response_size_maximum(frame_limit),
+        [(StreamProtocol::new(SYNC_PROTOCOL), ProtocolSupport::Full)],
+        request_response::Config::default().with_request_timeout(Duration::from_secs(60)),
+    );
     Ok(Behaviour {
         gossipsub,
         mdns: mdns.into(),
         identify,
         ping: ping::Behaviour::default(),
+        sync,
     })
 }
 

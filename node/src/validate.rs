@@ -123,7 +123,7 @@ mod tests {
             name: "alice".into(),
             id: MessageId([id; 16]),
             sent_at_ms: 1,
-            body: Body::Text { text: "hi".into() },
+            body: Body::Presence,
         };
         seal::seal(
             key,

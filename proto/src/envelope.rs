@@ -13,7 +13,8 @@ use thiserror::Error;
 use crate::limits::{MAX_AUTHOR_BYTES, MAX_ENVELOPE_BYTES, MAX_NICK_BYTES, MAX_TEXT_BYTES};
 
 /// The envelope version this build writes and reads.
-pub const ENVELOPE_VERSION: u8 = 1;
+/// Version 2 carries chat messages as Automerge changes (room history).
+pub const ENVELOPE_VERSION: u8 = 2;
 
 /// A message id: 16 random bytes chosen by the author, unique per envelope.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -46,33 +47,25 @@ impl fmt::Display for MessageId {
 /// What an envelope says. Append new kinds at the end only (see the module doc).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Body {
-    /// A chat line.
-    Text { text: String },
-    /// An action line (`/me waves`).
-    Me { text: String },
-    /// The panic button: stored like a message, shown loudly.
-    Alert { text: String },
+    /// A chat message (text, action or alert): the Automerge change that adds its
+    /// [`MessageRecord`](crate::record::MessageRecord) to the room's history shard `shard`.
+    Change {
+        shard: u32,
+        #[serde(with = "serde_bytes")]
+        change: Vec<u8>,
+    },
     /// The author is typing in this room. Ephemeral.
     Typing,
     /// The author is in this room, under the envelope's name. Ephemeral.
     Presence,
-    // Reserved for later kinds: history changes (Automerge), voice frames.
+    // Reserved for later kinds: voice frames.
 }
 
 impl Body {
-    pub fn text(&self) -> Option<&str> {
-        match self {
-            Body::Text { text } | Body::Me { text } | Body::Alert { text } => Some(text),
-            Body::Typing | Body::Presence => None,
-        }
-    }
-
-    /// The lower-case kind name used in events and docs.
+    /// The lower-case kind name used in logs.
     pub fn kind(&self) -> &'static str {
         match self {
-            Body::Text { .. } => "text",
-            Body::Me { .. } => "me",
-            Body::Alert { .. } => "alert",
+            Body::Change { .. } => "change",
             Body::Typing => "typing",
             Body::Presence => "presence",
         }
@@ -145,8 +138,10 @@ impl Envelope {
             return Err(DecodeError::Limit("author id is empty or too long"));
         }
         check_nick(&self.name).map_err(DecodeError::Limit)?;
-        if self.body.text().is_some_and(|t| t.len() > MAX_TEXT_BYTES) {
-            return Err(DecodeError::Limit("text is over the 16 KiB limit"));
+        if let Body::Change { change, .. } = &self.body {
+            if change.len() > MAX_TEXT_BYTES + 2048 {
+                return Err(DecodeError::Limit("change is over the size limit"));
+            }
         }
         Ok(())
     }
@@ -185,14 +180,9 @@ mod tests {
     #[test]
     fn every_kind_round_trips() {
         for body in [
-            Body::Text {
-                text: "pump 4 is running hot".into(),
-            },
-            Body::Me {
-                text: "waves".into(),
-            },
-            Body::Alert {
-                text: "fire on deck 2".into(),
+            Body::Change {
+                shard: 20_400,
+                change: vec![1, 2, 3],
             },
             Body::Typing,
             Body::Presence,
@@ -207,22 +197,24 @@ mod tests {
         let mut bytes = sample(Body::Typing).encode().unwrap();
         bytes.push(0);
         assert_eq!(Envelope::decode(&bytes), Err(DecodeError::TrailingBytes(1)));
-        bytes[0] = 2;
+        bytes[0] = 3;
         assert_eq!(
             Envelope::decode(&bytes),
-            Err(DecodeError::UnsupportedVersion(2))
+            Err(DecodeError::UnsupportedVersion(3))
         );
         assert_eq!(Envelope::decode(&[]), Err(DecodeError::Empty));
     }
 
     #[test]
     fn limits_hold_both_ways() {
-        let big = sample(Body::Text {
-            text: "x".repeat(MAX_TEXT_BYTES + 1),
+        let big = sample(Body::Change {
+            shard: 1,
+            change: vec![0; MAX_TEXT_BYTES + 2049],
         });
         assert!(big.encode().is_err());
-        let ok = sample(Body::Text {
-            text: "x".repeat(MAX_TEXT_BYTES),
+        let ok = sample(Body::Change {
+            shard: 1,
+            change: vec![0; MAX_TEXT_BYTES],
         });
         assert!(ok.encode().is_ok());
         let mut bad_name = sample(Body::Typing);
@@ -233,9 +225,8 @@ mod tests {
 
     fn any_body() -> impl Strategy<Value = Body> {
         prop_oneof![
-            ".{0,200}".prop_map(|text| Body::Text { text }),
-            ".{0,200}".prop_map(|text| Body::Me { text }),
-            ".{0,200}".prop_map(|text| Body::Alert { text }),
+            (any::<u32>(), proptest::collection::vec(any::<u8>(), 0..200))
+                .prop_map(|(shard, change)| Body::Change { shard, change }),
             Just(Body::Typing),
             Just(Body::Presence),
         ]

@@ -7,7 +7,10 @@
 //! - [`room`]: room names and room keys. Public rooms derive their key from the name, private
 //!   rooms draw a random one; gossipsub topics derive from the key, never from the plain name.
 //! - [`seal`]: XChaCha20-Poly1305 sealing of a payload under a room key, bound to its topic.
-//! - [`envelope`]: the versioned envelope (text, me, alert, typing, presence) and its codec.
+//! - [`envelope`]: the versioned envelope (a history change, typing, presence) and its codec.
+//! - [`hlc`]: the hybrid logical clock that orders every room's history the same on every node.
+//! - [`record`]: one stored chat message, the value kept in a room's Automerge document.
+//! - [`sync`]: the body of a `/hark/sync/1` exchange (shard digests, Automerge sync messages).
 //! - [`invite`]: invite strings that carry a private room's name and key out of band.
 //!
 //! The flow of one chat line: the node builds an [`Envelope`], [`Envelope::encode`]s it,
@@ -16,12 +19,17 @@
 //! reverse: [`seal::open`], then [`Envelope::decode`], which checks version and limits.
 
 pub mod envelope;
+pub mod hlc;
 pub mod invite;
 pub mod limits;
+pub mod record;
 pub mod room;
 pub mod seal;
+pub mod sync;
 
 pub use envelope::{Body, DecodeError, Envelope, MessageId, ENVELOPE_VERSION};
+pub use hlc::{Hlc, HlcClock};
 pub use invite::{Invite, InviteError};
+pub use record::{MessageKind, MessageRecord, RecordError};
 pub use room::{NameError, RoomKey, RoomName, Topic};
 pub use seal::SealError;

@@ -11,6 +11,7 @@ use crate::limits::MAX_ROOM_NAME_BYTES;
 const PUBLIC_ROOM_CONTEXT: &str = "hark 2026-11 public room key v1";
 const CHAT_TOPIC_CONTEXT: &str = "hark 2026-11 chat topic v1";
 const VOICE_TOPIC_CONTEXT: &str = "hark 2026-11 voice topic v1";
+const SYNC_CONTEXT: &str = "hark 2026-11 history sync v1";
 const FINGERPRINT_CONTEXT: &str = "hark 2026-11 room key fingerprint v1";
 
 /// A validated room name: lowercase, 1–48 bytes of `a-z 0-9 - _ .`; a leading `#` is dropped.
@@ -93,6 +94,11 @@ impl RoomKey {
     /// The gossipsub topic for this room's voice frames.
     pub fn voice_topic(&self) -> Topic {
         Topic::derive("voice", VOICE_TOPIC_CONTEXT, &self.0)
+    }
+
+    /// The associated data that binds sealed `/hark/sync/1` bodies to this room.
+    pub fn sync_channel(&self) -> Topic {
+        Topic::derive("sync", SYNC_CONTEXT, &self.0)
     }
 
     /// A short, non-secret identifier of the key, safe to log and show.

@@ -7,7 +7,7 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use hark_node::Event;
+use hark_node::{Event, HistoryMessage};
 use tempfile::TempDir;
 
 /// The `hark-node` binary next to the running test (`target/<profile>/hark-node`), or
@@ -77,6 +77,21 @@ impl NodeProcess {
             &["--no-mdns", "--listen", "/ip4/127.0.0.1/tcp/0"],
             extra,
             None,
+            &[],
+        )
+    }
+
+    /// Like [`start`](Self::start), with extra environment variables (test hooks such as
+    /// `HARK_CLOCK_OFFSET_MS`).
+    pub fn start_with_env(name: &str, env: &[(&str, &str)], extra: &[&str]) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        Self::start_in(
+            name,
+            DataDir::Temp(dir),
+            &["--no-mdns", "--listen", "/ip4/127.0.0.1/tcp/0"],
+            extra,
+            None,
+            env,
         )
     }
 
@@ -88,6 +103,7 @@ impl NodeProcess {
             &["--no-mdns", "--listen", listen],
             extra,
             None,
+            &[],
         )
     }
 
@@ -95,7 +111,7 @@ impl NodeProcess {
     /// `ip netns exec NS`.
     pub fn start_raw(name: &str, base: &[&str], extra: &[&str], prefix: Option<&[String]>) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        Self::start_in(name, DataDir::Temp(dir), base, extra, prefix)
+        Self::start_in(name, DataDir::Temp(dir), base, extra, prefix, &[])
     }
 
     fn start_in(
@@ -104,6 +120,7 @@ impl NodeProcess {
         base: &[&str],
         extra: &[&str],
         prefix: Option<&[String]>,
+        env: &[(&str, &str)],
     ) -> Self {
         let bin = hark_node_bin();
         let mut command = match prefix {
@@ -126,6 +143,7 @@ impl NodeProcess {
                 "RUST_LOG",
                 std::env::var("HARK_TEST_LOG").unwrap_or_else(|_| "hark_node=debug,warn".into()),
             )
+            .envs(env.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -293,6 +311,51 @@ impl NodeProcess {
             .filter(|e| matches!(e, Event::Message { text: t, .. } if t == text))
             .cloned()
             .collect()
+    }
+
+    /// Ask for the room's stored history and wait for the answer.
+    pub fn history(&mut self, room: &str, limit: usize) -> Vec<HistoryMessage> {
+        self.send(serde_json::json!({"cmd": "history", "room": room, "limit": limit}));
+        match self.expect("history", DELIVERY, |e| matches!(e, Event::History { room: r, .. } if r == room)) {
+            Event::History { messages, .. } => messages,
+            _ => unreachable!("expect returns a matching event"),
+        }
+    }
+
+    /// Poll the stored history until it holds `count` messages (or the deadline passes), and
+    /// return the last answer.
+    pub fn wait_history_len(
+        &mut self,
+        room: &str,
+        count: usize,
+        timeout: Duration,
+    ) -> Vec<HistoryMessage> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let messages = self.history(room, count.max(1) * 2);
+            if messages.len() >= count || Instant::now() >= deadline {
+                return messages;
+            }
+            // Between polls, wait for anything to happen (a message, a sync), at most 200 ms.
+            let _ = self.wait_for(Duration::from_millis(200), |e| {
+                matches!(e, Event::Message { .. } | Event::Synced { .. })
+            });
+        }
+    }
+
+    /// Send `count` messages `prefix 0` … and wait for every `sent`; returns the ids in order.
+    pub fn send_burst(&mut self, room: &str, prefix: &str, count: usize) -> Vec<String> {
+        for i in 0..count {
+            self.send(serde_json::json!({"cmd": "send", "room": room, "text": format!("{prefix} {i}")}));
+        }
+        let mut ids = Vec::with_capacity(count);
+        while ids.len() < count {
+            match self.expect("sent", DELIVERY, |e| matches!(e, Event::Sent { .. } | Event::Error { .. })) {
+                Event::Sent { id, .. } => ids.push(id),
+                other => panic!("{}: sending failed: {other:?}", self.name),
+            }
+        }
+        ids
     }
 
     pub fn stderr(&self) -> String {

@@ -5,7 +5,8 @@
 use std::time::Duration;
 
 use hark_node::Event;
-use hark_proto::{seal, Body, Envelope, MessageId, RoomKey, RoomName};
+use hark_node::history::Shard;
+use hark_proto::{seal, Body, Envelope, Hlc, MessageId, MessageKind, MessageRecord, RoomKey, RoomName};
 use hark_tests::process::{proc_status_kib, DELIVERY};
 use hark_tests::raw::RawPeer;
 use hark_tests::NodeProcess;
@@ -13,13 +14,28 @@ use libp2p::PeerId;
 use rand::{Rng, RngCore};
 use serde_json::json;
 
+/// A chat message as a node sends it: the Automerge change adding its record to today's shard.
 fn envelope(author: &PeerId, text: &str) -> Envelope {
+    let record = MessageRecord {
+        id: MessageId::random(&mut rand::rngs::OsRng),
+        author: author.to_bytes(),
+        name: "mallory".into(),
+        hlc: Hlc::new(1_790_000_000_000, 0),
+        kind: MessageKind::Text,
+        text: text.into(),
+    };
+    let change = Shard::new(&author.to_bytes())
+        .add_local(&record)
+        .expect("a change");
     Envelope {
         author: author.to_bytes(),
         name: "mallory".into(),
-        id: MessageId::random(&mut rand::rngs::OsRng),
+        id: record.id,
         sent_at_ms: 1,
-        body: Body::Text { text: text.into() },
+        body: Body::Change {
+            shard: record.hlc.day(),
+            change,
+        },
     }
 }
 
@@ -40,9 +56,9 @@ fn hostile_payloads(
             &envelope(victim, "forged by mallory").encode().unwrap(),
             &mut rng,
         ));
-        // Sealed correctly, version 1, but the rest is not an envelope.
+        // Sealed correctly, the current version, but the rest is not an envelope.
         let mut plain = vec![0xffu8; 100];
-        plain[0] = 1;
+        plain[0] = hark_proto::ENVELOPE_VERSION;
         out.push(seal::seal(lobby, &topic, &plain, &mut rng));
         // Garbage of any length.
         let mut junk = vec![0u8; rng.gen_range(0..2000)];

@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use hark_node::Event;
-use hark_proto::{Envelope, Invite};
+use hark_node::history::shard::record_in_change;
+use hark_proto::{Body, Envelope, Invite};
 use hark_tests::process::DELIVERY;
 use hark_tests::raw::RawPeer;
 use hark_tests::NodeProcess;
@@ -70,7 +71,12 @@ fn only_members_read_a_private_room() {
         );
         let opened =
             hark_proto::seal::open(&decoded.key, &topic, &seen.data).expect("members can open it");
-        if Envelope::decode(&opened).unwrap().body.text() == Some(SECRET) {
+        let body = Envelope::decode(&opened).unwrap().body;
+        let text = match body {
+            Body::Change { change, .. } => record_in_change(&change).map(|r| r.text),
+            _ => None,
+        };
+        if text.as_deref() == Some(SECRET) {
             found = true;
             break;
         }

@@ -2,7 +2,7 @@
 //!
 //! Until the full-screen ratatui interface lands (issue 4) this is a plain line client: type a
 //! line to send it to the current room; `/join ROOM|INVITE`, `/create ROOM`, `/room ROOM`,
-//! `/me TEXT`, `/alert TEXT`, `/peers`, `/quit`. Logs go to `hark.log` in the data dir.
+//! `/me TEXT`, `/alert TEXT`, `/history [N]`, `/peers`, `/quit`. Logs go to `hark.log` in the data dir.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -133,13 +133,17 @@ fn parse_line(line: &str, room: &mut String) -> Option<Command> {
             room: room_now,
             text: rest.to_owned(),
         }),
+        "/history" => Some(Command::History {
+            room: room_now,
+            limit: rest.parse().ok(),
+        }),
         "/room" => {
             *room = rest.trim_start_matches('#').to_owned();
             say(&format!("now talking in #{room}"));
             None
         }
         w if w.starts_with('/') => {
-            say("commands: /join ROOM|INVITE, /create ROOM, /room ROOM, /leave, /me, /alert, /peers, /quit");
+            say("commands: /join ROOM|INVITE, /create ROOM, /room ROOM, /leave, /me, /alert, /history [N], /peers, /quit");
             None
         }
         _ => Some(Command::Send {
@@ -200,6 +204,32 @@ fn show(event: &Event, room: &mut String) {
                 ));
             }
         }
+        Event::History { room: r, messages } => {
+            say(&format!("-- last {} messages in #{r}:", messages.len()));
+            for m in messages {
+                let line = Event::Message {
+                    room: r.clone(),
+                    id: m.id.clone(),
+                    from: m.from.clone(),
+                    name: m.name.clone(),
+                    ts: m.ts,
+                    kind: m.kind.clone(),
+                    text: m.text.clone(),
+                }
+                .message_line()
+                .unwrap_or_default();
+                say(&line);
+            }
+        }
+        Event::Synced {
+            room: r,
+            peer_id,
+            received,
+        } if *received > 0 => say(&format!(
+            "-- #{r}: {received} messages arrived from {}'s history",
+            short_id(peer_id)
+        )),
+        Event::Synced { .. } => {}
         Event::Error { detail, .. } => say(&format!("! {detail}")),
         Event::Sent { .. } | Event::Typing { .. } | Event::Presence { .. } => {}
     }

@@ -28,6 +28,10 @@ struct Cli {
     /// when stdin closes.
     #[arg(long)]
     json: bool,
+    /// Run as an always-on relay: keep every room's full history loaded and answer history
+    /// sync for any room member, so late joiners catch up after the senders are gone.
+    #[arg(long)]
+    relay: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -59,10 +63,11 @@ fn main() -> ExitCode {
             Err(e) => fail(e),
         };
     }
-    let config = match cli.node.into_config() {
+    let mut config = match cli.node.into_config() {
         Ok(config) => config,
         Err(e) => return fail(e),
     };
+    config.relay = cli.relay;
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -174,6 +179,11 @@ fn human(event: &Event) -> Option<String> {
         Event::PeerConnected { peer_id } => format!("peer connected: {peer_id}"),
         Event::PeerDisconnected { peer_id } => format!("peer disconnected: {peer_id}"),
         Event::Error { code, detail } => format!("error ({code}): {detail}"),
+        Event::Synced {
+            room,
+            peer_id,
+            received,
+        } => format!("[{room}] history synced with {peer_id}: {received} new"),
         _ => return None,
     })
 }

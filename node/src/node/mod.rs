@@ -1,12 +1,15 @@
 //! The event loop: moves bytes between the swarm, the pure state ([`RoomBook`], [`Redialer`],
-//! [`SeenIds`]) and the client's command and event channels.
+//! [`SeenIds`], room histories and sync sessions) and the client's command and event channels.
+//! Room history and `/hark/sync/1` live in [`history`].
 
-use std::collections::{HashMap, HashSet, VecDeque};
+mod history;
+
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures::StreamExt;
 use hark_proto::envelope::check_nick;
-use hark_proto::{seal, Body, Envelope, MessageId, RoomKey, RoomName};
+use hark_proto::{seal, Body, Envelope, HlcClock, MessageId, MessageKind, RoomKey, RoomName};
 use libp2p::core::transport::ListenerId;
 use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, PublishError};
 use libp2p::multiaddr::Protocol;
@@ -24,14 +27,14 @@ use crate::config::NodeConfig;
 use crate::dialer::Redialer;
 use crate::netkey::explain_failure;
 use crate::rooms::{parse_join_target, JoinError, Room, RoomBook};
+use crate::history::RoomHistory;
 use crate::store::{Store, StoreError};
+use crate::sync::Sessions;
 use crate::swarm::{self, Behaviour, BehaviourEvent};
 use crate::validate::{self, Drop, SeenIds};
 
 /// How many recent envelope ids are remembered to drop replays (≈ 2 MB).
 const SEEN_IDS: usize = 65_536;
-/// Messages kept per room while no room peer is reachable yet.
-const OUTBOX_PER_ROOM: usize = 1_000;
 /// At most one typing notice per room this often.
 const TYPING_INTERVAL: Duration = Duration::from_secs(2);
 /// Presence is re-announced this often, and soon after a peer joins one of our rooms.
@@ -140,6 +143,13 @@ impl Node {
             store.save_room(&room.stored(), now_ms())?;
         }
 
+        let mut clock = HlcClock::default();
+        if let Some(newest) = store.newest_hlc()? {
+            // Never stamp a new message below one we already hold, even if the wall clock
+            // stepped back while the node was down.
+            clock.observe(newest, offset_now_ms(config.clock_offset_ms));
+        }
+
         let mut swarm =
             swarm::build(identity, config.network_key, config.mdns).map_err(StartError::Swarm)?;
         let listen = if config.listen.is_empty() {
@@ -172,6 +182,12 @@ impl Node {
             redial: Redialer::default(),
             network_key: config.network_key,
             name: config.name,
+            relay: config.relay,
+            clock,
+            clock_offset_ms: config.clock_offset_ms,
+            histories: HashMap::new(),
+            sessions: Sessions::default(),
+            anti_entropy_due: now + crate::sync::ANTI_ENTROPY_INTERVAL,
             local_peer: peer_id,
             events: event_tx,
             pending_events: Vec::new(),
@@ -181,7 +197,6 @@ impl Node {
             ready_at: None,
             connected: HashMap::new(),
             names: HashMap::new(),
-            outbox: HashMap::new(),
             last_typing: HashMap::new(),
             presence_due: HashMap::new(),
             mdns_fallback: HashMap::new(),
@@ -251,6 +266,11 @@ pub(crate) fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// The wall clock as this node sees it: shifted by the test hook's offset.
+fn offset_now_ms(offset_ms: i64) -> u64 {
+    now_ms().saturating_add_signed(offset_ms)
+}
+
 struct Runtime {
     swarm: Swarm<Behaviour>,
     store: Store,
@@ -259,6 +279,14 @@ struct Runtime {
     redial: Redialer,
     network_key: Option<PreSharedKey>,
     name: String,
+    /// `hark-node --relay`: keeps every room's history loaded to answer sync at once.
+    relay: bool,
+    clock: HlcClock,
+    clock_offset_ms: i64,
+    /// Loaded room histories, by chat topic; a room's is loaded on first use.
+    histories: HashMap<String, RoomHistory>,
+    sessions: Sessions,
+    anti_entropy_due: Instant,
     local_peer: PeerId,
     events: mpsc::Sender<Event>,
     /// Events raised before `ready`, which must come first.
@@ -271,8 +299,6 @@ struct Runtime {
     connected: HashMap<PeerId, Vec<Multiaddr>>,
     /// The last name each peer used; bounded by pruning disconnected peers.
     names: HashMap<PeerId, String>,
-    /// Sealed messages waiting for a first room peer, by topic.
-    outbox: HashMap<String, VecDeque<Vec<u8>>>,
     last_typing: HashMap<RoomName, Instant>,
     presence_due: HashMap<RoomName, Instant>,
     mdns_fallback: HashMap<PeerId, (Multiaddr, Instant)>,
@@ -338,6 +364,9 @@ impl Runtime {
         for event in std::mem::take(&mut self.pending_events) {
             let _ = self.events.send(event).await;
         }
+        if self.relay {
+            self.preload_histories();
+        }
         // Dial static peers only now, so their events follow `ready`.
         self.on_tick(Instant::now());
     }
@@ -346,9 +375,12 @@ impl Runtime {
 
     async fn on_command(&mut self, command: Command) {
         let result = match command {
-            Command::Send { room, text } => self.send_text(&room, Body::Text { text }).await,
-            Command::Me { room, text } => self.send_text(&room, Body::Me { text }).await,
-            Command::Alert { room, text } => self.send_text(&room, Body::Alert { text }).await,
+            Command::Send { room, text } => self.send_message(&room, MessageKind::Text, text).await,
+            Command::Me { room, text } => self.send_message(&room, MessageKind::Me, text).await,
+            Command::Alert { room, text } => {
+                self.send_message(&room, MessageKind::Alert, text).await
+            }
+            Command::History { room, limit } => self.history_command(&room, limit).await,
             Command::Typing { room } => self.send_typing(&room),
             Command::Join { room, invite } => match invite.or(room) {
                 Some(target) => self.join(&target).await,
@@ -375,20 +407,6 @@ impl Runtime {
             .ok_or_else(|| fail("not_joined", format!("not in a room named {typed:?}")))
     }
 
-    async fn send_text(&mut self, room: &str, body: Body) -> Result<(), CommandError> {
-        let room = self.room(room)?;
-        if body.text().is_some_and(|t| t.trim().is_empty()) {
-            return Err(fail("bad_command", "text is empty"));
-        }
-        let id = self.publish(&room, body, true)?;
-        self.emit(Event::Sent {
-            room: room.name.to_string(),
-            id: id.to_hex(),
-        })
-        .await;
-        Ok(())
-    }
-
     fn send_typing(&mut self, room: &str) -> Result<(), CommandError> {
         let room = self.room(room)?;
         let now = Instant::now();
@@ -400,18 +418,17 @@ impl Runtime {
             return Ok(());
         }
         self.last_typing.insert(room.name.clone(), now);
-        self.publish(&room, Body::Typing, false).map(|_| ())
+        self.publish(&room, MessageId::random(&mut OsRng), Body::Typing)
     }
 
-    /// Seal and publish `body` in `room`. Messages (`keep`) wait in the outbox while no room
-    /// peer is reachable; ephemeral kinds are simply not sent then.
-    fn publish(&mut self, room: &Room, body: Body, keep: bool) -> Result<MessageId, CommandError> {
-        let id = MessageId::random(&mut OsRng);
+    /// Seal and publish `body` in `room`. With no room peer reachable nothing is sent: typing
+    /// and presence are ephemeral, and history reaches peers by sync when they appear.
+    fn publish(&mut self, room: &Room, id: MessageId, body: Body) -> Result<(), CommandError> {
         let envelope = Envelope {
             author: self.local_peer.to_bytes(),
             name: self.name.clone(),
             id,
-            sent_at_ms: now_ms(),
+            sent_at_ms: self.now_ms(),
             body,
         };
         let plain = envelope
@@ -419,31 +436,17 @@ impl Runtime {
             .map_err(|e| fail("too_long", e.to_string()))?;
         let sealed = seal::seal(&room.key, &room.chat_topic, &plain, &mut OsRng);
         let topic = IdentTopic::new(room.chat_topic.as_str());
-        match self
-            .swarm
-            .behaviour_mut()
-            .gossipsub
-            .publish(topic, sealed.clone())
-        {
-            Ok(_) => Ok(id),
-            Err(PublishError::NoPeersSubscribedToTopic) if keep => {
-                let queue = self
-                    .outbox
-                    .entry(room.chat_topic.as_str().to_owned())
-                    .or_default();
-                if queue.len() >= OUTBOX_PER_ROOM {
-                    queue.pop_front();
-                    tracing::warn!(room = %room.name, "outbox full: dropped the oldest unsent message");
-                }
-                queue.push_back(sealed);
-                Ok(id)
-            }
-            Err(PublishError::NoPeersSubscribedToTopic) => Ok(id),
+        match self.swarm.behaviour_mut().gossipsub.publish(topic, sealed) {
+            Ok(_) | Err(PublishError::NoPeersSubscribedToTopic) => Ok(()),
             Err(e) => Err(fail(
                 "publish_failed",
                 format!("cannot send in {}: {e}", room.name),
             )),
         }
+    }
+
+    fn now_ms(&self) -> u64 {
+        offset_now_ms(self.clock_offset_ms)
     }
 
     async fn join(&mut self, target: &str) -> Result<(), CommandError> {
@@ -493,6 +496,7 @@ impl Runtime {
                 return Err(fail("store_failed", e.to_string()));
             }
             subscribe(&mut self.swarm, &room);
+            self.sync_new_room(&room);
             self.presence_due
                 .insert(room.name.clone(), Instant::now() + PRESENCE_SOON);
         }
@@ -507,7 +511,8 @@ impl Runtime {
         self.rooms.remove(&room.name);
         let topic = IdentTopic::new(room.chat_topic.as_str());
         self.swarm.behaviour_mut().gossipsub.unsubscribe(&topic);
-        self.outbox.remove(room.chat_topic.as_str());
+        self.histories.remove(room.chat_topic.as_str());
+        self.sessions.forget_room(room.chat_topic.as_str());
         self.presence_due.remove(&room.name);
         self.emit(Event::Left {
             room: room.name.to_string(),
@@ -567,8 +572,13 @@ impl Runtime {
             self.presence_due
                 .insert(name.clone(), now + PRESENCE_INTERVAL);
             if let Some(room) = self.rooms.get(&name).cloned() {
-                let _ = self.publish(&room, Body::Presence, false);
+                let _ = self.publish(&room, MessageId::random(&mut OsRng), Body::Presence);
             }
+        }
+        self.sessions.expire(now);
+        if now >= self.anti_entropy_due {
+            self.anti_entropy_due = now + crate::sync::ANTI_ENTROPY_INTERVAL;
+            self.anti_entropy();
         }
     }
 
@@ -637,6 +647,10 @@ impl Runtime {
                 if num_established == 0 {
                     self.connected.remove(&peer_id);
                     self.names.remove(&peer_id);
+                    self.sessions.forget_peer(&peer_id);
+                    for history in self.histories.values_mut() {
+                        history.forget_peer(&peer_id);
+                    }
                     self.redial.on_disconnected(&peer_id, Instant::now());
                     tracing::info!(%peer_id, "peer disconnected");
                     self.emit(Event::PeerDisconnected {
@@ -664,6 +678,7 @@ impl Runtime {
                 self.log_listen_error(&send_back_addr, &error);
             }
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(event)) => self.on_gossip(event).await,
+            SwarmEvent::Behaviour(BehaviourEvent::Sync(event)) => self.on_sync_event(event).await,
             SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(found))) => {
                 let now = Instant::now();
                 for (peer, addr) in found {
@@ -743,10 +758,15 @@ impl Runtime {
                     return;
                 };
                 let source = message.source.map(|p| p.to_bytes());
-                match validate::check(&room, source.as_deref(), &message.data, &mut self.seen) {
-                    Ok(envelope) => {
+                let checked =
+                    validate::check(&room, source.as_deref(), &message.data, &mut self.seen);
+                let delivered = match checked {
+                    Ok(envelope) => self.deliver(&room, envelope, propagation_source).await,
+                    Err(drop) => Err(drop),
+                };
+                match delivered {
+                    Ok(()) => {
                         self.report(&message_id, &propagation_source, MessageAcceptance::Accept);
-                        self.deliver(&room, envelope).await;
                     }
                     Err(drop) => {
                         *self.drops.entry(drop).or_default() += 1;
@@ -770,7 +790,11 @@ impl Runtime {
                     return;
                 };
                 tracing::debug!(%peer_id, room = %room.name, "peer joined room");
-                self.flush_outbox(&room);
+                // One session per pair: the peer with the smaller id starts it (it is
+                // two-way, so both sides catch up). Messages written while alone go out here.
+                if self.local_peer < peer_id {
+                    self.start_sync(peer_id, &room);
+                }
                 let soon = Instant::now() + PRESENCE_SOON;
                 let due = self.presence_due.entry(room.name.clone()).or_insert(soon);
                 *due = (*due).min(soon);
@@ -786,50 +810,39 @@ impl Runtime {
             .report_message_validation_result(id, from, acceptance);
     }
 
-    fn flush_outbox(&mut self, room: &Room) {
-        let Some(mut queue) = self.outbox.remove(room.chat_topic.as_str()) else {
-            return;
-        };
-        let topic = IdentTopic::new(room.chat_topic.as_str());
-        while let Some(sealed) = queue.pop_front() {
-            if let Err(e) = self
-                .swarm
-                .behaviour_mut()
-                .gossipsub
-                .publish(topic.clone(), sealed.clone())
-            {
-                tracing::debug!(room = %room.name, "outbox still waiting: {e}");
-                queue.push_front(sealed);
-                break;
-            }
-        }
-        if !queue.is_empty() {
-            self.outbox
-                .insert(room.chat_topic.as_str().to_owned(), queue);
-        }
-    }
-
-    async fn deliver(&mut self, room: &Room, envelope: Envelope) {
+    /// Act on a checked envelope. A history change that does not apply is the sender's fault
+    /// and comes back as a drop reason (gossipsub then penalises the sender).
+    async fn deliver(
+        &mut self,
+        room: &Room,
+        envelope: Envelope,
+        propagation_source: PeerId,
+    ) -> Result<(), Drop> {
         let Ok(author) = PeerId::from_bytes(&envelope.author) else {
-            return;
+            return Err(Drop::Malformed);
         };
         if self.connected.contains_key(&author) {
             self.names.insert(author, envelope.name.clone());
         }
-        let (room, from, name) = (room.name.to_string(), author.to_string(), envelope.name);
+        let (room_name, from, name) = (room.name.to_string(), author.to_string(), envelope.name);
         let event = match envelope.body {
-            body @ (Body::Text { .. } | Body::Me { .. } | Body::Alert { .. }) => Event::Message {
-                room,
-                id: envelope.id.to_hex(),
+            Body::Change { shard, change } => {
+                return self
+                    .on_gossip_change(room, shard, &change, &envelope.author, propagation_source)
+                    .await;
+            }
+            Body::Typing => Event::Typing {
+                room: room_name,
                 from,
                 name,
-                ts: envelope.sent_at_ms,
-                kind: body.kind().to_owned(),
-                text: body.text().unwrap_or_default().to_owned(),
             },
-            Body::Typing => Event::Typing { room, from, name },
-            Body::Presence => Event::Presence { room, from, name },
+            Body::Presence => Event::Presence {
+                room: room_name,
+                from,
+                name,
+            },
         };
         self.emit(event).await;
+        Ok(())
     }
 }

@@ -1,6 +1,6 @@
 //! The node's persistent state in SQLite (`hark.db` in the data dir, WAL mode).
 //!
-//! Holds the identity key and the joined rooms with their keys, so the file is created with
+//! Holds the identity key, the joined rooms with their keys, and room history ([`history`]), so the file is created with
 //! mode 0600 inside a 0700 directory: only the owner can read it. A lock file keeps a second
 //! process from using the same data dir (two nodes with one identity would fight).
 
@@ -59,6 +59,9 @@ CREATE TABLE IF NOT EXISTS rooms (
 );
 ";
 
+mod history;
+pub use history::StoredMessage;
+
 impl Store {
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
         let dir_err = |source| StoreError::Dir {
@@ -104,6 +107,7 @@ impl Store {
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(sql_err)?;
         conn.execute_batch(SCHEMA).map_err(sql_err)?;
+        conn.execute_batch(history::SCHEMA).map_err(sql_err)?;
         Ok(Self {
             conn,
             path,

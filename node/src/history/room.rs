@@ -1,0 +1,179 @@
+//! A room's history: its shards (one Automerge document per UTC day) and the sync state kept for
+//! each peer. Pure: the event loop loads shards from the store and stores what this returns.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use automerge::sync;
+use hark_proto::sync::{ShardDigest, ShardMessage, MAX_SHARDS};
+use hark_proto::MessageRecord;
+use libp2p::PeerId;
+
+use super::shard::{Applied, Shard, ShardError};
+
+/// What a sync message or a gossip change added to one shard.
+pub struct Added {
+    pub shard: u32,
+    pub records: Vec<MessageRecord>,
+    /// Bytes to append to the store for this shard.
+    pub bytes: Vec<u8>,
+}
+
+pub struct RoomHistory {
+    actor: Vec<u8>,
+    shards: BTreeMap<u32, Shard>,
+    /// Automerge sync state per peer and shard. Kept between sessions so that a re-sync of
+    /// shards both sides already share costs a few hundred bytes, not a Bloom filter of every
+    /// change (see FACTS on sync costs).
+    states: HashMap<(PeerId, u32), sync::State>,
+}
+
+impl RoomHistory {
+    pub fn new(actor: Vec<u8>, shards: BTreeMap<u32, Shard>) -> Self {
+        Self {
+            actor,
+            shards,
+            states: HashMap::new(),
+        }
+    }
+
+    pub fn digests(&self) -> Vec<ShardDigest> {
+        self.shards
+            .iter()
+            .map(|(&shard, doc)| ShardDigest {
+                shard,
+                heads: doc.digest(),
+            })
+            .collect()
+    }
+
+    /// The shards on which `theirs` and ours disagree (including shards only one side has).
+    pub fn differing(&self, theirs: &[ShardDigest]) -> Vec<u32> {
+        let ours: BTreeMap<u32, [u8; 32]> = self
+            .digests()
+            .into_iter()
+            .map(|d| (d.shard, d.heads))
+            .collect();
+        let theirs: BTreeMap<u32, [u8; 32]> = theirs.iter().map(|d| (d.shard, d.heads)).collect();
+        let all: BTreeSet<u32> = ours.keys().chain(theirs.keys()).copied().collect();
+        all.into_iter()
+            .filter(|s| ours.get(s) != theirs.get(s))
+            .take(MAX_SHARDS)
+            .collect()
+    }
+
+    /// Start a new session with `peer`: the sync states forget what was in flight (the last
+    /// session may have ended mid-way), keeping only what the peer is known to have.
+    pub fn begin_session(&mut self, peer: PeerId) {
+        for ((p, _), state) in self.states.iter_mut() {
+            if *p == peer {
+                *state = sync::State::decode(&state.encode()).unwrap_or_default();
+            }
+        }
+    }
+
+    /// The sync messages for `peer` on `shards`, creating empty shards we do not have yet.
+    pub fn generate(&mut self, peer: PeerId, shards: &[u32]) -> Vec<ShardMessage> {
+        let mut out = Vec::new();
+        for &shard in shards {
+            if self.shard_or_new(shard).is_none() {
+                continue;
+            }
+            let state = self.states.entry((peer, shard)).or_default();
+            if let Some(message) = self.shards.get(&shard).and_then(|d| d.generate(state)) {
+                out.push(ShardMessage { shard, message });
+            }
+        }
+        out
+    }
+
+    /// Apply `peer`'s sync messages. Stops at the first bad one; what was applied before it
+    /// is returned through `added` all the same, so it is stored.
+    pub fn receive(
+        &mut self,
+        peer: PeerId,
+        messages: &[ShardMessage],
+        added: &mut Vec<Added>,
+    ) -> Result<(), ShardError> {
+        for ShardMessage { shard, message } in messages {
+            if self.shard_or_new(*shard).is_none() {
+                return Err(ShardError::Rejected("too many shards in one room".into()));
+            }
+            let state = self.states.entry((peer, *shard)).or_default();
+            let Some(doc) = self.shards.get_mut(shard) else {
+                continue;
+            };
+            match doc.receive(state, message) {
+                Ok((records, bytes)) => {
+                    if !bytes.is_empty() {
+                        added.push(Added {
+                            shard: *shard,
+                            records,
+                            bytes,
+                        });
+                    }
+                }
+                Err(e) => {
+                    if e == ShardError::Panicked {
+                        // Possibly half-applied: forget the in-memory copy; the caller reloads.
+                        self.shards.remove(shard);
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Add our own message to the shard of its day.
+    pub fn add_local(&mut self, record: &MessageRecord) -> Result<Added, ShardError> {
+        let shard = record.hlc.day();
+        let doc = self
+            .shard_or_new(shard)
+            .ok_or_else(|| ShardError::Rejected("too many shards in one room".into()))?;
+        let bytes = doc.add_local(record)?;
+        Ok(Added {
+            shard,
+            records: vec![record.clone()],
+            bytes,
+        })
+    }
+
+    /// Apply a change that arrived by gossip.
+    pub fn apply_gossip(
+        &mut self,
+        shard: u32,
+        change: &[u8],
+        author: &[u8],
+    ) -> Result<Applied, ShardError> {
+        let doc = self
+            .shard_or_new(shard)
+            .ok_or_else(|| ShardError::Rejected("too many shards in one room".into()))?;
+        doc.apply_gossip(change, author)
+    }
+
+    /// The peer is gone: forget its sync states (memory stays bounded by connected peers; the
+    /// shard digests keep a reconnect cheap for shards that agree).
+    pub fn forget_peer(&mut self, peer: &PeerId) {
+        self.states.retain(|(p, _), _| p != peer);
+    }
+
+    pub fn shard(&self, shard: u32) -> Option<&Shard> {
+        self.shards.get(&shard)
+    }
+
+    pub fn shard_ids(&self) -> Vec<u32> {
+        self.shards.keys().copied().collect()
+    }
+
+    fn shard_or_new(&mut self, shard: u32) -> Option<&mut Shard> {
+        if !self.shards.contains_key(&shard) && self.shards.len() >= MAX_SHARDS {
+            return None;
+        }
+        let actor = &self.actor;
+        Some(
+            self.shards
+                .entry(shard)
+                .or_insert_with(|| Shard::new(actor)),
+        )
+    }
+}

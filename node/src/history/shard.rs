@@ -1,0 +1,290 @@
+//! One shard of a room's history: one Automerge document holding the messages of one UTC day.
+//!
+//! The document is a grow-only map at its root: key = message id in hex, value = the encoded
+//! [`MessageRecord`] as bytes. Each message is one Automerge change made by its author (the
+//! actor id is the author's peer id), so a message travels, syncs and dedupes as one change.
+//!
+//! What a node shows is derived from changes, not from the map's current state: every new change
+//! is checked ([`valid_record`]) and only a change that puts exactly one well-formed record,
+//! under its own id, authored by the change's actor, counts as a message. A hostile member's
+//! deletes or overwrites therefore never hide or alter a message anyone already has.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use automerge::sync::{self, SyncDoc};
+use automerge::transaction::Transactable;
+use automerge::{ActorId, Automerge, Change, ChangeHash, ReadDoc, ScalarValue, ROOT};
+use hark_proto::sync::heads_digest;
+use hark_proto::{MessageId, MessageRecord};
+use thiserror::Error;
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum ShardError {
+    #[error("not an Automerge change: {0}")]
+    BadChange(String),
+    #[error("not an Automerge sync message: {0}")]
+    BadSyncMessage(String),
+    #[error("Automerge rejected the data: {0}")]
+    Rejected(String),
+    #[error("Automerge failed on this input (internal error caught)")]
+    Panicked,
+    #[error("stored history is damaged: {0}")]
+    BadStored(String),
+    #[error("record does not encode: {0}")]
+    BadRecord(String),
+}
+
+/// What applying one gossip change did.
+#[derive(Debug)]
+pub enum Applied {
+    /// The change was new; these are the valid messages it added (zero or one).
+    New {
+        records: Vec<MessageRecord>,
+        /// Raw bytes to store.
+        bytes: Vec<u8>,
+    },
+    /// We had it already.
+    Known,
+    /// Its dependencies are missing: it was not applied; a sync with the sender will fetch
+    /// it together with what it depends on.
+    MissingDeps,
+}
+
+pub struct Shard {
+    doc: Automerge,
+}
+
+impl Shard {
+    pub fn new(actor: &[u8]) -> Self {
+        Self {
+            doc: Automerge::new().with_actor(ActorId::from(actor)),
+        }
+    }
+
+    /// Rebuild from stored chunks (a saved document and/or incremental chunks, in order).
+    pub fn load(actor: &[u8], chunks: &[Vec<u8>]) -> Result<Self, ShardError> {
+        let mut shard = Self::new(actor);
+        for chunk in chunks {
+            guard(|| shard.doc.load_incremental(chunk))
+                .and_then(|r| r.map_err(|e| ShardError::BadStored(e.to_string())))?;
+        }
+        Ok(shard)
+    }
+
+    /// The whole document, compacted (to replace its stored chunks).
+    pub fn save(&self) -> Vec<u8> {
+        self.doc.save()
+    }
+
+    pub fn heads(&self) -> Vec<ChangeHash> {
+        self.doc.get_heads()
+    }
+
+    pub fn digest(&self) -> [u8; 32] {
+        heads_digest(self.doc.get_heads().into_iter().map(|h| h.0).collect())
+    }
+
+    /// Add our own message: returns the raw change to store and publish.
+    pub fn add_local(&mut self, record: &MessageRecord) -> Result<Vec<u8>, ShardError> {
+        let value = record
+            .encode()
+            .map_err(|e| ShardError::BadRecord(e.to_string()))?;
+        let mut tx = self.doc.transaction();
+        tx.put(ROOT, record.id.to_hex(), ScalarValue::Bytes(value))
+            .map_err(|e| ShardError::Rejected(e.to_string()))?;
+        let (hash, _) = tx.commit();
+        let change = hash
+            .and_then(|h| self.doc.get_change_by_hash(&h))
+            .ok_or_else(|| ShardError::Rejected("the change was not recorded".into()))?;
+        Ok(change.raw_bytes().to_vec())
+    }
+
+    /// Apply one change that arrived by gossip from `author`.
+    pub fn apply_gossip(&mut self, bytes: &[u8], author: &[u8]) -> Result<Applied, ShardError> {
+        let change = Change::from_bytes(bytes.to_vec())
+            .map_err(|e| ShardError::BadChange(e.to_string()))?;
+        if change.actor_id().to_bytes() != author {
+            return Err(ShardError::BadChange(
+                "the change's actor is not the gossip sender".into(),
+            ));
+        }
+        if self.doc.get_change_by_hash(&change.hash()).is_some() {
+            return Ok(Applied::Known);
+        }
+        if change
+            .deps()
+            .iter()
+            .any(|dep| self.doc.get_change_by_hash(dep).is_none())
+        {
+            return Ok(Applied::MissingDeps);
+        }
+        let records = valid_record(&change).into_iter().collect();
+        let raw = change.raw_bytes().to_vec();
+        guard(|| self.doc.apply_changes([change]))?
+            .map_err(|e| ShardError::Rejected(e.to_string()))?;
+        Ok(Applied::New {
+            records,
+            bytes: raw,
+        })
+    }
+
+    /// The next sync message for a peer, if there is anything to say.
+    pub fn generate(&self, state: &mut sync::State) -> Option<Vec<u8>> {
+        self.doc.generate_sync_message(state).map(|m| m.encode())
+    }
+
+    /// Apply a peer's sync message. Returns the valid messages it added and the bytes to store
+    /// (empty when nothing changed).
+    pub fn receive(
+        &mut self,
+        state: &mut sync::State,
+        message: &[u8],
+    ) -> Result<(Vec<MessageRecord>, Vec<u8>), ShardError> {
+        let message = sync::Message::decode(message)
+            .map_err(|e| ShardError::BadSyncMessage(e.to_string()))?;
+        let before = self.doc.get_heads();
+        guard(|| self.doc.receive_sync_message(state, message))?
+            .map_err(|e| ShardError::Rejected(e.to_string()))?;
+        if self.doc.get_heads() == before {
+            return Ok((Vec::new(), Vec::new()));
+        }
+        let records = self
+            .doc
+            .get_changes(&before)
+            .iter()
+            .filter_map(valid_record)
+            .collect();
+        Ok((records, self.doc.save_after(&before)))
+    }
+
+    /// Every valid message in the document (for rebuilding the message index).
+    pub fn records(&self) -> Vec<MessageRecord> {
+        self.doc.get_changes(&[]).iter().filter_map(valid_record).collect()
+    }
+}
+
+/// The message a change adds, if it is a well-formed one: exactly one put at the root, of a
+/// record whose id is the key and whose author is the change's actor.
+pub fn valid_record(change: &Change) -> Option<MessageRecord> {
+    let expanded = change.decode();
+    let [op] = expanded.operations.as_slice() else {
+        return None;
+    };
+    let (automerge::legacy::ObjectId::Root, automerge::legacy::Key::Map(key), false) =
+        (&op.obj, &op.key, op.insert)
+    else {
+        return None;
+    };
+    let automerge::legacy::OpType::Put(ScalarValue::Bytes(value)) = &op.action else {
+        return None;
+    };
+    let record = MessageRecord::decode(value).ok()?;
+    (record.id.to_hex() == key.as_str() && record.author == change.actor_id().to_bytes())
+        .then_some(record)
+}
+
+/// The message in a raw change, if it holds a valid one (for tools and tests reading the wire).
+pub fn record_in_change(bytes: &[u8]) -> Option<MessageRecord> {
+    let change = Change::from_bytes(bytes.to_vec()).ok()?;
+    guard(|| valid_record(&change)).ok().flatten()
+}
+
+/// Run Automerge on input from the network, turning a panic inside it into an error: a bug in
+/// a dependency must not take the node down. The caller drops the shard after an error that
+/// may have left it half-updated and reloads it from the store.
+fn guard<T>(f: impl FnOnce() -> T) -> Result<T, ShardError> {
+    catch_unwind(AssertUnwindSafe(f)).map_err(|_| ShardError::Panicked)
+}
+
+/// A message id from its key in the document.
+pub fn id_from_key(key: &str) -> Option<MessageId> {
+    let bytes = hex::decode(key).ok()?;
+    Some(MessageId(bytes.try_into().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hark_proto::{Hlc, MessageKind};
+
+    fn record(author: &[u8], n: u8, text: &str) -> MessageRecord {
+        MessageRecord {
+            id: MessageId([n; 16]),
+            author: author.to_vec(),
+            name: "alice".into(),
+            hlc: Hlc::new(1_000 + n as u64, 0),
+            kind: MessageKind::Text,
+            text: text.into(),
+        }
+    }
+
+    fn sync_pair(a: &mut Shard, b: &mut Shard) -> (usize, usize) {
+        let (mut sa, mut sb) = (sync::State::new(), sync::State::new());
+        let (mut got_a, mut got_b) = (0, 0);
+        for _ in 0..20 {
+            let ab = a.generate(&mut sa);
+            if let Some(m) = &ab {
+                got_b += b.receive(&mut sb, m).unwrap().0.len();
+            }
+            let ba = b.generate(&mut sb);
+            if let Some(m) = &ba {
+                got_a += a.receive(&mut sa, m).unwrap().0.len();
+            }
+            if ab.is_none() && ba.is_none() {
+                break;
+            }
+        }
+        (got_a, got_b)
+    }
+
+    #[test]
+    fn a_local_message_applies_once_elsewhere_and_syncs() {
+        let (alice, bob) = ([1u8; 38], [2u8; 38]);
+        let mut a = Shard::new(&alice);
+        let mut b = Shard::new(&bob);
+        let change = a.add_local(&record(&alice, 1, "one")).unwrap();
+        let Applied::New { records, .. } = b.apply_gossip(&change, &alice).unwrap() else {
+            panic!("new")
+        };
+        assert_eq!(records, vec![record(&alice, 1, "one")]);
+        assert!(matches!(b.apply_gossip(&change, &alice).unwrap(), Applied::Known));
+        assert!(
+            b.apply_gossip(&change, &bob).is_err(),
+            "a change relayed under another author is refused"
+        );
+
+        let _ = a.add_local(&record(&alice, 2, "two")).unwrap();
+        let third = a.add_local(&record(&alice, 3, "three")).unwrap();
+        assert!(matches!(
+            b.apply_gossip(&third, &alice).unwrap(),
+            Applied::MissingDeps
+        ));
+        b.add_local(&record(&bob, 4, "four")).unwrap();
+        assert_eq!(sync_pair(&mut a, &mut b), (1, 2));
+        assert_eq!(a.digest(), b.digest());
+        assert_eq!(a.records().len(), 4);
+
+        let reloaded = Shard::load(&alice, &[a.save()]).unwrap();
+        assert_eq!(reloaded.digest(), a.digest());
+    }
+
+    #[test]
+    fn forged_and_malformed_changes_add_no_message() {
+        let (alice, mallory) = ([1u8; 38], [9u8; 38]);
+        let mut m = Shard::new(&mallory);
+        // A record claiming alice as author inside mallory's change.
+        let forged = m.add_local(&record(&alice, 7, "forged")).unwrap();
+        let mut a = Shard::new(&alice);
+        let Applied::New { records, .. } = a.apply_gossip(&forged, &mallory).unwrap() else {
+            panic!("applied")
+        };
+        assert!(records.is_empty());
+        // Raw junk as a change or a sync message.
+        assert!(a.apply_gossip(b"junk", &alice).is_err());
+        let mut state = sync::State::new();
+        assert!(a.receive(&mut state, b"\x42garbage").is_err());
+        assert!(a.receive(&mut state, &[]).is_err());
+        assert_eq!(id_from_key(&MessageId([3; 16]).to_hex()), Some(MessageId([3; 16])));
+        assert_eq!(id_from_key("zz"), None);
+    }
+}

@@ -1,0 +1,150 @@
+//! One chat message as room history stores it.
+//!
+//! A record is the value of one key in a room's Automerge document (the key is the message id
+//! in hex). Records are immutable: a message is written once and never edited, so the document
+//! is a grow-only map and the CRDT's job is to merge and sync sets of records.
+//!
+//! Encoding: one version byte, then postcard.
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::envelope::check_nick;
+use crate::hlc::Hlc;
+use crate::limits::{MAX_AUTHOR_BYTES, MAX_TEXT_BYTES};
+use crate::MessageId;
+
+pub const RECORD_VERSION: u8 = 1;
+
+/// What kind of line a message is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum MessageKind {
+    Text,
+    Me,
+    Alert,
+}
+
+impl MessageKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageKind::Text => "text",
+            MessageKind::Me => "me",
+            MessageKind::Alert => "alert",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "text" => Some(MessageKind::Text),
+            "me" => Some(MessageKind::Me),
+            "alert" => Some(MessageKind::Alert),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageRecord {
+    pub id: MessageId,
+    /// The author's libp2p peer id as bytes.
+    pub author: Vec<u8>,
+    pub name: String,
+    pub hlc: Hlc,
+    pub kind: MessageKind,
+    pub text: String,
+}
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum RecordError {
+    #[error("record is empty")]
+    Empty,
+    #[error("record version {0} is not supported")]
+    UnsupportedVersion(u8),
+    #[error("record is malformed: {0}")]
+    Malformed(String),
+    #[error("{0}")]
+    Limit(&'static str),
+}
+
+impl MessageRecord {
+    pub fn encode(&self) -> Result<Vec<u8>, RecordError> {
+        self.check()?;
+        postcard::to_extend(self, vec![RECORD_VERSION])
+            .map_err(|e| RecordError::Malformed(e.to_string()))
+    }
+
+    /// Decode bytes that came from a peer. Never panics; checks every limit.
+    pub fn decode(bytes: &[u8]) -> Result<Self, RecordError> {
+        let (&version, rest) = bytes.split_first().ok_or(RecordError::Empty)?;
+        if version != RECORD_VERSION {
+            return Err(RecordError::UnsupportedVersion(version));
+        }
+        if rest.len() > MAX_TEXT_BYTES + 1024 {
+            return Err(RecordError::Limit("record is too large"));
+        }
+        let (record, trailing): (MessageRecord, _) =
+            postcard::take_from_bytes(rest).map_err(|e| RecordError::Malformed(e.to_string()))?;
+        if !trailing.is_empty() {
+            return Err(RecordError::Malformed("bytes after the record".into()));
+        }
+        record.check()?;
+        Ok(record)
+    }
+
+    fn check(&self) -> Result<(), RecordError> {
+        if self.author.is_empty() || self.author.len() > MAX_AUTHOR_BYTES {
+            return Err(RecordError::Limit("author id is empty or too long"));
+        }
+        check_nick(&self.name).map_err(RecordError::Limit)?;
+        if self.text.len() > MAX_TEXT_BYTES {
+            return Err(RecordError::Limit("text is over the 16 KiB limit"));
+        }
+        if self.text.trim().is_empty() {
+            return Err(RecordError::Limit("text is empty"));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn sample() -> MessageRecord {
+        MessageRecord {
+            id: MessageId([5; 16]),
+            author: vec![1; 38],
+            name: "alice".into(),
+            hlc: Hlc::new(1_790_000_000_000, 3),
+            kind: MessageKind::Me,
+            text: "waves".into(),
+        }
+    }
+
+    #[test]
+    fn round_trips_and_rejects_bad_input() {
+        let bytes = sample().encode().unwrap();
+        assert_eq!(MessageRecord::decode(&bytes).unwrap(), sample());
+        let mut trailing = bytes.clone();
+        trailing.push(0);
+        assert!(MessageRecord::decode(&trailing).is_err());
+        let mut version = bytes;
+        version[0] = 9;
+        assert_eq!(
+            MessageRecord::decode(&version),
+            Err(RecordError::UnsupportedVersion(9))
+        );
+        assert_eq!(MessageRecord::decode(&[]), Err(RecordError::Empty));
+        let mut empty = sample();
+        empty.text = "  ".into();
+        assert!(empty.encode().is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = MessageRecord::decode(&bytes);
+        }
+    }
+}
