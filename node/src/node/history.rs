@@ -275,20 +275,23 @@ impl Runtime {
         self.sessions.sent(id, peer, topic);
     }
 
+    /// The room's peers, as gossipsub knows them from their subscriptions.
+    fn room_peers(&self, room: &Room) -> Vec<PeerId> {
+        self.swarm
+            .behaviour()
+            .gossipsub
+            .all_peers()
+            .filter(|(_, topics)| topics.iter().any(|t| t.as_str() == room.chat_topic.as_str()))
+            .map(|(peer, _)| *peer)
+            .collect()
+    }
+
     /// Every room syncs with one random peer of that room now and then, so that anything gossip
     /// lost (a partition, a dropped frame) is repaired without waiting for a reconnect.
     pub(super) fn anti_entropy(&mut self) {
         let rooms: Vec<Room> = self.rooms.iter().cloned().collect();
         for room in rooms {
-            let peer = self
-                .swarm
-                .behaviour()
-                .gossipsub
-                .all_peers()
-                .filter(|(_, topics)| topics.iter().any(|t| t.as_str() == room.chat_topic.as_str()))
-                .map(|(peer, _)| *peer)
-                .choose(&mut OsRng);
-            if let Some(peer) = peer {
+            if let Some(peer) = self.room_peers(&room).into_iter().choose(&mut OsRng) {
                 self.start_sync(peer, &room);
             }
         }
@@ -297,17 +300,21 @@ impl Runtime {
     /// A newly joined room: sync with the peers already in it (the rule of who starts is the
     /// same as for a peer that joins: the smaller peer id).
     pub(super) fn sync_new_room(&mut self, room: &Room) {
-        let peers: Vec<PeerId> = self
-            .swarm
-            .behaviour()
-            .gossipsub
-            .all_peers()
-            .filter(|(_, topics)| topics.iter().any(|t| t.as_str() == room.chat_topic.as_str()))
-            .map(|(peer, _)| *peer)
-            .filter(|peer| self.local_peer < *peer)
-            .collect();
-        for peer in peers {
-            self.start_sync(peer, room);
+        for peer in self.room_peers(room) {
+            if self.local_peer < peer {
+                self.start_sync(peer, room);
+            }
+        }
+    }
+
+    /// Sync brought messages that gossip never carried to our other room peers (a healed
+    /// partition, a relay's backlog): pass them on by syncing with those peers too. Where the
+    /// peer already has them the session ends after one exchange of digests.
+    fn spread(&mut self, room: &Room, from: PeerId) {
+        for peer in self.room_peers(room) {
+            if peer != from {
+                self.start_sync(peer, room);
+            }
         }
     }
 
@@ -377,6 +384,9 @@ impl Runtime {
             Err(e) => return SyncResponse::refused(&format!("history unavailable: {e}")),
         };
         let received = self.take_in(&room, added).await;
+        if received > 0 {
+            self.spread(&room, peer);
+        }
         if let Err(e) = outcome {
             tracing::warn!(%peer, room = %room.name, "bad sync message: {e}");
             self.sessions.finish_inbound(peer, &topic);
@@ -454,6 +464,9 @@ impl Runtime {
             }
         };
         let received = self.take_in(&room, added).await;
+        if received > 0 {
+            self.spread(&room, peer);
+        }
         if let Err(e) = outcome {
             tracing::warn!(%peer, room = %room.name, "sync stopped, bad sync message: {e}");
             self.sessions.finish_outbound(peer, &topic);
