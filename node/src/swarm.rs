@@ -14,9 +14,9 @@ use libp2p::gossipsub::{
 };
 use libp2p::identity::Keypair;
 use libp2p::pnet::{PnetConfig, PreSharedKey};
+use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::NetworkBehaviour;
-use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::{
     identify, mdns, noise, ping, tcp, yamux, StreamProtocol, Swarm, SwarmBuilder, Transport,
 };

@@ -115,7 +115,13 @@ impl Sessions {
     }
 
     /// The responder's session; a request with digests starts a new one.
-    pub fn inbound(&mut self, peer: PeerId, room: &str, starts: bool, now: Instant) -> &mut Session {
+    pub fn inbound(
+        &mut self,
+        peer: PeerId,
+        room: &str,
+        starts: bool,
+        now: Instant,
+    ) -> &mut Session {
         let key = (peer, room.to_owned());
         if starts {
             self.inbound.insert(key.clone(), Session::new(now));

@@ -157,6 +157,11 @@ impl RoomHistory {
         self.states.retain(|(p, _), _| p != peer);
     }
 
+    /// Whether any shard holds changes waiting for dependencies.
+    pub fn is_waiting(&self) -> bool {
+        self.shards.values().any(Shard::is_waiting)
+    }
+
     pub fn shard(&self, shard: u32) -> Option<&Shard> {
         self.shards.get(&shard)
     }

@@ -37,27 +37,37 @@ pub enum ShardError {
 /// What applying one gossip change did.
 #[derive(Debug)]
 pub enum Applied {
-    /// The change was new; these are the valid messages it added (zero or one).
+    /// The change was new.
     New {
+        /// The valid message it carries (zero or one): shown at once, even while the change
+        /// waits for its dependencies.
         records: Vec<MessageRecord>,
-        /// Raw bytes to store.
+        /// What the document gained, to store: this change and any queued ones it unblocked
+        /// (empty while the change waits).
         bytes: Vec<u8>,
+        /// Its dependencies have not arrived: it waits in Automerge's queue (or, when the queue
+        /// is full, is left for sync to bring). The caller syncs if they do not come soon.
+        waiting: bool,
     },
     /// We had it already.
     Known,
-    /// Its dependencies are missing: it was not applied; a sync with the sender will fetch
-    /// it together with what it depends on.
-    MissingDeps,
 }
+
+/// Changes waiting for their dependencies, at most, per shard: gossip may reorder a few, a
+/// hostile member may send thousands with made-up dependencies.
+pub const MAX_WAITING: usize = 1024;
 
 pub struct Shard {
     doc: Automerge,
+    /// Changes put in Automerge's queue since it was last empty.
+    waiting: usize,
 }
 
 impl Shard {
     pub fn new(actor: &[u8]) -> Self {
         Self {
             doc: Automerge::new().with_actor(ActorId::from(actor)),
+            waiting: 0,
         }
     }
 
@@ -101,31 +111,53 @@ impl Shard {
 
     /// Apply one change that arrived by gossip from `author`.
     pub fn apply_gossip(&mut self, bytes: &[u8], author: &[u8]) -> Result<Applied, ShardError> {
-        let change = Change::from_bytes(bytes.to_vec())
-            .map_err(|e| ShardError::BadChange(e.to_string()))?;
+        let change =
+            Change::from_bytes(bytes.to_vec()).map_err(|e| ShardError::BadChange(e.to_string()))?;
         if change.actor_id().to_bytes() != author {
             return Err(ShardError::BadChange(
                 "the change's actor is not the gossip sender".into(),
             ));
         }
-        if self.doc.get_change_by_hash(&change.hash()).is_some() {
+        let hash = change.hash();
+        if self.doc.get_change_by_hash(&hash).is_some() {
             return Ok(Applied::Known);
         }
-        if change
+        let ready = change
             .deps()
             .iter()
-            .any(|dep| self.doc.get_change_by_hash(dep).is_none())
-        {
-            return Ok(Applied::MissingDeps);
+            .all(|dep| self.doc.get_change_by_hash(dep).is_some());
+        let records: Vec<MessageRecord> = valid_record(&change).into_iter().collect();
+        if !ready && self.waiting >= MAX_WAITING {
+            return Ok(Applied::New {
+                records: Vec::new(),
+                bytes: Vec::new(),
+                waiting: true,
+            });
         }
-        let records = valid_record(&change).into_iter().collect();
-        let raw = change.raw_bytes().to_vec();
+        let before = self.doc.get_heads();
         guard(|| self.doc.apply_changes([change]))?
             .map_err(|e| ShardError::Rejected(e.to_string()))?;
+        let waiting = self.doc.get_change_by_hash(&hash).is_none();
+        if waiting {
+            self.waiting += 1;
+        } else if !self.is_waiting() {
+            self.waiting = 0;
+        }
+        let bytes = if self.doc.get_heads() == before {
+            Vec::new()
+        } else {
+            self.doc.save_after(&before)
+        };
         Ok(Applied::New {
             records,
-            bytes: raw,
+            bytes,
+            waiting,
         })
+    }
+
+    /// Whether changes are queued for dependencies this document does not have.
+    pub fn is_waiting(&self) -> bool {
+        !self.doc.get_missing_deps(&[]).is_empty()
     }
 
     /// The next sync message for a peer, if there is anything to say.
@@ -148,6 +180,9 @@ impl Shard {
         if self.doc.get_heads() == before {
             return Ok((Vec::new(), Vec::new()));
         }
+        if !self.is_waiting() {
+            self.waiting = 0;
+        }
         let records = self
             .doc
             .get_changes(&before)
@@ -159,7 +194,11 @@ impl Shard {
 
     /// Every valid message in the document (for rebuilding the message index).
     pub fn records(&self) -> Vec<MessageRecord> {
-        self.doc.get_changes(&[]).iter().filter_map(valid_record).collect()
+        self.doc
+            .get_changes(&[])
+            .iter()
+            .filter_map(valid_record)
+            .collect()
     }
 }
 
@@ -243,26 +282,55 @@ mod tests {
         let mut a = Shard::new(&alice);
         let mut b = Shard::new(&bob);
         let change = a.add_local(&record(&alice, 1, "one")).unwrap();
-        let Applied::New { records, .. } = b.apply_gossip(&change, &alice).unwrap() else {
+        let Applied::New {
+            records, waiting, ..
+        } = b.apply_gossip(&change, &alice).unwrap()
+        else {
             panic!("new")
         };
         assert_eq!(records, vec![record(&alice, 1, "one")]);
-        assert!(matches!(b.apply_gossip(&change, &alice).unwrap(), Applied::Known));
+        assert!(!waiting);
+        assert!(matches!(
+            b.apply_gossip(&change, &alice).unwrap(),
+            Applied::Known
+        ));
         assert!(
             b.apply_gossip(&change, &bob).is_err(),
             "a change relayed under another author is refused"
         );
 
-        let _ = a.add_local(&record(&alice, 2, "two")).unwrap();
+        // Gossip reorders: three arrives before two. It is shown at once and waits; two
+        // unblocks it, and the bytes to store then hold both.
+        let second = a.add_local(&record(&alice, 2, "two")).unwrap();
         let third = a.add_local(&record(&alice, 3, "three")).unwrap();
-        assert!(matches!(
-            b.apply_gossip(&third, &alice).unwrap(),
-            Applied::MissingDeps
-        ));
+        let Applied::New {
+            records,
+            bytes,
+            waiting,
+        } = b.apply_gossip(&third, &alice).unwrap()
+        else {
+            panic!("new")
+        };
+        assert_eq!((records.len(), bytes.len(), waiting), (1, 0, true));
+        assert!(b.is_waiting());
+        let Applied::New { bytes, waiting, .. } = b.apply_gossip(&second, &alice).unwrap() else {
+            panic!("new")
+        };
+        assert!(!waiting && !b.is_waiting());
+        let mut fresh = Shard::new(&bob);
+        fresh.doc.load_incremental(&change).unwrap();
+        fresh.doc.load_incremental(&bytes).unwrap();
+        assert_eq!(
+            fresh.records().len(),
+            3,
+            "the stored bytes hold two and three"
+        );
+
+        let _ = a.add_local(&record(&alice, 5, "five")).unwrap();
         b.add_local(&record(&bob, 4, "four")).unwrap();
-        assert_eq!(sync_pair(&mut a, &mut b), (1, 2));
+        assert_eq!(sync_pair(&mut a, &mut b), (1, 1));
         assert_eq!(a.digest(), b.digest());
-        assert_eq!(a.records().len(), 4);
+        assert_eq!(a.records().len(), 5);
 
         let reloaded = Shard::load(&alice, &[a.save()]).unwrap();
         assert_eq!(reloaded.digest(), a.digest());
@@ -284,7 +352,10 @@ mod tests {
         let mut state = sync::State::new();
         assert!(a.receive(&mut state, b"\x42garbage").is_err());
         assert!(a.receive(&mut state, &[]).is_err());
-        assert_eq!(id_from_key(&MessageId([3; 16]).to_hex()), Some(MessageId([3; 16])));
+        assert_eq!(
+            id_from_key(&MessageId([3; 16]).to_hex()),
+            Some(MessageId([3; 16]))
+        );
         assert_eq!(id_from_key("zz"), None);
     }
 }

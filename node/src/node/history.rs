@@ -28,6 +28,8 @@ const COMPACT_AFTER_CHUNKS: usize = 32;
 /// `history` answers with at most this many messages.
 pub const MAX_HISTORY_LIMIT: usize = 10_000;
 const DEFAULT_HISTORY_LIMIT: usize = 100;
+/// How long a change may wait for its dependencies by gossip before we sync for them.
+const DEPS_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
 
 type SyncEvent = request_response::Event<SyncRequest, SyncResponse>;
 
@@ -115,7 +117,11 @@ impl Runtime {
         let topic = room.chat_topic.as_str();
         let actor = self.local_peer.to_bytes();
         let mut shards = BTreeMap::new();
-        for (shard, chunks) in self.store.history_chunks(topic).map_err(|e| e.to_string())? {
+        for (shard, chunks) in self
+            .store
+            .history_chunks(topic)
+            .map_err(|e| e.to_string())?
+        {
             match Shard::load(&actor, &chunks) {
                 Ok(doc) => {
                     if chunks.len() > COMPACT_AFTER_CHUNKS {
@@ -127,7 +133,9 @@ impl Runtime {
                 }
                 // Kept in the store untouched; the shard starts empty in memory and is
                 // refilled by sync from peers.
-                Err(e) => tracing::error!(room = %room.name, shard, "stored history shard does not load: {e}"),
+                Err(e) => {
+                    tracing::error!(room = %room.name, shard, "stored history shard does not load: {e}")
+                }
             }
         }
         tracing::debug!(room = %room.name, shards = shards.len(), elapsed = ?started.elapsed(), "history loaded");
@@ -206,27 +214,52 @@ impl Runtime {
             Err(_) => return Ok(()),
         };
         match history.apply_gossip(shard, change, author) {
-            Ok(Applied::New { records, bytes }) => {
-                self.take_in(
-                    room,
-                    vec![Added {
-                        shard,
-                        records,
-                        bytes,
-                    }],
-                )
-                .await;
+            Ok(Applied::New {
+                records,
+                bytes,
+                waiting,
+            }) => {
+                let added = Added {
+                    shard,
+                    records,
+                    bytes,
+                };
+                self.take_in(room, vec![added]).await;
+                if waiting {
+                    // Gossip often delivers the missing change a moment later; if it does not,
+                    // fetch it from the peer that sent this one.
+                    tracing::debug!(room = %room.name, peer = %propagation_source, "change waits for its dependencies");
+                    self.deps_due
+                        .entry(room.chat_topic.as_str().to_owned())
+                        .or_insert((Instant::now() + DEPS_GRACE, propagation_source));
+                }
                 Ok(())
             }
             Ok(Applied::Known) => Ok(()),
-            Ok(Applied::MissingDeps) => {
-                tracing::debug!(room = %room.name, peer = %propagation_source, "change with missing dependencies: syncing");
-                self.start_sync(propagation_source, room);
-                Ok(())
-            }
             Err(e) => {
                 tracing::debug!(room = %room.name, "bad history change: {e}");
                 Err(Drop::Malformed)
+            }
+        }
+    }
+
+    /// Rooms where changes still wait for their dependencies after the grace period: sync
+    /// with the peer that sent them.
+    pub(super) fn check_waiting(&mut self, now: Instant) {
+        let due: Vec<(String, PeerId)> = self
+            .deps_due
+            .iter()
+            .filter(|(_, (at, _))| *at <= now)
+            .map(|(topic, (_, peer))| (topic.clone(), *peer))
+            .collect();
+        for (topic, peer) in due {
+            self.deps_due.remove(&topic);
+            let still_waiting = self
+                .histories
+                .get(&topic)
+                .is_some_and(RoomHistory::is_waiting);
+            if let (true, Some(room)) = (still_waiting, self.rooms.by_topic(&topic).cloned()) {
+                self.start_sync(peer, &room);
             }
         }
     }
@@ -281,7 +314,11 @@ impl Runtime {
             .behaviour()
             .gossipsub
             .all_peers()
-            .filter(|(_, topics)| topics.iter().any(|t| t.as_str() == room.chat_topic.as_str()))
+            .filter(|(_, topics)| {
+                topics
+                    .iter()
+                    .any(|t| t.as_str() == room.chat_topic.as_str())
+            })
             .map(|(peer, _)| *peer)
             .collect()
     }
@@ -395,7 +432,10 @@ impl Runtime {
         let Ok(history) = self.history(&room) else {
             return SyncResponse::refused("history unavailable");
         };
-        let differing = body.digests.as_ref().map(|theirs| history.differing(theirs));
+        let differing = body
+            .digests
+            .as_ref()
+            .map(|theirs| history.differing(theirs));
         let digests = starts.then(|| history.digests());
         let session = self.sessions.inbound(peer, &topic, starts, Instant::now());
         if let Some(differing) = differing {
@@ -473,7 +513,10 @@ impl Runtime {
             return;
         }
         let differing = match self.history(&room) {
-            Ok(history) => body.digests.as_ref().map(|theirs| history.differing(theirs)),
+            Ok(history) => body
+                .digests
+                .as_ref()
+                .map(|theirs| history.differing(theirs)),
             Err(_) => {
                 self.sessions.finish_outbound(peer, &topic);
                 return;
@@ -538,7 +581,12 @@ impl Runtime {
 }
 
 fn seal_sync(room: &Room, body: &SyncBody) -> Vec<u8> {
-    seal::seal(&room.key, &room.key.sync_channel(), &body.encode(), &mut OsRng)
+    seal::seal(
+        &room.key,
+        &room.key.sync_channel(),
+        &body.encode(),
+        &mut OsRng,
+    )
 }
 
 fn open_sync(room: &Room, sealed: &[u8]) -> Result<SyncBody, String> {

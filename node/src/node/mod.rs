@@ -25,12 +25,12 @@ use tokio::task::JoinHandle;
 use crate::api::{Command, Event, PeerInfo};
 use crate::config::NodeConfig;
 use crate::dialer::Redialer;
+use crate::history::RoomHistory;
 use crate::netkey::explain_failure;
 use crate::rooms::{parse_join_target, JoinError, Room, RoomBook};
-use crate::history::RoomHistory;
 use crate::store::{Store, StoreError};
-use crate::sync::Sessions;
 use crate::swarm::{self, Behaviour, BehaviourEvent};
+use crate::sync::Sessions;
 use crate::validate::{self, Drop, SeenIds};
 
 /// How many recent envelope ids are remembered to drop replays (≈ 2 MB).
@@ -187,6 +187,7 @@ impl Node {
             clock_offset_ms: config.clock_offset_ms,
             histories: HashMap::new(),
             sessions: Sessions::default(),
+            deps_due: HashMap::new(),
             anti_entropy_due: now + crate::sync::ANTI_ENTROPY_INTERVAL,
             local_peer: peer_id,
             events: event_tx,
@@ -287,6 +288,8 @@ struct Runtime {
     histories: HashMap<String, RoomHistory>,
     sessions: Sessions,
     anti_entropy_due: Instant,
+    /// Rooms with changes waiting for dependencies: when to check again, and whom to ask.
+    deps_due: HashMap<String, (Instant, PeerId)>,
     local_peer: PeerId,
     events: mpsc::Sender<Event>,
     /// Events raised before `ready`, which must come first.
@@ -513,6 +516,7 @@ impl Runtime {
         self.swarm.behaviour_mut().gossipsub.unsubscribe(&topic);
         self.histories.remove(room.chat_topic.as_str());
         self.sessions.forget_room(room.chat_topic.as_str());
+        self.deps_due.remove(room.chat_topic.as_str());
         self.presence_due.remove(&room.name);
         self.emit(Event::Left {
             room: room.name.to_string(),
@@ -576,6 +580,7 @@ impl Runtime {
             }
         }
         self.sessions.expire(now);
+        self.check_waiting(now);
         if now >= self.anti_entropy_due {
             self.anti_entropy_due = now + crate::sync::ANTI_ENTROPY_INTERVAL;
             self.anti_entropy();

@@ -43,7 +43,8 @@ pub struct StoredMessage {
 }
 
 impl Store {
-    /// Store one chunk of a shard and index its messages, in one transaction (one fsync).
+    /// Store one chunk of a shard (none when `bytes` is empty) and index its messages, in one
+    /// transaction (one fsync).
     /// Returns, for each message, whether it was new to the index.
     pub fn append_history(
         &mut self,
@@ -58,11 +59,13 @@ impl Store {
             source,
         };
         let tx = self.conn.transaction().map_err(sql_err)?;
-        tx.execute(
-            "INSERT INTO history_chunks (room, shard, bytes) VALUES (?1, ?2, ?3)",
-            params![room, shard, bytes],
-        )
-        .map_err(sql_err)?;
+        if !bytes.is_empty() {
+            tx.execute(
+                "INSERT INTO history_chunks (room, shard, bytes) VALUES (?1, ?2, ?3)",
+                params![room, shard, bytes],
+            )
+            .map_err(sql_err)?;
+        }
         let mut fresh = Vec::with_capacity(messages.len());
         {
             let mut insert = tx
@@ -113,7 +116,12 @@ impl Store {
     }
 
     /// Replace a shard's chunks with one saved document.
-    pub fn compact_shard(&mut self, room: &str, shard: u32, saved: &[u8]) -> Result<(), StoreError> {
+    pub fn compact_shard(
+        &mut self,
+        room: &str,
+        shard: u32,
+        saved: &[u8],
+    ) -> Result<(), StoreError> {
         let path = self.path.clone();
         let sql_err = |source| StoreError::Sqlite {
             path: path.clone(),
@@ -134,7 +142,11 @@ impl Store {
     }
 
     /// The newest `limit` messages of a room, oldest first, in (HLC, id) order.
-    pub fn recent_messages(&self, room: &str, limit: usize) -> Result<Vec<StoredMessage>, StoreError> {
+    pub fn recent_messages(
+        &self,
+        room: &str,
+        limit: usize,
+    ) -> Result<Vec<StoredMessage>, StoreError> {
         let mut stmt = self
             .conn
             .prepare_cached(
@@ -158,8 +170,10 @@ impl Store {
         for row in rows {
             let (id, hlc, author, name, kind, text) = row.map_err(self.sql_err())?;
             // Rows are written only by this node from checked records; a damaged one is skipped.
-            let (Ok(id), Some(kind)) = (<[u8; 16]>::try_from(id.as_slice()), MessageKind::parse(&kind))
-            else {
+            let (Ok(id), Some(kind)) = (
+                <[u8; 16]>::try_from(id.as_slice()),
+                MessageKind::parse(&kind),
+            ) else {
                 tracing::warn!(room, "skipping a damaged message row");
                 continue;
             };
@@ -179,7 +193,9 @@ impl Store {
     /// The newest timestamp stored in any room (to start the clock past it after a restart).
     pub fn newest_hlc(&self) -> Result<Option<Hlc>, StoreError> {
         self.conn
-            .query_row("SELECT MAX(hlc) FROM messages", [], |row| row.get::<_, Option<i64>>(0))
+            .query_row("SELECT MAX(hlc) FROM messages", [], |row| {
+                row.get::<_, Option<i64>>(0)
+            })
             .optional()
             .map(|v| v.flatten().map(|h| Hlc(h as u64)))
             .map_err(self.sql_err())
@@ -231,7 +247,10 @@ mod tests {
             .map(|m| m.text)
             .collect();
         assert_eq!(texts, ["message 1", "message 2", "message 3"]);
-        assert_eq!(store.recent_messages("room", 1).unwrap()[0].text, "message 3");
+        assert_eq!(
+            store.recent_messages("room", 1).unwrap()[0].text,
+            "message 3"
+        );
         assert_eq!(store.message_count("room").unwrap(), 3);
         assert_eq!(store.newest_hlc().unwrap(), Some(Hlc(20)));
 
