@@ -316,7 +316,11 @@ impl NodeProcess {
     /// Ask for the room's stored history and wait for the answer.
     pub fn history(&mut self, room: &str, limit: usize) -> Vec<HistoryMessage> {
         self.send(serde_json::json!({"cmd": "history", "room": room, "limit": limit}));
-        match self.expect("history", DELIVERY, |e| matches!(e, Event::History { room: r, .. } if r == room)) {
+        match self.expect(
+            "history",
+            DELIVERY,
+            |e| matches!(e, Event::History { room: r, .. } if r == room),
+        ) {
             Event::History { messages, .. } => messages,
             _ => unreachable!("expect returns a matching event"),
         }
@@ -346,11 +350,15 @@ impl NodeProcess {
     /// Send `count` messages `prefix 0` … and wait for every `sent`; returns the ids in order.
     pub fn send_burst(&mut self, room: &str, prefix: &str, count: usize) -> Vec<String> {
         for i in 0..count {
-            self.send(serde_json::json!({"cmd": "send", "room": room, "text": format!("{prefix} {i}")}));
+            self.send(
+                serde_json::json!({"cmd": "send", "room": room, "text": format!("{prefix} {i}")}),
+            );
         }
         let mut ids = Vec::with_capacity(count);
         while ids.len() < count {
-            match self.expect("sent", DELIVERY, |e| matches!(e, Event::Sent { .. } | Event::Error { .. })) {
+            match self.expect("sent", DELIVERY, |e| {
+                matches!(e, Event::Sent { .. } | Event::Error { .. })
+            }) {
                 Event::Sent { id, .. } => ids.push(id),
                 other => panic!("{}: sending failed: {other:?}", self.name),
             }

@@ -4,9 +4,11 @@
 
 use std::time::Duration;
 
-use hark_node::Event;
 use hark_node::history::Shard;
-use hark_proto::{seal, Body, Envelope, Hlc, MessageId, MessageKind, MessageRecord, RoomKey, RoomName};
+use hark_node::Event;
+use hark_proto::{
+    seal, Body, Envelope, Hlc, MessageId, MessageKind, MessageRecord, RoomKey, RoomName,
+};
 use hark_tests::process::{proc_status_kib, DELIVERY};
 use hark_tests::raw::RawPeer;
 use hark_tests::NodeProcess;

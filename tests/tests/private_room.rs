@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use hark_node::Event;
 use hark_node::history::shard::record_in_change;
+use hark_node::Event;
 use hark_proto::{Body, Envelope, Invite};
 use hark_tests::process::DELIVERY;
 use hark_tests::raw::RawPeer;
