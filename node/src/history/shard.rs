@@ -104,7 +104,7 @@ impl Shard {
             .map_err(|e| ShardError::Rejected(e.to_string()))?;
         let (hash, _) = tx.commit();
         let change = hash
-            .and_then(|h| self.doc.get_change_by_hash(&h))
+            .and_then(|_| self.doc.get_last_local_change())
             .ok_or_else(|| ShardError::Rejected("the change was not recorded".into()))?;
         Ok(change.raw_bytes().to_vec())
     }

@@ -28,6 +28,8 @@ const COMPACT_AFTER_CHUNKS: usize = 32;
 /// `history` answers with at most this many messages.
 pub const MAX_HISTORY_LIMIT: usize = 10_000;
 const DEFAULT_HISTORY_LIMIT: usize = 100;
+/// Onward syncs after a sync brought news: at most this often per room.
+const SPREAD_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
 /// How long a change may wait for its dependencies by gossip before we sync for them.
 const DEPS_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
 
@@ -346,11 +348,42 @@ impl Runtime {
 
     /// Sync brought messages that gossip never carried to our other room peers (a healed
     /// partition, a relay's backlog): pass them on by syncing with those peers too. Where the
-    /// peer already has them the session ends after one exchange of digests.
+    /// peer already has them the session ends after one exchange of digests. At most once per
+    /// room every [`SPREAD_INTERVAL`]: a later request waits for its turn (checked on the tick),
+    /// so a sync that races live gossip in a big mesh cannot set off a cascade of sessions.
     fn spread(&mut self, room: &Room, from: PeerId) {
+        let now = Instant::now();
+        let topic = room.chat_topic.as_str();
+        let earliest = self
+            .last_spread
+            .get(topic)
+            .map_or(now, |at| *at + SPREAD_INTERVAL);
+        if earliest > now {
+            self.spread_due.entry(topic.to_owned()).or_insert(earliest);
+            return;
+        }
+        self.last_spread.insert(topic.to_owned(), now);
         for peer in self.room_peers(room) {
             if peer != from {
                 self.start_sync(peer, room);
+            }
+        }
+    }
+
+    /// Spreads that had to wait for their turn.
+    pub(super) fn spread_waiting(&mut self, now: Instant) {
+        let due: Vec<String> = self
+            .spread_due
+            .iter()
+            .filter(|(_, at)| **at <= now)
+            .map(|(topic, _)| topic.clone())
+            .collect();
+        for topic in due {
+            self.spread_due.remove(&topic);
+            if let Some(room) = self.rooms.by_topic(&topic).cloned() {
+                // Nobody is excluded: the peer we synced with agrees by now and costs one
+                // exchange of digests.
+                self.spread(&room, self.local_peer);
             }
         }
     }

@@ -188,6 +188,8 @@ impl Node {
             histories: HashMap::new(),
             sessions: Sessions::default(),
             deps_due: HashMap::new(),
+            last_spread: HashMap::new(),
+            spread_due: HashMap::new(),
             anti_entropy_due: now + crate::sync::ANTI_ENTROPY_INTERVAL,
             local_peer: peer_id,
             events: event_tx,
@@ -290,6 +292,9 @@ struct Runtime {
     anti_entropy_due: Instant,
     /// Rooms with changes waiting for dependencies: when to check again, and whom to ask.
     deps_due: HashMap<String, (Instant, PeerId)>,
+    /// When each room last passed synced news on, and rooms waiting to do so again.
+    last_spread: HashMap<String, Instant>,
+    spread_due: HashMap<String, Instant>,
     local_peer: PeerId,
     events: mpsc::Sender<Event>,
     /// Events raised before `ready`, which must come first.
@@ -517,6 +522,8 @@ impl Runtime {
         self.histories.remove(room.chat_topic.as_str());
         self.sessions.forget_room(room.chat_topic.as_str());
         self.deps_due.remove(room.chat_topic.as_str());
+        self.spread_due.remove(room.chat_topic.as_str());
+        self.last_spread.remove(room.chat_topic.as_str());
         self.presence_due.remove(&room.name);
         self.emit(Event::Left {
             room: room.name.to_string(),
@@ -581,6 +588,7 @@ impl Runtime {
         }
         self.sessions.expire(now);
         self.check_waiting(now);
+        self.spread_waiting(now);
         if now >= self.anti_entropy_due {
             self.anti_entropy_due = now + crate::sync::ANTI_ENTROPY_INTERVAL;
             self.anti_entropy();
