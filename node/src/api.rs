@@ -36,6 +36,18 @@ pub enum Command {
         #[serde(default)]
         limit: Option<usize>,
     },
+    /// Search a room's stored history for messages holding every word of `text` (whole words
+    /// or their beginnings; case and accents ignored). Answered with [`Event::SearchResults`].
+    Search {
+        room: String,
+        text: String,
+        #[serde(default)]
+        limit: Option<usize>,
+    },
+    /// Change our display name from now on (this run; `--name` sets it at start).
+    Nick { name: String },
+    /// The invite of a private room we are in, to pass on out of band.
+    Invite { room: String },
     /// List connected peers.
     Peers,
     /// Stop the node.
@@ -141,6 +153,21 @@ pub enum Event {
     History {
         room: String,
         messages: Vec<HistoryMessage>,
+    },
+    /// The answer to `search`: matching messages, oldest first (the newest `limit`).
+    SearchResults {
+        room: String,
+        text: String,
+        messages: Vec<HistoryMessage>,
+    },
+    /// Our display name changed.
+    Nick {
+        name: String,
+    },
+    /// The answer to `invite`.
+    Invite {
+        room: String,
+        invite: String,
     },
     /// A history sync session with a peer finished; `received` messages were new to us.
     Synced {

@@ -230,6 +230,9 @@ fn show(event: &Event, room: &mut String) {
             short_id(peer_id)
         )),
         Event::Synced { .. } => {}
+        Event::Nick { name } => say(&format!("-- you are now {name}")),
+        Event::Invite { room: r, invite } => say(&format!("invite to #{r}:\n  {invite}")),
+        Event::SearchResults { .. } => {}
         Event::Error { detail, .. } => say(&format!("! {detail}")),
         Event::Sent { .. } | Event::Typing { .. } | Event::Presence { .. } => {}
     }

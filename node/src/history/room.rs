@@ -206,7 +206,11 @@ mod tests {
         a.begin_session(pb);
         b.begin_session(pa);
         let shards = a.differing(&b.digests());
-        assert_eq!(shards, b.differing(&a.digests()), "both sides see the same shards");
+        assert_eq!(
+            shards,
+            b.differing(&a.digests()),
+            "both sides see the same shards"
+        );
         let mut received = 0;
         let mut to_a = b.generate(pa, &shards);
         for _ in 0..20 {

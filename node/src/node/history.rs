@@ -100,6 +100,35 @@ impl Runtime {
         Ok(())
     }
 
+    pub(super) async fn search(
+        &mut self,
+        room: &str,
+        text: String,
+        limit: Option<usize>,
+    ) -> Result<(), CommandError> {
+        let room = self.room(room)?;
+        if text.trim().is_empty() {
+            return Err(fail("bad_command", "search needs some text"));
+        }
+        let limit = limit
+            .unwrap_or(DEFAULT_HISTORY_LIMIT)
+            .min(MAX_HISTORY_LIMIT);
+        let messages = self
+            .store
+            .search_messages(room.chat_topic.as_str(), &text, limit)
+            .map_err(|e| fail("store_failed", e.to_string()))?
+            .into_iter()
+            .map(HistoryMessage::from)
+            .collect();
+        self.emit(Event::SearchResults {
+            room: room.name.to_string(),
+            text,
+            messages,
+        })
+        .await;
+        Ok(())
+    }
+
     // ----- loading and storing -----
 
     /// The room's history, loaded from the store on first use.

@@ -389,6 +389,9 @@ impl Runtime {
                 self.send_message(&room, MessageKind::Alert, text).await
             }
             Command::History { room, limit } => self.history_command(&room, limit).await,
+            Command::Search { room, text, limit } => self.search(&room, text, limit).await,
+            Command::Nick { name } => self.set_nick(name).await,
+            Command::Invite { room } => self.invite(&room).await,
             Command::Typing { room } => self.send_typing(&room),
             Command::Join { room, invite } => match invite.or(room) {
                 Some(target) => self.join(&target).await,
@@ -527,6 +530,34 @@ impl Runtime {
         self.presence_due.remove(&room.name);
         self.emit(Event::Left {
             room: room.name.to_string(),
+        })
+        .await;
+        Ok(())
+    }
+
+    async fn set_nick(&mut self, name: String) -> Result<(), CommandError> {
+        check_nick(&name).map_err(|why| fail("bad_name", format!("{name:?}: {why}")))?;
+        self.name = name.clone();
+        // Tell our rooms at once, so people lists show the new name.
+        let rooms: Vec<Room> = self.rooms.iter().cloned().collect();
+        for room in rooms {
+            let _ = self.publish(&room, MessageId::random(&mut OsRng), Body::Presence);
+        }
+        self.emit(Event::Nick { name }).await;
+        Ok(())
+    }
+
+    async fn invite(&mut self, typed: &str) -> Result<(), CommandError> {
+        let room = self.room(typed)?;
+        let Some(invite) = self.rooms.invite(&room.name) else {
+            return Err(fail(
+                "public_room",
+                format!("{} is public: others join it by name", room.name),
+            ));
+        };
+        self.emit(Event::Invite {
+            room: room.name.to_string(),
+            invite,
         })
         .await;
         Ok(())

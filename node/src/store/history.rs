@@ -28,6 +28,10 @@ CREATE TABLE IF NOT EXISTS messages (
     PRIMARY KEY (room, id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS messages_in_order ON messages (room, hlc, id);
+-- Full-text search of message text (`/search`), filled beside `messages`.
+CREATE VIRTUAL TABLE IF NOT EXISTS messages_fts USING fts5 (
+    text, room UNINDEXED, id UNINDEXED, tokenize = 'unicode61 remove_diacritics 2'
+);
 ";
 
 /// A message as the index keeps it.
@@ -74,6 +78,9 @@ impl Store {
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 )
                 .map_err(sql_err)?;
+            let mut index = tx
+                .prepare_cached("INSERT INTO messages_fts (text, room, id) VALUES (?1, ?2, ?3)")
+                .map_err(sql_err)?;
             for m in messages {
                 let n = insert
                     .execute(params![
@@ -86,6 +93,11 @@ impl Store {
                         m.text
                     ])
                     .map_err(sql_err)?;
+                if n == 1 {
+                    index
+                        .execute(params![m.text, room, m.id.0.as_slice()])
+                        .map_err(sql_err)?;
+                }
                 fresh.push(n == 1);
             }
         }
@@ -147,15 +159,45 @@ impl Store {
         room: &str,
         limit: usize,
     ) -> Result<Vec<StoredMessage>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT id, hlc, author, name, kind, text FROM messages WHERE room = ?1
-                 ORDER BY hlc DESC, id DESC LIMIT ?2",
-            )
-            .map_err(self.sql_err())?;
+        let mut out = self.query_messages(
+            "SELECT id, hlc, author, name, kind, text FROM messages WHERE room = ?1
+             ORDER BY hlc DESC, id DESC LIMIT ?2",
+            params![room, limit.min(i64::MAX as usize) as i64],
+        )?;
+        out.reverse();
+        Ok(out)
+    }
+
+    /// The newest `limit` messages of a room whose text holds every word of `words` (case and
+    /// accents ignored, whole words or prefixes of them), oldest first.
+    pub fn search_messages(
+        &self,
+        room: &str,
+        words: &str,
+        limit: usize,
+    ) -> Result<Vec<StoredMessage>, StoreError> {
+        let Some(query) = fts_query(words) else {
+            return Ok(Vec::new());
+        };
+        let mut out = self.query_messages(
+            "SELECT m.id, m.hlc, m.author, m.name, m.kind, m.text
+             FROM messages_fts f JOIN messages m ON m.room = f.room AND m.id = f.id
+             WHERE messages_fts MATCH ?1 AND f.room = ?2
+             ORDER BY m.hlc DESC, m.id DESC LIMIT ?3",
+            params![query, room, limit.min(i64::MAX as usize) as i64],
+        )?;
+        out.reverse();
+        Ok(out)
+    }
+
+    fn query_messages(
+        &self,
+        sql: &str,
+        params: impl rusqlite::Params,
+    ) -> Result<Vec<StoredMessage>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(sql).map_err(self.sql_err())?;
         let rows = stmt
-            .query_map(params![room, limit.min(i64::MAX as usize) as i64], |row| {
+            .query_map(params, |row| {
                 Ok((
                     row.get::<_, Vec<u8>>(0)?,
                     row.get::<_, i64>(1)?,
@@ -174,7 +216,7 @@ impl Store {
                 <[u8; 16]>::try_from(id.as_slice()),
                 MessageKind::parse(&kind),
             ) else {
-                tracing::warn!(room, "skipping a damaged message row");
+                tracing::warn!("skipping a damaged message row");
                 continue;
             };
             out.push(StoredMessage {
@@ -186,7 +228,6 @@ impl Store {
                 text,
             });
         }
-        out.reverse();
         Ok(out)
     }
 
@@ -211,6 +252,16 @@ impl Store {
             .map(|n| n as u64)
             .map_err(self.sql_err())
     }
+}
+
+/// Typed words as an FTS5 query: each word quoted (so `AND`, `*`, `"` and other syntax are
+/// plain text) and matched as a prefix; every word must occur. None when nothing is left.
+fn fts_query(words: &str) -> Option<String> {
+    let terms: Vec<String> = words
+        .split_whitespace()
+        .map(|w| format!("\"{}\"*", w.replace('"', "\"\"")))
+        .collect();
+    (!terms.is_empty()).then(|| terms.join(" "))
 }
 
 #[cfg(test)]
@@ -264,5 +315,40 @@ mod tests {
             vec![(7, vec![b"saved".to_vec()])]
         );
         assert!(store.history_chunks("other").unwrap().is_empty());
+    }
+
+    #[test]
+    fn search_finds_words_and_prefixes_and_treats_syntax_as_text() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path()).unwrap();
+        let mut pump = message(1, 10);
+        pump.text = "Pump 4 is running HOT".into();
+        let mut deck = message(2, 20);
+        deck.text = "fire on deck 2 near the pump".into();
+        let mut odd = message(3, 30);
+        odd.text = "say \"AND\" OR* NOT".into();
+        store
+            .append_history("room", 1, b"c", &[pump, deck, odd])
+            .unwrap();
+        store
+            .append_history("other", 1, b"c", &[message(4, 5)])
+            .unwrap();
+        let texts = |q: &str| -> Vec<String> {
+            store
+                .search_messages("room", q, 10)
+                .unwrap()
+                .into_iter()
+                .map(|m| m.text)
+                .collect()
+        };
+        assert_eq!(
+            texts("pump"),
+            ["Pump 4 is running HOT", "fire on deck 2 near the pump"]
+        );
+        assert_eq!(texts("run hot"), ["Pump 4 is running HOT"]);
+        assert_eq!(texts("\"AND\" OR*"), ["say \"AND\" OR* NOT"]);
+        assert!(texts("message").is_empty(), "other rooms are not searched");
+        assert!(texts("   ").is_empty());
+        assert!(texts("nothing-like-this").is_empty());
     }
 }
