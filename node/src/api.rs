@@ -48,6 +48,12 @@ pub enum Command {
     Nick { name: String },
     /// The invite of a private room we are in, to pass on out of band.
     Invite { room: String },
+    /// Play a WAV file into a room as one push-to-talk spurt, paced in real time (any common
+    /// sample rate and channel count). Answered with [`Event::VoiceSent`] when it has been sent.
+    Voice {
+        room: String,
+        wav: std::path::PathBuf,
+    },
     /// List connected peers.
     Peers,
     /// Stop the node.
@@ -168,6 +174,47 @@ pub enum Event {
     Invite {
         room: String,
         invite: String,
+    },
+    /// Someone started talking in a room (the first frame of a talk-spurt arrived).
+    VoiceStart {
+        room: String,
+        from: String,
+        name: String,
+    },
+    /// A talk-spurt has been played out.
+    VoiceEnd {
+        room: String,
+        from: String,
+        name: String,
+        /// Frames in the played-out spurt (its length in frames).
+        frames: u32,
+        /// Frames that did not arrive in time: `recovered` + `concealed`.
+        lost: u32,
+        /// Frames that arrived (in time or not).
+        #[serde(default)]
+        received: u32,
+        /// Lost frames rebuilt from the next frame's in-band FEC.
+        #[serde(default)]
+        recovered: u32,
+        /// Lost frames concealed by Opus PLC.
+        #[serde(default)]
+        concealed: u32,
+        /// Frames that arrived after their playout slot, dropped.
+        #[serde(default)]
+        late: u32,
+        /// Capture-to-playout latency of the played frames (talker's and our wall clock).
+        #[serde(default)]
+        latency_p50_ms: u32,
+        #[serde(default)]
+        latency_p99_ms: u32,
+        /// The recording, with `--voice-out DIR`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        wav: Option<String>,
+    },
+    /// A `voice` command's talk-spurt has been sent.
+    VoiceSent {
+        room: String,
+        frames: u32,
     },
     /// A history sync session with a peer finished; `received` messages were new to us.
     Synced {

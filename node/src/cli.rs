@@ -35,6 +35,17 @@ pub struct NodeArgs {
     /// A room name or invite to join at start, beside lobby and the rooms joined before (repeatable).
     #[arg(long = "join", value_name = "ROOM|INVITE")]
     pub join: Vec<String>,
+    /// Voice frame length in milliseconds: 20 (default) or 10 (lower latency, more packets).
+    #[arg(long, value_name = "MS", default_value_t = 20, value_parser = parse_frame_ms)]
+    pub voice_frame_ms: u8,
+}
+
+fn parse_frame_ms(text: &str) -> Result<u8, String> {
+    match text {
+        "10" => Ok(10),
+        "20" => Ok(20),
+        _ => Err("must be 10 or 20".to_owned()),
+    }
 }
 
 fn parse_multiaddr(text: &str) -> Result<Multiaddr, String> {
@@ -59,6 +70,8 @@ pub enum ConfigError {
     BadName(String, &'static str),
     #[error("HARK_CLOCK_OFFSET_MS={0:?} is not a whole number of milliseconds")]
     BadClockOffset(String),
+    #[error("HARK_VOICE_DROP_PERCENT={0:?} is not a whole number from 0 to 100")]
+    BadVoiceDrop(String),
     #[error("--join {0:?}: {1}")]
     BadJoin(String, crate::rooms::JoinError),
 }
@@ -88,6 +101,9 @@ impl NodeArgs {
             join: self.join,
             relay: false,
             clock_offset_ms: clock_offset_from_env()?,
+            voice_frame_ms: self.voice_frame_ms,
+            voice_out: None,
+            voice_drop_percent: voice_drop_from_env()?,
         })
     }
 }
@@ -99,6 +115,19 @@ fn clock_offset_from_env() -> Result<i64, ConfigError> {
             .trim()
             .parse()
             .map_err(|_| ConfigError::BadClockOffset(text)),
+        Err(_) => Ok(0),
+    }
+}
+
+/// The test hook `HARK_VOICE_DROP_PERCENT`: the share of received voice frames to drop.
+fn voice_drop_from_env() -> Result<u8, ConfigError> {
+    match std::env::var("HARK_VOICE_DROP_PERCENT") {
+        Ok(text) => text
+            .trim()
+            .parse()
+            .ok()
+            .filter(|p| *p <= 100)
+            .ok_or(ConfigError::BadVoiceDrop(text)),
         Err(_) => Ok(0),
     }
 }

@@ -28,6 +28,13 @@ pub struct NodeConfig {
     /// Test hook: shift this node's wall clock by this many milliseconds (environment variable
     /// `HARK_CLOCK_OFFSET_MS`), to test ordering between nodes whose clocks disagree.
     pub clock_offset_ms: i64,
+    /// Voice frame length, ms: 20 (default) or 10.
+    pub voice_frame_ms: u8,
+    /// `hark-node --voice-out DIR`: every received talk-spurt is written there as a WAV file.
+    pub voice_out: Option<PathBuf>,
+    /// Test hook: drop this percentage of received voice frames at random (environment
+    /// variable `HARK_VOICE_DROP_PERCENT`), to test loss concealment.
+    pub voice_drop_percent: u8,
 }
 
 /// The platform's data dir for Hark (`~/.local/share/hark` on Linux).

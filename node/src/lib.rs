@@ -18,6 +18,8 @@
 //!   check (pure; the event loop reports the verdict to gossipsub for peer scoring).
 //! - [`dialer`]: redial of static peers with exponential backoff (pure, takes `now`).
 //! - [`netkey`]: the pre-shared network key file and plain-words connection failure reasons.
+//! - [`voice`]: push-to-talk: Opus, jitter buffers, mixing, WAV in and out, the audio
+//!   source and sink traits that devices and tests plug into.
 //! - [`swarm`]: the libp2p transport and behaviour (gossipsub, mDNS, identify, ping, sync).
 //! - [`node`]: the event loop that moves bytes between the swarm, the state above and the client.
 //!
@@ -43,6 +45,7 @@ pub mod store;
 pub mod swarm;
 pub mod sync;
 pub mod validate;
+pub mod voice;
 
 pub use api::{Command, Event, HistoryMessage, PeerInfo};
 pub use config::NodeConfig;

@@ -14,16 +14,19 @@ pub struct Room {
     pub key: RoomKey,
     pub private: bool,
     pub chat_topic: Topic,
+    pub voice_topic: Topic,
 }
 
 impl Room {
     pub fn new(name: RoomName, key: RoomKey, private: bool) -> Self {
         let chat_topic = key.chat_topic();
+        let voice_topic = key.voice_topic();
         Self {
             name,
             key,
             private,
             chat_topic,
+            voice_topic,
         }
     }
 
@@ -74,6 +77,7 @@ pub fn parse_join_target(text: &str) -> Result<Room, JoinError> {
 pub struct RoomBook {
     by_name: BTreeMap<RoomName, Room>,
     by_topic: HashMap<String, RoomName>,
+    by_voice_topic: HashMap<String, RoomName>,
 }
 
 impl RoomBook {
@@ -87,6 +91,8 @@ impl RoomBook {
         }
         self.by_topic
             .insert(room.chat_topic.as_str().to_owned(), room.name.clone());
+        self.by_voice_topic
+            .insert(room.voice_topic.as_str().to_owned(), room.name.clone());
         self.by_name.insert(room.name.clone(), room);
         Ok(true)
     }
@@ -94,6 +100,7 @@ impl RoomBook {
     pub fn remove(&mut self, name: &RoomName) -> Option<Room> {
         let room = self.by_name.remove(name)?;
         self.by_topic.remove(room.chat_topic.as_str());
+        self.by_voice_topic.remove(room.voice_topic.as_str());
         Some(room)
     }
 
@@ -111,6 +118,12 @@ impl RoomBook {
     pub fn by_topic(&self, topic: &str) -> Option<&Room> {
         // Gossipsub hands us the topic hash; for identity-hashed topics that is the string.
         self.by_topic
+            .get(topic)
+            .and_then(|name| self.by_name.get(name))
+    }
+
+    pub fn by_voice_topic(&self, topic: &str) -> Option<&Room> {
+        self.by_voice_topic
             .get(topic)
             .and_then(|name| self.by_name.get(name))
     }

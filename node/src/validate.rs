@@ -4,7 +4,8 @@
 
 use std::collections::{HashSet, VecDeque};
 
-use hark_proto::{seal, DecodeError, Envelope, MessageId};
+use hark_proto::voice::VoiceDecodeError;
+use hark_proto::{seal, DecodeError, Envelope, MessageId, VoiceFrame};
 
 use crate::rooms::Room;
 
@@ -25,6 +26,8 @@ pub enum Drop {
     Replayed,
     /// A newer envelope version: ignored without penalty, since a newer honest node sends it.
     NewerVersion,
+    /// Valid, but we could not keep up (the voice playout queue was full). Not penalised.
+    Overloaded,
 }
 
 impl Drop {
@@ -37,12 +40,13 @@ impl Drop {
             Drop::ForgedAuthor => "forged author",
             Drop::Replayed => "replayed",
             Drop::NewerVersion => "newer version",
+            Drop::Overloaded => "overloaded",
         }
     }
 
     /// Whether the sender should be penalised. A newer version is not the sender's fault.
     pub fn penalise(self) -> bool {
-        !matches!(self, Drop::NewerVersion)
+        !matches!(self, Drop::NewerVersion | Drop::Overloaded)
     }
 }
 
@@ -104,6 +108,23 @@ pub fn check(
         return Err(Drop::Replayed);
     }
     Ok(envelope)
+}
+
+/// Open and decode one payload received on `room`'s voice topic from signed `source`.
+/// Duplicates are the jitter buffer's business; voice has no replay filter here.
+pub fn check_voice(room: &Room, source: Option<&[u8]>, data: &[u8]) -> Result<VoiceFrame, Drop> {
+    source.ok_or(Drop::Unsigned)?;
+    let plain = seal::open(&room.key, &room.voice_topic, data).map_err(|e| match e {
+        hark_proto::SealError::TooLarge(_) => Drop::Oversized,
+        _ => Drop::Unauthentic,
+    })?;
+    VoiceFrame::decode(&plain).map_err(|e| match e {
+        VoiceDecodeError::Limit(_) => Drop::Oversized,
+        VoiceDecodeError::UnsupportedVersion(v) if v > hark_proto::voice::VOICE_VERSION => {
+            Drop::NewerVersion
+        }
+        _ => Drop::Malformed,
+    })
 }
 
 #[cfg(test)]

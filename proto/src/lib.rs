@@ -11,6 +11,7 @@
 //! - [`hlc`]: the hybrid logical clock that orders every room's history the same on every node.
 //! - [`record`]: one stored chat message, the value kept in a room's Automerge document.
 //! - [`sync`]: the body of a `/hark/sync/1` exchange (shard digests, Automerge sync messages).
+//! - [`voice`]: one push-to-talk Opus frame on a room's voice topic.
 //! - [`invite`]: invite strings that carry a private room's name and key out of band.
 //!
 //! The flow of one chat line: the node builds an [`Envelope`], [`Envelope::encode`]s it,
@@ -26,6 +27,7 @@ pub mod record;
 pub mod room;
 pub mod seal;
 pub mod sync;
+pub mod voice;
 
 pub use envelope::{Body, DecodeError, Envelope, MessageId, ENVELOPE_VERSION};
 pub use hlc::{Hlc, HlcClock};
@@ -33,3 +35,4 @@ pub use invite::{Invite, InviteError};
 pub use record::{MessageKind, MessageRecord, RecordError};
 pub use room::{NameError, RoomKey, RoomName, Topic};
 pub use seal::SealError;
+pub use voice::VoiceFrame;

@@ -32,6 +32,10 @@ struct Cli {
     /// sync for any room member, so late joiners catch up after the senders are gone.
     #[arg(long)]
     relay: bool,
+    /// Write every received push-to-talk spurt to DIR as a WAV file (48 kHz mono); the path is
+    /// reported in the `voice_end` event.
+    #[arg(long, value_name = "DIR")]
+    voice_out: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -68,6 +72,12 @@ fn main() -> ExitCode {
         Err(e) => return fail(e),
     };
     config.relay = cli.relay;
+    if let Some(dir) = &cli.voice_out {
+        if let Err(e) = std::fs::create_dir_all(dir) {
+            return fail(format!("--voice-out {}: {e}", dir.display()));
+        }
+    }
+    config.voice_out = cli.voice_out;
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -184,6 +194,23 @@ fn human(event: &Event) -> Option<String> {
             peer_id,
             received,
         } => format!("[{room}] history synced with {peer_id}: {received} new"),
+        Event::VoiceStart { room, name, from } => {
+            format!(
+                "[{room}] {name}#{} is talking",
+                hark_node::api::short_id(from)
+            )
+        }
+        Event::VoiceEnd {
+            room,
+            name,
+            frames,
+            lost,
+            wav,
+            ..
+        } => format!(
+            "[{room}] {name} stopped talking ({frames} frames, {lost} lost){}",
+            wav.as_deref().map(|w| format!(": {w}")).unwrap_or_default()
+        ),
         _ => return None,
     })
 }

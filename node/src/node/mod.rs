@@ -3,6 +3,9 @@
 //! Room history and `/hark/sync/1` live in [`history`].
 
 mod history;
+mod voice;
+
+pub use voice::Control;
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -63,6 +66,8 @@ pub enum StartError {
     Listen { addr: Multiaddr, reason: String },
     #[error("peer address {0} must end in /p2p/PEER_ID")]
     PeerWithoutId(Multiaddr),
+    #[error("voice: {0}")]
+    Voice(String),
     #[error("cannot join {target:?}: {source}")]
     Join { target: String, source: JoinError },
 }
@@ -70,6 +75,7 @@ pub enum StartError {
 /// The client's end of a running node.
 pub struct NodeHandle {
     commands: mpsc::Sender<Command>,
+    control: mpsc::Sender<Control>,
     task: JoinHandle<()>,
     peer_id: PeerId,
 }
@@ -78,6 +84,36 @@ impl NodeHandle {
     /// Queue a command. Fails only when the node has stopped.
     pub async fn send(&self, command: Command) -> Result<(), NodeStopped> {
         self.commands.send(command).await.map_err(|_| NodeStopped)
+    }
+
+    /// Talk in `room` from `source` (a microphone) until the source ends the spurt.
+    pub async fn talk(
+        &self,
+        room: &str,
+        source: Box<dyn crate::voice::AudioSource>,
+    ) -> Result<(), NodeStopped> {
+        self.control(Control::Talk {
+            room: room.to_owned(),
+            source,
+        })
+        .await
+    }
+
+    /// Play received voice through `sink` (a speaker).
+    pub async fn set_audio_sink(
+        &self,
+        sink: Box<dyn crate::voice::AudioSink>,
+    ) -> Result<(), NodeStopped> {
+        self.control(Control::SetSink(sink)).await
+    }
+
+    /// Stop or resume playing one peer's voice.
+    pub async fn mute(&self, peer: PeerId, muted: bool) -> Result<(), NodeStopped> {
+        self.control(Control::Mute { peer, muted }).await
+    }
+
+    async fn control(&self, control: Control) -> Result<(), NodeStopped> {
+        self.control.send(control).await.map_err(|_| NodeStopped)
     }
 
     pub fn peer_id(&self) -> PeerId {
@@ -171,8 +207,12 @@ impl Node {
             subscribe(&mut swarm, room);
         }
 
+        voice::check_frame_ms(config.voice_frame_ms).map_err(|e| StartError::Voice(e.detail))?;
         let (command_tx, command_rx) = mpsc::channel(COMMAND_QUEUE);
+        let (control_tx, control_rx) = mpsc::channel(16);
         let (event_tx, event_rx) = mpsc::channel(EVENT_QUEUE);
+        let (voice_out_tx, voice_out_rx) = mpsc::channel(256);
+        let receiver = crate::voice::receiver::spawn(config.voice_out.clone(), event_tx.clone());
         let now = Instant::now();
         let mut runtime = Runtime {
             swarm,
@@ -191,6 +231,10 @@ impl Node {
             last_spread: HashMap::new(),
             spread_due: HashMap::new(),
             anti_entropy_due: now + crate::sync::ANTI_ENTROPY_INTERVAL,
+            voice_frame_ms: config.voice_frame_ms,
+            voice_drop_percent: config.voice_drop_percent,
+            voice_out_tx,
+            receiver,
             local_peer: peer_id,
             events: event_tx,
             pending_events: Vec::new(),
@@ -214,10 +258,11 @@ impl Node {
         for name in names {
             runtime.presence_due.insert(name, now + PRESENCE_INTERVAL);
         }
-        let task = tokio::spawn(runtime.run(command_rx));
+        let task = tokio::spawn(runtime.run(command_rx, control_rx, voice_out_rx));
         Ok((
             NodeHandle {
                 commands: command_tx,
+                control: control_tx,
                 task,
                 peer_id,
             },
@@ -238,14 +283,17 @@ fn default_listen(has_network_key: bool) -> Vec<Multiaddr> {
     addrs
 }
 
+/// Subscribe to a room's chat and voice topics.
 fn subscribe(swarm: &mut Swarm<Behaviour>, room: &Room) {
-    let topic = IdentTopic::new(room.chat_topic.as_str());
-    let gossipsub = &mut swarm.behaviour_mut().gossipsub;
-    if let Err(e) = gossipsub.subscribe(&topic) {
-        tracing::warn!(room = %room.name, "cannot subscribe: {e}");
-    }
-    if let Err(e) = gossipsub.set_topic_params(topic, swarm::topic_score_params()) {
-        tracing::warn!(room = %room.name, "cannot set topic score parameters: {e}");
+    for topic in [&room.chat_topic, &room.voice_topic] {
+        let topic = IdentTopic::new(topic.as_str());
+        let gossipsub = &mut swarm.behaviour_mut().gossipsub;
+        if let Err(e) = gossipsub.subscribe(&topic) {
+            tracing::warn!(room = %room.name, "cannot subscribe: {e}");
+        }
+        if let Err(e) = gossipsub.set_topic_params(topic, swarm::topic_score_params()) {
+            tracing::warn!(room = %room.name, "cannot set topic score parameters: {e}");
+        }
     }
 }
 
@@ -290,6 +338,12 @@ struct Runtime {
     histories: HashMap<String, RoomHistory>,
     sessions: Sessions,
     anti_entropy_due: Instant,
+    voice_frame_ms: u8,
+    voice_drop_percent: u8,
+    /// Talk-spurt threads send their frames here.
+    voice_out_tx: mpsc::Sender<crate::voice::sender::Outgoing>,
+    /// The playout task.
+    receiver: mpsc::Sender<crate::voice::receiver::ReceiverInput>,
     /// Rooms with changes waiting for dependencies: when to check again, and whom to ask.
     deps_due: HashMap<String, (Instant, PeerId)>,
     /// When each room last passed synced news on, and rooms waiting to do so again.
@@ -316,7 +370,12 @@ struct Runtime {
 }
 
 impl Runtime {
-    async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+    async fn run(
+        mut self,
+        mut commands: mpsc::Receiver<Command>,
+        mut control: mpsc::Receiver<Control>,
+        mut voice_out: mpsc::Receiver<crate::voice::sender::Outgoing>,
+    ) {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -326,6 +385,8 @@ impl Runtime {
                     Some(Command::Quit) | None => break,
                     Some(command) => self.on_command(command).await,
                 },
+                Some(out) = voice_out.recv() => self.on_voice_out(out).await,
+                Some(request) = control.recv() => self.on_control(request).await,
                 _ = tick.tick() => self.on_tick(Instant::now()),
                 _ = tokio::time::sleep_until(self.ready_at.unwrap_or_else(tokio::time::Instant::now)),
                     if self.ready_at.is_some() && !self.ready => self.send_ready().await,
@@ -392,6 +453,7 @@ impl Runtime {
             Command::Search { room, text, limit } => self.search(&room, text, limit).await,
             Command::Nick { name } => self.set_nick(name).await,
             Command::Invite { room } => self.invite(&room).await,
+            Command::Voice { room, wav } => self.voice_command(&room, wav),
             Command::Typing { room } => self.send_typing(&room),
             Command::Join { room, invite } => match invite.or(room) {
                 Some(target) => self.join(&target).await,
@@ -520,8 +582,10 @@ impl Runtime {
             .forget_room(&room.name)
             .map_err(|e| fail("store_failed", e.to_string()))?;
         self.rooms.remove(&room.name);
-        let topic = IdentTopic::new(room.chat_topic.as_str());
-        self.swarm.behaviour_mut().gossipsub.unsubscribe(&topic);
+        for topic in [&room.chat_topic, &room.voice_topic] {
+            let topic = IdentTopic::new(topic.as_str());
+            self.swarm.behaviour_mut().gossipsub.unsubscribe(&topic);
+        }
         self.histories.remove(room.chat_topic.as_str());
         self.sessions.forget_room(room.chat_topic.as_str());
         self.deps_due.remove(room.chat_topic.as_str());
@@ -798,7 +862,18 @@ impl Runtime {
                 message,
             } => {
                 let Some(room) = self.rooms.by_topic(message.topic.as_str()).cloned() else {
-                    self.report(&message_id, &propagation_source, MessageAcceptance::Ignore);
+                    match self.rooms.by_voice_topic(message.topic.as_str()).cloned() {
+                        Some(room) => self.on_voice_gossip(
+                            &room,
+                            message.source,
+                            &message.data,
+                            &message_id,
+                            &propagation_source,
+                        ),
+                        None => {
+                            self.report(&message_id, &propagation_source, MessageAcceptance::Ignore)
+                        }
+                    }
                     return;
                 };
                 let source = message.source.map(|p| p.to_bytes());

@@ -1,0 +1,322 @@
+//! The playout task: voice frames in, sound and events out.
+//!
+//! Every 10 ms it pulls 10 ms of audio from each active talker (their jitter buffer decides:
+//! frame, FEC recovery, concealment, or end), mixes the talkers that are not muted and hands the
+//! mix to the [`AudioSink`], if any. Each talker's spurt is also kept (at most 10 minutes) and,
+//! with `--voice-out DIR`, written as a WAV file when it ends. `voice_start` goes out when a
+//! spurt's first frame arrives, `voice_end` when it has been played out.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use hark_proto::VoiceFrame;
+use libp2p::PeerId;
+use tokio::sync::mpsc;
+
+use super::codec::{frame_samples, VoiceDecoder, SAMPLES_PER_MS};
+use super::jitter::{JitterBuffer, JitterEstimate, Playout, SpurtStats};
+use super::mixer;
+use super::wav::{write_48k_mono, MAX_SAMPLES};
+use super::AudioSink;
+use crate::api::{short_id, Event};
+
+const TICK_MS: u64 = 10;
+const TICK_SAMPLES: usize = TICK_MS as usize * SAMPLES_PER_MS;
+/// Spurt ids remembered per talker, so frames of a finished spurt cannot restart it.
+const RECENT_SPURTS: usize = 16;
+/// Concurrent talkers played at once; more are dropped (a hostile flood of spurt ids).
+const MAX_TALKERS: usize = 32;
+
+pub enum ReceiverInput {
+    Frame {
+        room: String,
+        from: PeerId,
+        name: String,
+        frame: VoiceFrame,
+    },
+    SetSink(Box<dyn AudioSink>),
+    Mute {
+        peer: PeerId,
+        muted: bool,
+    },
+}
+
+struct Talker {
+    room: String,
+    from: PeerId,
+    name: String,
+    spurt: u32,
+    frame_ms: u8,
+    buffer: JitterBuffer,
+    decoder: VoiceDecoder,
+    /// Decoded audio waiting to be mixed.
+    pending: VecDeque<i16>,
+    /// The whole spurt, for `--voice-out`.
+    recording: Vec<i16>,
+    /// Set when the jitter buffer said the spurt is over (with the slots to trim); the talker
+    /// finishes once its last audio has been mixed.
+    ended: Option<u32>,
+}
+
+pub struct Receiver {
+    talkers: HashMap<(String, PeerId), Talker>,
+    estimates: HashMap<PeerId, JitterEstimate>,
+    recent_spurts: HashMap<PeerId, VecDeque<u32>>,
+    muted: HashSet<PeerId>,
+    sink: Option<Box<dyn AudioSink>>,
+    voice_out: Option<PathBuf>,
+    events: mpsc::Sender<Event>,
+}
+
+/// Start the playout task.
+pub fn spawn(
+    voice_out: Option<PathBuf>,
+    events: mpsc::Sender<Event>,
+) -> mpsc::Sender<ReceiverInput> {
+    let (tx, rx) = mpsc::channel(1024);
+    let receiver = Receiver {
+        talkers: HashMap::new(),
+        estimates: HashMap::new(),
+        recent_spurts: HashMap::new(),
+        muted: HashSet::new(),
+        sink: None,
+        voice_out,
+        events,
+    };
+    tokio::spawn(receiver.run(rx));
+    tx
+}
+
+impl Receiver {
+    async fn run(mut self, mut input: mpsc::Receiver<ReceiverInput>) {
+        let mut tick = tokio::time::interval(Duration::from_millis(TICK_MS));
+        // A late tick is caught up at once, so playout does not fall behind the talker.
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+        loop {
+            tokio::select! {
+                message = input.recv() => match message {
+                    Some(message) => self.on_input(message).await,
+                    None => break,
+                },
+                _ = tick.tick(), if !self.talkers.is_empty() => self.on_tick(crate::node::now_ms()).await,
+            }
+        }
+    }
+
+    async fn on_input(&mut self, input: ReceiverInput) {
+        match input {
+            ReceiverInput::Frame {
+                room,
+                from,
+                name,
+                frame,
+            } => {
+                self.on_frame(room, from, name, frame, crate::node::now_ms())
+                    .await
+            }
+            ReceiverInput::SetSink(sink) => self.sink = Some(sink),
+            ReceiverInput::Mute { peer, muted } => {
+                if muted {
+                    self.muted.insert(peer);
+                } else {
+                    self.muted.remove(&peer);
+                }
+            }
+        }
+    }
+
+    async fn on_frame(
+        &mut self,
+        room: String,
+        from: PeerId,
+        name: String,
+        frame: VoiceFrame,
+        now: u64,
+    ) {
+        let recent = self.recent_spurts.entry(from).or_default();
+        if recent.contains(&frame.spurt) {
+            return;
+        }
+        let key = (room.clone(), from);
+        let current = self.talkers.get(&key).map(|t| t.spurt);
+        if current != Some(frame.spurt) {
+            if current.is_some() {
+                // A new spurt from the same talker: the old one is over.
+                if let Some(old) = self.talkers.remove(&key) {
+                    self.finish(old, 0).await;
+                }
+            }
+            if self.talkers.len() >= MAX_TALKERS {
+                return;
+            }
+            let Ok(decoder) = VoiceDecoder::new() else {
+                return;
+            };
+            let estimate = self.estimates.entry(from).or_default();
+            estimate.new_spurt();
+            let talker = Talker {
+                room: room.clone(),
+                from,
+                name: name.clone(),
+                spurt: frame.spurt,
+                frame_ms: frame.frame_ms,
+                buffer: JitterBuffer::new(estimate.target_ms(frame.frame_ms as u64)),
+                decoder,
+                pending: VecDeque::new(),
+                recording: Vec::new(),
+                ended: None,
+            };
+            self.talkers.insert(key.clone(), talker);
+            let _ = self
+                .events
+                .send(Event::VoiceStart {
+                    room,
+                    from: from.to_string(),
+                    name,
+                })
+                .await;
+        }
+        if let Some(estimate) = self.estimates.get_mut(&from) {
+            estimate.observe(now, frame.captured_ms);
+        }
+        if let Some(talker) = self.talkers.get_mut(&key) {
+            if frame.frame_ms == talker.frame_ms {
+                talker
+                    .buffer
+                    .push(frame.seq, frame.captured_ms, frame.last, frame.opus, now);
+            }
+        }
+    }
+
+    async fn on_tick(&mut self, now: u64) {
+        let mut mix = vec![0i32; TICK_SAMPLES];
+        let mut ended = Vec::new();
+        let mut audible = false;
+        for (key, talker) in self.talkers.iter_mut() {
+            if talker.ended.is_none() {
+                talker.ended = talker.pull(now);
+            }
+            if talker.pending.is_empty() {
+                if let Some(trim) = talker.ended {
+                    ended.push((key.clone(), trim));
+                }
+                continue;
+            }
+            let take = talker.pending.len().min(TICK_SAMPLES);
+            let chunk: Vec<i16> = talker.pending.drain(..take).collect();
+            if !self.muted.contains(&talker.from) {
+                mixer::accumulate(&mut mix, &chunk);
+                audible = true;
+            }
+        }
+        if audible {
+            if let Some(sink) = self.sink.as_mut() {
+                let mut out = vec![0i16; TICK_SAMPLES];
+                mixer::finish(&mix, &mut out);
+                sink.play(&out);
+            }
+        }
+        for (key, trim) in ended {
+            if let Some(talker) = self.talkers.remove(&key) {
+                self.finish(talker, trim).await;
+            }
+        }
+    }
+
+    async fn finish(&mut self, mut talker: Talker, trim: u32) {
+        let recent = self.recent_spurts.entry(talker.from).or_default();
+        recent.push_back(talker.spurt);
+        if recent.len() > RECENT_SPURTS {
+            recent.pop_front();
+        }
+        let frame_len = frame_samples(talker.frame_ms);
+        let keep = talker
+            .recording
+            .len()
+            .saturating_sub(trim as usize * frame_len);
+        talker.recording.truncate(keep);
+        let stats = talker.buffer.stats.clone();
+        let wav = match &self.voice_out {
+            Some(dir) => {
+                let path = dir.join(format!(
+                    "{}-{}-{}-{:08x}.wav",
+                    talker.room,
+                    talker.name,
+                    short_id(&talker.from.to_string()),
+                    talker.spurt
+                ));
+                let samples = std::mem::take(&mut talker.recording);
+                let target = path.clone();
+                let written =
+                    tokio::task::spawn_blocking(move || write_48k_mono(&target, &samples)).await;
+                match written {
+                    Ok(Ok(())) => Some(path.display().to_string()),
+                    Ok(Err(e)) => {
+                        tracing::warn!("{e}");
+                        None
+                    }
+                    Err(e) => {
+                        tracing::warn!("writing a voice recording failed: {e}");
+                        None
+                    }
+                }
+            }
+            None => None,
+        };
+        let frames = (keep / frame_len) as u32;
+        let (p50, p99) = percentiles(&stats);
+        let _ = self
+            .events
+            .send(Event::VoiceEnd {
+                room: talker.room,
+                from: talker.from.to_string(),
+                name: talker.name,
+                frames,
+                lost: stats.lost(),
+                received: stats.received,
+                recovered: stats.recovered,
+                concealed: stats.concealed,
+                late: stats.late,
+                latency_p50_ms: p50,
+                latency_p99_ms: p99,
+                wav,
+            })
+            .await;
+    }
+}
+
+impl Talker {
+    /// Decode until 10 ms of audio wait to be mixed (or the buffer has nothing yet). Returns
+    /// `Some(trim)` when the spurt ended.
+    fn pull(&mut self, now: u64) -> Option<u32> {
+        let frame_len = frame_samples(self.frame_ms);
+        let mut pcm = vec![0i16; frame_len];
+        while self.pending.len() < TICK_SAMPLES {
+            match self.buffer.pop(now) {
+                Playout::Wait => return None,
+                Playout::Frame(packet) => {
+                    self.decoder.decode(&packet, &mut pcm);
+                }
+                Playout::Fec(next) => self.decoder.decode_fec(&next, &mut pcm),
+                Playout::Conceal => self.decoder.conceal(&mut pcm),
+                Playout::End { trim } => return Some(trim),
+            }
+            self.pending.extend(pcm.iter().copied());
+            if self.recording.len() < MAX_SAMPLES {
+                self.recording.extend_from_slice(&pcm);
+            }
+        }
+        None
+    }
+}
+
+fn percentiles(stats: &SpurtStats) -> (u32, u32) {
+    let mut sorted = stats.latencies_ms.clone();
+    if sorted.is_empty() {
+        return (0, 0);
+    }
+    sorted.sort_unstable();
+    let at = |q: f64| sorted[((sorted.len() - 1) as f64 * q).round() as usize];
+    (at(0.5), at(0.99))
+}
