@@ -1,0 +1,1053 @@
+//! The whole UI state and how it changes: node events and key actions go in, [`Effect`]s
+//! (commands for the node, a bell, quitting) come out. No IO and no clock reads here: time
+//! is an argument ([`Now`]), so every path is testable without a terminal or a node.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use hark_node::{Command, Event, HistoryMessage};
+use ratatui::layout::Rect;
+
+use crate::commands::{self, Submitted, UiCommand};
+use crate::input::InputLine;
+use crate::keys::Action;
+use crate::people::People;
+use crate::replies::{HistoryReason, Replies, Request};
+use crate::style::{display_name, mentions, LocalTime};
+use crate::timeline::{
+    ChatMessage, Entry, EntryBody, EntryKey, MessageKind, NoticeLevel, Timeline,
+};
+use crate::view;
+use crate::voice::{Ptt, PttAction};
+
+/// Messages loaded when a room is opened; scrolling to the top loads more, up to the node's
+/// limit.
+pub const HISTORY_PAGE: usize = 500;
+const HISTORY_MAX: usize = 10_000;
+/// Our typing notices: at most one per room this often (the node's own limit too).
+const TYPING_EVERY: Duration = Duration::from_secs(2);
+/// A hint under the input stays this long.
+const HINT_SHOWN_FOR: Duration = Duration::from_secs(8);
+/// An alert banner flashes this long, then stays until Esc.
+pub const ALERT_FLASH_FOR: Duration = Duration::from_secs(6);
+/// Alerts older than this (arriving late by sync) are listed, not flashed.
+const ALERT_FRESH_MS: u64 = 10 * 60 * 1000;
+/// A peer counts as syncing from its connection until its first `synced`, at most this long.
+const SYNC_SHOWN_FOR: Duration = Duration::from_secs(15);
+const SEARCH_LIMIT: usize = 200;
+
+/// The present, passed in: a monotonic instant for timers and wall-clock ms for stamps.
+#[derive(Clone, Copy, Debug)]
+pub struct Now {
+    pub at: Instant,
+    pub wall_ms: u64,
+}
+
+impl Now {
+    pub fn real() -> Self {
+        Self {
+            at: Instant::now(),
+            wall_ms: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+        }
+    }
+}
+
+/// What the event loop must do for the app.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Effect {
+    Node(Command),
+    Bell,
+    /// Copy to the clipboard where the terminal allows it (OSC 52): invites.
+    Copy(String),
+    /// Remember the sidebar's rooms for the next start.
+    SaveRooms(Vec<String>),
+    Talk(PttAction),
+    Quit,
+}
+
+#[derive(Debug)]
+pub struct Room {
+    pub name: String,
+    /// `None` until the node has said.
+    pub private: Option<bool>,
+    pub timeline: Timeline,
+    pub people: People,
+    pub unread: usize,
+    pub mentions: usize,
+    history_limit: usize,
+    /// The last history answer held everything stored: scrolling up loads no more.
+    history_complete: bool,
+    last_typing_sent: Option<Instant>,
+}
+
+impl Room {
+    fn new(name: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            private: (name == "lobby").then_some(false),
+            timeline: Timeline::default(),
+            people: People::default(),
+            unread: 0,
+            mentions: 0,
+            history_limit: HISTORY_PAGE,
+            history_complete: false,
+            last_typing_sent: None,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub enum Overlay {
+    Help,
+    Invite {
+        room: String,
+        invite: String,
+    },
+    Search {
+        room: String,
+        text: String,
+        results: Vec<Entry>,
+    },
+}
+
+#[derive(Clone, Debug)]
+pub struct AlertBanner {
+    pub room: String,
+    pub who: String,
+    pub text: String,
+    pub since: Instant,
+}
+
+#[derive(Clone, Debug)]
+pub struct Hint {
+    pub text: String,
+    pub error: bool,
+    since: Instant,
+}
+
+#[derive(Clone, Debug)]
+pub struct Me {
+    pub peer_id: String,
+    pub name: String,
+}
+
+/// Tab completion in progress: repeated Tabs cycle through `candidates`.
+#[derive(Debug)]
+struct Completion {
+    start: usize,
+    candidates: Vec<String>,
+    index: usize,
+}
+
+pub struct App {
+    pub me: Option<Me>,
+    pub rooms: Vec<Room>,
+    pub current: usize,
+    pub input: InputLine,
+    completion: Option<Completion>,
+    replies: Replies,
+    pub connected: HashSet<String>,
+    syncing: HashMap<String, Instant>,
+    pub synced_once: bool,
+    pub network_key: bool,
+    pub ptt: Ptt,
+    pub overlay: Option<Overlay>,
+    pub alert: Option<AlertBanner>,
+    pub hint: Option<Hint>,
+    pub clock: LocalTime,
+    /// The terminal's size, for page sizes.
+    pub size: Rect,
+    notices: u64,
+    /// The voice-not-available notice is shown once.
+    told_no_voice: bool,
+}
+
+impl App {
+    /// `rooms`: the sidebar at start (lobby, the rooms of the last run, `--join` targets);
+    /// the node confirms each once it is ready.
+    pub fn new(rooms: &[String], network_key: bool, ptt: Ptt, clock: LocalTime) -> Self {
+        let mut list = vec![Room::new("lobby")];
+        for name in rooms {
+            if !list.iter().any(|r| &r.name == name) {
+                list.push(Room::new(name));
+            }
+        }
+        Self {
+            me: None,
+            rooms: list,
+            current: 0,
+            input: InputLine::default(),
+            completion: None,
+            replies: Replies::default(),
+            connected: HashSet::new(),
+            syncing: HashMap::new(),
+            synced_once: false,
+            network_key,
+            ptt,
+            overlay: None,
+            alert: None,
+            hint: None,
+            clock,
+            size: Rect::new(0, 0, 80, 24),
+            notices: 0,
+            told_no_voice: false,
+        }
+    }
+
+    pub fn current_room(&self) -> Option<&Room> {
+        self.rooms.get(self.current)
+    }
+
+    fn room_index(&self, name: &str) -> Option<usize> {
+        self.rooms.iter().position(|r| r.name == name)
+    }
+
+    fn room_mut(&mut self, name: &str) -> Option<&mut Room> {
+        self.rooms.iter_mut().find(|r| r.name == name)
+    }
+
+    pub fn is_online(&self, peer_id: &str) -> bool {
+        self.connected.contains(peer_id) || self.me.as_ref().is_some_and(|m| m.peer_id == peer_id)
+    }
+
+    /// Whether a history sync is under way (between a connection and its first `synced`).
+    pub fn syncing(&self, now: Instant) -> bool {
+        self.syncing
+            .values()
+            .any(|since| now.duration_since(*since) < SYNC_SHOWN_FOR)
+    }
+
+    pub fn my_name(&self) -> &str {
+        self.me.as_ref().map_or("", |m| m.name.as_str())
+    }
+
+    fn send(&mut self, command: Command, request: Option<Request>) -> Effect {
+        if let Some(request) = request {
+            self.replies.expect(request);
+        }
+        Effect::Node(command)
+    }
+
+    pub fn set_hint(&mut self, text: impl Into<String>, error: bool, now: Instant) {
+        self.hint = Some(Hint {
+            text: text.into(),
+            error,
+            since: now,
+        });
+    }
+
+    /// Add a line from hark itself to a room.
+    pub fn notice(&mut self, room: usize, text: impl Into<String>, level: NoticeLevel, now: Now) {
+        self.notices += 1;
+        let id = format!("~{:016x}", self.notices);
+        if let Some(room) = self.rooms.get_mut(room) {
+            let ts = now.wall_ms.max(room.timeline.newest_ts().unwrap_or(0));
+            room.timeline.insert(Entry {
+                key: EntryKey { ts, id },
+                body: EntryBody::Notice {
+                    text: text.into(),
+                    level,
+                },
+            });
+        }
+    }
+
+    fn rooms_to_save(&self) -> Effect {
+        Effect::SaveRooms(self.rooms.iter().map(|r| r.name.clone()).collect())
+    }
+
+    // ----- node events -----
+
+    pub fn on_event(&mut self, event: Event, now: Now) -> Vec<Effect> {
+        let mut effects = Vec::new();
+        let answered = self.replies.answer(&event);
+        match event {
+            Event::Ready {
+                peer_id,
+                name,
+                listen,
+            } => {
+                self.me = Some(Me {
+                    peer_id: peer_id.clone(),
+                    name: name.clone(),
+                });
+                let rooms: Vec<String> = self.rooms.iter().map(|r| r.name.clone()).collect();
+                for room in rooms {
+                    effects.push(self.send(
+                        Command::History {
+                            room: room.clone(),
+                            limit: Some(HISTORY_PAGE),
+                        },
+                        Some(Request::History {
+                            room: room.clone(),
+                            reason: HistoryReason::Startup,
+                        }),
+                    ));
+                    if room != "lobby" {
+                        effects.push(self.send(
+                            Command::Invite { room: room.clone() },
+                            Some(Request::Invite { room, quiet: true }),
+                        ));
+                    }
+                }
+                let me = display_name(&name, &peer_id);
+                self.notice(
+                    0,
+                    format!("you are {me}. F1: keys and commands · /join ROOM · /create ROOM"),
+                    NoticeLevel::Info,
+                    now,
+                );
+                for addr in listen.iter().take(3) {
+                    self.notice(0, format!("listening on {addr}"), NoticeLevel::Info, now);
+                }
+            }
+            Event::Sent { room, id } => {
+                if let Some(Request::Send {
+                    room: r,
+                    kind,
+                    text,
+                }) = answered
+                {
+                    if r == room {
+                        self.add_own_message(&room, id, kind, text, now);
+                    }
+                }
+            }
+            Event::PeerConnected { peer_id } => {
+                self.connected.insert(peer_id.clone());
+                self.syncing.insert(peer_id, now.at);
+            }
+            Event::PeerDisconnected { peer_id } => {
+                self.connected.remove(&peer_id);
+                self.syncing.remove(&peer_id);
+                for room in &mut self.rooms {
+                    room.people.stop_talking(&peer_id);
+                }
+            }
+            Event::Message {
+                room,
+                id,
+                from,
+                name,
+                ts,
+                kind,
+                text,
+            } => self.on_message(&room, id, from, name, ts, &kind, text, now, &mut effects),
+            Event::Typing { room, from, name }
+                if self.me.as_ref().is_none_or(|m| m.peer_id != from) =>
+            {
+                if let Some(room) = self.room_mut(&room) {
+                    room.people.typing(&from, &name, now.at);
+                }
+            }
+            Event::Presence { room, from, name } => {
+                if let Some(room) = self.room_mut(&room) {
+                    room.people.seen(&from, &name);
+                }
+            }
+            Event::Created { room, invite } => {
+                let index = self.ensure_room(&room);
+                self.rooms[index].private = Some(true);
+                self.notice(
+                    index,
+                    format!("created private room #{room}. Its invite (give it only to members): {invite}"),
+                    NoticeLevel::Info,
+                    now,
+                );
+                effects.push(Effect::Copy(invite.clone()));
+                self.overlay = Some(Overlay::Invite { room, invite });
+            }
+            Event::Joined { room } => {
+                let existed = self.room_index(&room).is_some();
+                let index = self.ensure_room(&room);
+                self.switch_to(index);
+                if !existed {
+                    effects.push(self.send(
+                        Command::History {
+                            room: room.clone(),
+                            limit: Some(HISTORY_PAGE),
+                        },
+                        Some(Request::History {
+                            room: room.clone(),
+                            reason: HistoryReason::Opened,
+                        }),
+                    ));
+                    if self.rooms[index].private.is_none() {
+                        effects.push(self.send(
+                            Command::Invite { room: room.clone() },
+                            Some(Request::Invite {
+                                room: room.clone(),
+                                quiet: true,
+                            }),
+                        ));
+                    }
+                    self.notice(index, format!("joined #{room}"), NoticeLevel::Info, now);
+                    effects.push(self.rooms_to_save());
+                }
+            }
+            Event::Left { room } => {
+                if let Some(index) = self.room_index(&room) {
+                    self.rooms.remove(index);
+                    if self.current >= index && self.current > 0 {
+                        self.current -= 1;
+                    }
+                    self.set_hint(format!("left #{room}"), false, now.at);
+                    effects.push(self.rooms_to_save());
+                }
+            }
+            Event::Peers { peers } => {
+                let here = self.current;
+                self.notice(
+                    here,
+                    format!("{} peers connected", peers.len()),
+                    NoticeLevel::Info,
+                    now,
+                );
+                for peer in peers {
+                    let name = if peer.name.is_empty() {
+                        "?".to_owned()
+                    } else {
+                        peer.name.clone()
+                    };
+                    self.notice(
+                        here,
+                        format!(
+                            "  {}  score {:.1}  {}",
+                            display_name(&name, &peer.peer_id),
+                            peer.score,
+                            peer.addrs.join(" ")
+                        ),
+                        NoticeLevel::Info,
+                        now,
+                    );
+                }
+                self.follow_current();
+            }
+            Event::History { room, messages } => {
+                let reason = match answered {
+                    Some(Request::History { reason, .. }) => reason,
+                    _ => HistoryReason::Opened,
+                };
+                if reason == HistoryReason::Startup {
+                    tracing::debug!(room, "room confirmed at start");
+                }
+                self.merge_history(&room, messages);
+            }
+            Event::SearchResults {
+                room,
+                text,
+                messages,
+            } => {
+                let my_name = self.my_name().to_owned();
+                let my_id = self
+                    .me
+                    .as_ref()
+                    .map(|m| m.peer_id.clone())
+                    .unwrap_or_default();
+                let results = messages
+                    .into_iter()
+                    .map(|m| history_entry(m, &my_id, &my_name))
+                    .collect();
+                self.overlay = Some(Overlay::Search {
+                    room,
+                    text,
+                    results,
+                });
+            }
+            Event::Nick { name } => {
+                if let Some(me) = &mut self.me {
+                    me.name = name.clone();
+                }
+                self.set_hint(format!("you are now {name}"), false, now.at);
+            }
+            Event::Invite { room, invite } => match answered {
+                Some(Request::Invite { quiet: true, .. }) => {
+                    if let Some(room) = self.room_mut(&room) {
+                        room.private = Some(true);
+                    }
+                }
+                _ => {
+                    effects.push(Effect::Copy(invite.clone()));
+                    self.overlay = Some(Overlay::Invite { room, invite });
+                }
+            },
+            Event::Synced {
+                room,
+                peer_id,
+                received,
+            } => {
+                self.syncing.remove(&peer_id);
+                self.synced_once = true;
+                if received > 0 {
+                    if let Some(index) = self.room_index(&room) {
+                        self.notice(
+                            index,
+                            format!("{received} earlier messages arrived by history sync"),
+                            NoticeLevel::Info,
+                            now,
+                        );
+                    }
+                }
+            }
+            Event::Error { code, detail } => self.on_error(answered, &code, &detail, now),
+            // Events this client does not show (voice comes with its issue).
+            _ => {}
+        }
+        effects
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn on_message(
+        &mut self,
+        room: &str,
+        id: String,
+        from: String,
+        name: String,
+        ts: u64,
+        kind: &str,
+        text: String,
+        now: Now,
+        effects: &mut Vec<Effect>,
+    ) {
+        let Some(index) = self.room_index(room) else {
+            tracing::debug!(room, "message for a room not in the sidebar");
+            return;
+        };
+        let kind = MessageKind::parse(kind);
+        let own = self.me.as_ref().is_some_and(|m| m.peer_id == from);
+        let mention = !own && mentions(&text, self.my_name());
+        let who = display_name(&name, &from);
+        let in_view = index == self.current;
+        let room_state = &mut self.rooms[index];
+        let added = room_state.timeline.insert(Entry {
+            key: EntryKey { ts, id },
+            body: EntryBody::Message(ChatMessage {
+                from: from.clone(),
+                name: name.clone(),
+                kind,
+                text: text.clone(),
+                mention,
+                own,
+            }),
+        });
+        if !added {
+            return;
+        }
+        room_state.people.spoke(&from, &name, ts);
+        if own {
+            return;
+        }
+        if !in_view {
+            room_state.unread += 1;
+            if mention || kind == MessageKind::Alert {
+                room_state.mentions += 1;
+            }
+        }
+        if kind == MessageKind::Alert {
+            effects.push(Effect::Bell);
+            if now.wall_ms.saturating_sub(ts) < ALERT_FRESH_MS {
+                self.alert = Some(AlertBanner {
+                    room: room.to_owned(),
+                    who,
+                    text,
+                    since: now.at,
+                });
+            }
+        } else if mention && !in_view {
+            effects.push(Effect::Bell);
+        }
+    }
+
+    fn on_error(&mut self, answered: Option<Request>, code: &str, detail: &str, now: Now) {
+        match answered {
+            Some(Request::History {
+                room,
+                reason: HistoryReason::Startup,
+            }) if code == "not_joined" => {
+                // Remembered from the last run, but the node is no longer in it.
+                if let Some(index) = self.room_index(&room) {
+                    self.rooms.remove(index);
+                    if self.current >= self.rooms.len() {
+                        self.current = self.rooms.len().saturating_sub(1);
+                    }
+                }
+            }
+            Some(Request::Invite { room, quiet: true }) => {
+                if code == "public_room" {
+                    if let Some(room) = self.room_mut(&room) {
+                        room.private = Some(false);
+                    }
+                }
+            }
+            Some(Request::Send { text, .. }) => {
+                self.set_hint(format!("not sent: {detail}"), true, now.at);
+                // Give the line back rather than lose it.
+                if self.input.is_empty() {
+                    self.input.set(&text, text.len());
+                }
+            }
+            _ => self.set_hint(detail.to_owned(), true, now.at),
+        }
+    }
+
+    fn add_own_message(
+        &mut self,
+        room: &str,
+        id: String,
+        kind: MessageKind,
+        text: String,
+        now: Now,
+    ) {
+        let Some(me) = self.me.clone() else { return };
+        let Some(room_state) = self.room_mut(room) else {
+            return;
+        };
+        // The node stamps our message after everything it has seen, so it sorts last here too.
+        let ts = now
+            .wall_ms
+            .max(room_state.timeline.newest_ts().unwrap_or(0));
+        room_state.timeline.insert(Entry {
+            key: EntryKey { ts, id },
+            body: EntryBody::Message(ChatMessage {
+                from: me.peer_id.clone(),
+                name: me.name.clone(),
+                kind,
+                text,
+                mention: false,
+                own: true,
+            }),
+        });
+    }
+
+    fn merge_history(&mut self, room: &str, messages: Vec<HistoryMessage>) {
+        let my_name = self.my_name().to_owned();
+        let my_id = self
+            .me
+            .as_ref()
+            .map(|m| m.peer_id.clone())
+            .unwrap_or_default();
+        let Some(room_state) = self.room_mut(room) else {
+            return;
+        };
+        room_state.history_complete = messages.len() < room_state.history_limit;
+        for message in messages {
+            let entry = history_entry(message, &my_id, &my_name);
+            if let EntryBody::Message(m) = &entry.body {
+                room_state.people.spoke(&m.from, &m.name, entry.key.ts);
+            }
+            // Already-shown messages are skipped: history never counts as unread.
+            room_state.timeline.insert(entry);
+        }
+    }
+
+    fn ensure_room(&mut self, name: &str) -> usize {
+        match self.room_index(name) {
+            Some(index) => index,
+            None => {
+                self.rooms.push(Room::new(name));
+                self.rooms.len() - 1
+            }
+        }
+    }
+
+    pub fn switch_to(&mut self, index: usize) {
+        if index < self.rooms.len() {
+            self.current = index;
+            let room = &mut self.rooms[index];
+            room.unread = 0;
+            room.mentions = 0;
+        }
+    }
+
+    fn follow_current(&mut self) {
+        if let Some(room) = self.rooms.get_mut(self.current) {
+            room.timeline.follow();
+        }
+    }
+
+    // ----- keys -----
+
+    pub fn on_paste(&mut self, text: &str, now: Now) -> Vec<Effect> {
+        self.completion = None;
+        self.input.insert_str(text);
+        self.typed(now).into_iter().collect()
+    }
+
+    pub fn on_action(&mut self, action: Action, now: Now) -> Vec<Effect> {
+        if action != Action::Complete {
+            self.completion = None;
+        }
+        let mut effects = Vec::new();
+        match action {
+            Action::Insert(c) => {
+                self.input.insert_char(c);
+                effects.extend(self.typed(now));
+            }
+            Action::Backspace => self.input.backspace(),
+            Action::Delete => self.input.delete(),
+            Action::Left => self.input.left(),
+            Action::Right => self.input.right(),
+            Action::WordLeft => self.input.word_left(),
+            Action::WordRight => self.input.word_right(),
+            Action::LineStart => self.input.home(),
+            Action::LineEnd => self.input.end(),
+            Action::DeleteWordLeft => self.input.delete_word_left(),
+            Action::DeleteWordRight => self.input.delete_word_right(),
+            Action::DeleteToSpaceLeft => self.input.delete_to_space_left(),
+            Action::DeleteToStart => self.input.delete_to_start(),
+            Action::DeleteToEnd => self.input.delete_to_end(),
+            Action::HistoryBack => self.input.history_back(),
+            Action::HistoryForward => self.input.history_forward(),
+            Action::Complete => self.complete(),
+            Action::Submit => {
+                if matches!(self.overlay, Some(Overlay::Invite { .. } | Overlay::Help))
+                    && self.input.is_empty()
+                {
+                    self.overlay = None;
+                } else {
+                    effects.extend(self.submit(now));
+                }
+            }
+            Action::PageUp => effects.extend(self.page_up()),
+            Action::PageDown => self.page_down(),
+            Action::ScrollTop => effects.extend(self.scroll_top()),
+            Action::ScrollBottom => self.follow_current(),
+            Action::NextRoom => {
+                let next = (self.current + 1) % self.rooms.len().max(1);
+                self.switch_to(next);
+            }
+            Action::PrevRoom => {
+                let count = self.rooms.len().max(1);
+                self.switch_to((self.current + count - 1) % count);
+            }
+            Action::GoToRoom(index) => {
+                if index < self.rooms.len() {
+                    self.switch_to(index);
+                } else {
+                    self.set_hint(format!("no room {}", index + 1), false, now.at);
+                }
+            }
+            Action::Help => {
+                self.overlay = match self.overlay {
+                    Some(Overlay::Help) => None,
+                    _ => Some(Overlay::Help),
+                };
+            }
+            Action::PttPress => {
+                let room = self
+                    .current_room()
+                    .map(|r| r.name.clone())
+                    .unwrap_or_default();
+                let action = self.ptt.pressed(&room);
+                effects.extend(self.ptt_action(action, now));
+            }
+            Action::PttRelease => {
+                let action = self.ptt.released();
+                effects.extend(self.ptt_action(action, now));
+            }
+            Action::Escape => {
+                if self.overlay.is_some() {
+                    self.overlay = None;
+                } else if self.alert.is_some() {
+                    self.alert = None;
+                } else {
+                    self.hint = None;
+                }
+            }
+            Action::Quit => effects.push(Effect::Quit),
+            Action::Redraw => {}
+        }
+        effects
+    }
+
+    fn ptt_action(&mut self, action: PttAction, now: Now) -> Option<Effect> {
+        match action {
+            PttAction::None => None,
+            PttAction::Unavailable(reason) => {
+                if !self.told_no_voice {
+                    self.told_no_voice = true;
+                    let here = self.current;
+                    self.notice(here, reason.clone(), NoticeLevel::Error, now);
+                }
+                self.set_hint(reason, true, now.at);
+                None
+            }
+            action => Some(Effect::Talk(action)),
+        }
+    }
+
+    /// The user typed into the line: tell the room, at most every 2 s, unless it is a command.
+    fn typed(&mut self, now: Now) -> Option<Effect> {
+        if self.input.text().starts_with('/') || self.input.text().trim().is_empty() {
+            return None;
+        }
+        let room = self.rooms.get_mut(self.current)?;
+        if room
+            .last_typing_sent
+            .is_some_and(|at| now.at.duration_since(at) < TYPING_EVERY)
+        {
+            return None;
+        }
+        room.last_typing_sent = Some(now.at);
+        Some(Effect::Node(Command::Typing {
+            room: room.name.clone(),
+        }))
+    }
+
+    fn complete(&mut self) {
+        if let Some(completion) = &mut self.completion {
+            completion.index = (completion.index + 1) % completion.candidates.len();
+            let (start, choice) = (
+                completion.start,
+                completion.candidates[completion.index].clone(),
+            );
+            self.input.replace_before_cursor(start, &choice);
+            return;
+        }
+        let (start, word) = self.input.word_before_cursor();
+        let word = word.to_owned();
+        let candidates: Vec<String> = if start == 0 && word.starts_with('/') {
+            commands::complete(&word[1..])
+                .into_iter()
+                .map(|c| format!("{c} "))
+                .collect()
+        } else {
+            let (at, prefix) = match word.strip_prefix('@') {
+                Some(rest) => ("@", rest),
+                None => ("", word.as_str()),
+            };
+            let prefix = prefix.to_lowercase();
+            let suffix = if start == 0 { ": " } else { " " };
+            let my_name = self.my_name().to_owned();
+            self.current_room()
+                .map(|room| room.people.completion_names())
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|name| *name != my_name && name.to_lowercase().starts_with(&prefix))
+                .map(|name| format!("{at}{name}{suffix}"))
+                .collect()
+        };
+        if candidates.is_empty() {
+            return;
+        }
+        self.input.replace_before_cursor(start, &candidates[0]);
+        self.completion = Some(Completion {
+            start,
+            candidates,
+            index: 0,
+        });
+    }
+
+    fn submit(&mut self, now: Now) -> Vec<Effect> {
+        let line = self.input.submit();
+        self.hint = None;
+        let parsed = match commands::parse(&line) {
+            Ok(Some(parsed)) => parsed,
+            Ok(None) => return Vec::new(),
+            Err(hint) => {
+                // Keep the line so it can be fixed.
+                self.input.set(&line, line.len());
+                self.set_hint(hint, true, now.at);
+                return Vec::new();
+            }
+        };
+        let here = self.current_room().map(|r| r.name.clone());
+        let need_room = |this: &mut Self| -> Option<String> {
+            if here.is_none() {
+                this.set_hint("not in any room: /join lobby", true, now.at);
+            }
+            here.clone()
+        };
+        let say = |this: &mut Self, kind: MessageKind, text: String| -> Vec<Effect> {
+            let Some(room) = need_room(this) else {
+                return Vec::new();
+            };
+            this.follow_current();
+            if let Some(r) = this.rooms.get_mut(this.current) {
+                // A sent line ends our typing: the next keystroke may announce typing again.
+                r.last_typing_sent = None;
+            }
+            let command = match kind {
+                MessageKind::Text => Command::Send {
+                    room: room.clone(),
+                    text: text.clone(),
+                },
+                MessageKind::Me => Command::Me {
+                    room: room.clone(),
+                    text: text.clone(),
+                },
+                MessageKind::Alert => Command::Alert {
+                    room: room.clone(),
+                    text: text.clone(),
+                },
+            };
+            vec![this.send(command, Some(Request::Send { room, kind, text }))]
+        };
+        match parsed {
+            Submitted::Say(text) => say(self, MessageKind::Text, text),
+            Submitted::Command(command) => match command {
+                UiCommand::Me(text) => say(self, MessageKind::Me, text),
+                UiCommand::Alert(text) => say(self, MessageKind::Alert, text),
+                UiCommand::Join(target) => {
+                    let (room, invite) = if target.starts_with("hark:") {
+                        (None, Some(target))
+                    } else {
+                        (Some(target), None)
+                    };
+                    vec![self.send(Command::Join { room, invite }, Some(Request::Join))]
+                }
+                UiCommand::Create(room) => {
+                    vec![self.send(Command::Create { room }, Some(Request::Create))]
+                }
+                UiCommand::Invite(room) => match room.or_else(|| need_room(self)) {
+                    Some(room) => vec![self.send(
+                        Command::Invite { room: room.clone() },
+                        Some(Request::Invite { room, quiet: false }),
+                    )],
+                    None => Vec::new(),
+                },
+                UiCommand::Leave(room) => match room.or_else(|| need_room(self)) {
+                    Some(room) => vec![self.send(Command::Leave { room }, Some(Request::Leave))],
+                    None => Vec::new(),
+                },
+                UiCommand::Nick(name) => {
+                    vec![self.send(Command::Nick { name }, Some(Request::Nick))]
+                }
+                UiCommand::Peers => vec![self.send(Command::Peers, Some(Request::Peers))],
+                UiCommand::Search(text) => match need_room(self) {
+                    Some(room) => vec![self.send(
+                        Command::Search {
+                            room,
+                            text,
+                            limit: Some(SEARCH_LIMIT),
+                        },
+                        Some(Request::Search),
+                    )],
+                    None => Vec::new(),
+                },
+                UiCommand::Help => {
+                    self.overlay = Some(Overlay::Help);
+                    Vec::new()
+                }
+                UiCommand::Quit => vec![Effect::Quit],
+            },
+        }
+    }
+
+    // ----- scrolling -----
+
+    /// The message pane's inner size (columns, rows) at the current terminal size.
+    pub fn pane_size(&self) -> (usize, usize) {
+        let areas = view::areas(self.size);
+        let inner = view::inner(areas.messages);
+        (inner.width as usize, inner.height as usize)
+    }
+
+    fn heights(&self) -> impl Fn(usize) -> usize + '_ {
+        let (width, _) = self.pane_size();
+        let room = self.current_room();
+        move |i: usize| {
+            room.map_or(1, |room| {
+                let entries = room.timeline.entries();
+                let previous = i.checked_sub(1).map(|p| &entries[p]);
+                view::lines::entry_lines(&entries[i], previous, width, &self.clock).len()
+            })
+        }
+    }
+
+    fn page_up(&mut self) -> Option<Effect> {
+        let (_, height) = self.pane_size();
+        let page = height.saturating_sub(2).max(1);
+        let heights: Vec<usize> = self.all_heights();
+        let room = self.rooms.get_mut(self.current)?;
+        room.timeline.scroll_up(page, height, &|i| heights[i]);
+        self.more_history_if_at_top(height, &heights)
+    }
+
+    fn page_down(&mut self) {
+        let (_, height) = self.pane_size();
+        let page = height.saturating_sub(2).max(1);
+        let heights: Vec<usize> = self.all_heights();
+        if let Some(room) = self.rooms.get_mut(self.current) {
+            room.timeline.scroll_down(page, &|i| heights[i]);
+        }
+    }
+
+    fn scroll_top(&mut self) -> Option<Effect> {
+        let (_, height) = self.pane_size();
+        let heights: Vec<usize> = self.all_heights();
+        let room = self.rooms.get_mut(self.current)?;
+        room.timeline.scroll_to_top(height, &|i| heights[i]);
+        self.more_history_if_at_top(height, &heights)
+    }
+
+    /// Every entry's height in the current room. Scrolling is rare next to drawing, and the
+    /// node caps a room's loaded history, so measuring all of them is affordable.
+    fn all_heights(&self) -> Vec<usize> {
+        let len = self.current_room().map_or(0, |r| r.timeline.len());
+        let height = self.heights();
+        (0..len).map(height).collect()
+    }
+
+    /// At the top of what is loaded: ask the node for a bigger page (it merges in place).
+    fn more_history_if_at_top(&mut self, view_height: usize, heights: &[usize]) -> Option<Effect> {
+        let room = self.rooms.get_mut(self.current)?;
+        if room.history_complete
+            || room.history_limit >= HISTORY_MAX
+            || !room.timeline.at_top(view_height, &|i| heights[i])
+        {
+            return None;
+        }
+        room.history_limit = (room.history_limit * 4).min(HISTORY_MAX);
+        let (name, limit) = (room.name.clone(), room.history_limit);
+        Some(self.send(
+            Command::History {
+                room: name.clone(),
+                limit: Some(limit),
+            },
+            Some(Request::History {
+                room: name,
+                reason: HistoryReason::More,
+            }),
+        ))
+    }
+
+    // ----- time -----
+
+    /// Expire what expires; `true` when the screen should be redrawn.
+    pub fn tick(&mut self, now: Instant) -> bool {
+        let mut changed = false;
+        if self
+            .hint
+            .as_ref()
+            .is_some_and(|h| now.duration_since(h.since) >= HINT_SHOWN_FOR)
+        {
+            self.hint = None;
+            changed = true;
+        }
+        let before = self.syncing.len();
+        self.syncing
+            .retain(|_, since| now.duration_since(*since) < SYNC_SHOWN_FOR);
+        changed |= before != self.syncing.len();
+        changed
+    }
+}
+
+/// A stored message as a timeline entry.
+fn history_entry(m: HistoryMessage, my_id: &str, my_name: &str) -> Entry {
+    let own = m.from == my_id;
+    let mention = !own && mentions(&m.text, my_name);
+    Entry {
+        key: EntryKey { ts: m.ts, id: m.id },
+        body: EntryBody::Message(ChatMessage {
+            from: m.from,
+            name: m.name,
+            kind: MessageKind::parse(&m.kind),
+            text: m.text,
+            mention,
+            own,
+        }),
+    }
+}

@@ -1,0 +1,135 @@
+//! What a line typed into the input means: text to say, or a `/command`. Pure parsing; a
+//! bad command becomes a one-line hint for the user, never an error that stops anything.
+
+/// Every command: name, arguments, what it does. The help overlay and Tab completion use it.
+pub const COMMANDS: &[(&str, &str, &str)] = &[
+    (
+        "join",
+        "ROOM|INVITE",
+        "join a public room, or a private one by invite",
+    ),
+    (
+        "create",
+        "ROOM",
+        "create a private room and show its invite",
+    ),
+    ("invite", "[ROOM]", "show the invite of a private room"),
+    ("leave", "[ROOM]", "leave this room (or ROOM)"),
+    ("nick", "NAME", "change your name"),
+    ("me", "TEXT", "an action: * you TEXT"),
+    ("alert", "TEXT", "flash and ring the bell at every member"),
+    ("peers", "", "list the connected peers"),
+    ("search", "TEXT", "search this room's stored history"),
+    ("msg", "NICK TEXT", "direct message (not available yet)"),
+    ("help", "", "keys and commands (F1)"),
+    ("quit", "", "leave hark (Ctrl+C)"),
+];
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Submitted {
+    /// A chat line for the current room.
+    Say(String),
+    Command(UiCommand),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum UiCommand {
+    Join(String),
+    Create(String),
+    /// The room, or the current one.
+    Invite(Option<String>),
+    Leave(Option<String>),
+    Nick(String),
+    Me(String),
+    Alert(String),
+    Peers,
+    Search(String),
+    Help,
+    Quit,
+}
+
+/// Parse a submitted line. `Ok(None)`: nothing to do (an empty line). `Err`: a one-line hint.
+pub fn parse(line: &str) -> Result<Option<Submitted>, String> {
+    if line.trim().is_empty() {
+        return Ok(None);
+    }
+    let Some(command_text) = line.strip_prefix('/') else {
+        return Ok(Some(Submitted::Say(line.to_owned())));
+    };
+    // `//text` says `/text` (the irssi habit).
+    if command_text.starts_with('/') {
+        return Ok(Some(Submitted::Say(command_text.to_owned())));
+    }
+    let (word, rest) = match command_text.split_once(char::is_whitespace) {
+        Some((word, rest)) => (word, rest.trim()),
+        None => (command_text, ""),
+    };
+    let word = word.to_lowercase();
+    let one_word = |what: &str| -> Result<String, String> {
+        match rest.split_whitespace().count() {
+            0 => Err(format!("/{word} needs {what} (see /help)")),
+            1 => Ok(rest.to_owned()),
+            _ => Err(format!("/{word} takes one word: {what}")),
+        }
+    };
+    let optional_word = || -> Result<Option<String>, String> {
+        match rest.split_whitespace().count() {
+            0 => Ok(None),
+            1 => Ok(Some(rest.to_owned())),
+            _ => Err(format!("/{word} takes at most one room name")),
+        }
+    };
+    let text = |what: &str| -> Result<String, String> {
+        if rest.is_empty() {
+            Err(format!("/{word} needs {what}"))
+        } else {
+            Ok(rest.to_owned())
+        }
+    };
+    let command = match word.as_str() {
+        "" => return Err("a command name goes after the / (see /help; // sends a /)".into()),
+        "join" | "j" => UiCommand::Join(one_word("a room name or an invite: /join ops")?),
+        "create" => UiCommand::Create(one_word("a room name: /create ops")?),
+        "invite" => UiCommand::Invite(optional_word()?),
+        "leave" | "part" => UiCommand::Leave(optional_word()?),
+        "nick" => UiCommand::Nick(one_word("a name without spaces: /nick alice")?),
+        "me" => UiCommand::Me(text("some text: /me waves")?),
+        "alert" => UiCommand::Alert(text("some text: /alert fire on deck 2")?),
+        "peers" => UiCommand::Peers,
+        "search" => UiCommand::Search(text("words to look for: /search pump")?),
+        "help" => UiCommand::Help,
+        "quit" | "exit" => UiCommand::Quit,
+        "msg" | "query" => {
+            return Err("direct messages (/msg) are not available yet in this version".into())
+        }
+        other => return Err(unknown(other)),
+    };
+    Ok(Some(Submitted::Command(command)))
+}
+
+fn unknown(word: &str) -> String {
+    let close: Vec<String> = COMMANDS
+        .iter()
+        .filter(|(name, _, _)| name.starts_with(word) || word.starts_with(name))
+        .map(|(name, _, _)| format!("/{name}"))
+        .collect();
+    let word: String = word.chars().take(20).collect();
+    if close.is_empty() {
+        format!("unknown command /{word}: /help lists the commands")
+    } else {
+        format!(
+            "unknown command /{word}: did you mean {}?",
+            close.join(" or ")
+        )
+    }
+}
+
+/// Command names starting with `prefix` (without the `/`), for Tab completion.
+pub fn complete(prefix: &str) -> Vec<String> {
+    let prefix = prefix.to_lowercase();
+    COMMANDS
+        .iter()
+        .filter(|(name, _, _)| name.starts_with(&prefix))
+        .map(|(name, _, _)| format!("/{name}"))
+        .collect()
+}

@@ -1,0 +1,108 @@
+//! Which answer belongs to which command.
+//!
+//! The node handles commands one at a time, in order, and answers each (except `typing`) with
+//! exactly one event: its result or an `error`. (`create` answers `created` and then `joined`;
+//! a `send` that was stored but could not be published answers `sent` and then a
+//! `publish_failed` error, which answers nothing further.) So a queue of the commands sent,
+//! oldest first, tells which command an `error` is about — the node's error events carry no
+//! room or command — and which of our lines a `sent` confirms.
+
+use std::collections::VecDeque;
+
+use hark_node::Event;
+
+use crate::timeline::MessageKind;
+
+/// Why a `history` was asked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HistoryReason {
+    /// At start, for a room remembered from the last run: an error means we are no longer in it.
+    Startup,
+    /// A room just joined.
+    Opened,
+    /// The user scrolled to the top of what was loaded.
+    More,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Request {
+    Send {
+        room: String,
+        kind: MessageKind,
+        text: String,
+    },
+    History {
+        room: String,
+        reason: HistoryReason,
+    },
+    /// `quiet`: asked at start only to learn whether a room is private.
+    Invite {
+        room: String,
+        quiet: bool,
+    },
+    Join,
+    Create,
+    Leave,
+    Search,
+    Nick,
+    Peers,
+}
+
+impl Request {
+    /// Whether `event` is this request's answer (errors answer anything).
+    fn answered_by(&self, event: &Event) -> bool {
+        matches!(
+            (self, event),
+            (_, Event::Error { .. })
+                | (Request::Send { .. }, Event::Sent { .. })
+                | (Request::History { .. }, Event::History { .. })
+                | (Request::Invite { .. }, Event::Invite { .. })
+                | (Request::Join, Event::Joined { .. })
+                | (Request::Create, Event::Joined { .. })
+                | (Request::Leave, Event::Left { .. })
+                | (Request::Search, Event::SearchResults { .. })
+                | (Request::Nick, Event::Nick { .. })
+                | (Request::Peers, Event::Peers { .. })
+        )
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Replies {
+    waiting: VecDeque<Request>,
+}
+
+impl Replies {
+    pub fn expect(&mut self, request: Request) {
+        self.waiting.push_back(request);
+    }
+
+    /// The request `event` answers, if it answers one. Events that answer nothing (messages,
+    /// `created` before its `joined`, a `publish_failed` after `sent`) leave the queue alone.
+    pub fn answer(&mut self, event: &Event) -> Option<Request> {
+        match event {
+            Event::Error { code, .. } if code == "publish_failed" => return None,
+            Event::Error { .. }
+            | Event::Sent { .. }
+            | Event::History { .. }
+            | Event::Invite { .. }
+            | Event::Joined { .. }
+            | Event::Left { .. }
+            | Event::SearchResults { .. }
+            | Event::Nick { .. }
+            | Event::Peers { .. } => {}
+            _ => return None,
+        }
+        // Normally the oldest request; should the two ever disagree, the oldest that this kind
+        // of event can answer, so one surprise does not shift every later answer.
+        let at = self.waiting.iter().position(|r| r.answered_by(event))?;
+        if at > 0 {
+            tracing::warn!(skipped = at, ?event, "an answer skipped older requests");
+        }
+        self.waiting.remove(at)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.waiting.is_empty()
+    }
+}

@@ -1,0 +1,164 @@
+//! The event loop: node events, terminal events, signals and a timer go into the [`App`];
+//! its effects go out to the node, the terminal and the voice side; the screen is redrawn
+//! after every batch. The node runs on its own task, so nothing here waits on the network.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use crossterm::event::{Event as TermEvent, EventStream};
+use futures::StreamExt;
+use hark_node::{Command, Event, Node, NodeConfig, NodeHandle};
+use ratatui::layout::Rect;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::mpsc;
+
+use crate::app::{App, Effect, Now};
+use crate::keys;
+use crate::saved_rooms;
+use crate::style::LocalTime;
+use crate::terminal::{self, Term};
+use crate::view;
+use crate::voice::{Ptt, PttAction, Voice};
+
+/// Redraw at least this often: typing marks expire, alerts flash, hints fade.
+const TICK: Duration = Duration::from_millis(250);
+/// How long quitting waits for the node to close its store.
+const NODE_STOP_WAIT: Duration = Duration::from_secs(3);
+
+pub struct Options {
+    pub config: NodeConfig,
+    pub clock: LocalTime,
+    pub voice: Box<dyn Voice>,
+}
+
+pub async fn run(options: Options) -> anyhow::Result<()> {
+    let Options {
+        config,
+        clock,
+        mut voice,
+    } = options;
+    let data_dir: PathBuf = config.data_dir.clone();
+    let network_key = config.network_key.is_some();
+    let mut rooms = saved_rooms::load(&data_dir);
+    for target in &config.join {
+        if let Ok(room) = hark_node::rooms::parse_join_target(target) {
+            rooms.push(room.name.to_string());
+        }
+    }
+    // The node starts before the terminal is taken, so a start-up error prints plainly.
+    let (node, events) = Node::start(config).await?;
+    let (mut terminal, guard, ptt_mode) =
+        terminal::setup().context("cannot set up the terminal")?;
+    let ptt = Ptt::new(ptt_mode, voice.available());
+    let mut app = App::new(&rooms, network_key, ptt, clock);
+    let result = event_loop(
+        &mut terminal,
+        &mut app,
+        &node,
+        events,
+        voice.as_mut(),
+        &data_dir,
+    )
+    .await;
+    // Give the terminal back first: the user sees the shell while the node closes its store.
+    drop(terminal);
+    drop(guard);
+    let _ = node.send(Command::Quit).await;
+    if tokio::time::timeout(NODE_STOP_WAIT, node.stopped())
+        .await
+        .is_err()
+    {
+        tracing::warn!("the node did not stop in time");
+    }
+    result
+}
+
+async fn event_loop(
+    terminal: &mut Term,
+    app: &mut App,
+    node: &NodeHandle,
+    mut events: mpsc::Receiver<Event>,
+    voice: &mut dyn Voice,
+    data_dir: &std::path::Path,
+) -> anyhow::Result<()> {
+    let mut keys_in = EventStream::new();
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut hangup = signal(SignalKind::hangup())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    draw(terminal, app)?;
+    loop {
+        let effects = tokio::select! {
+            event = events.recv() => match event {
+                Some(event) => {
+                    let mut effects = app.on_event(event, Now::real());
+                    // Take what else is queued before drawing: a sync can bring hundreds.
+                    while let Ok(event) = events.try_recv() {
+                        effects.extend(app.on_event(event, Now::real()));
+                    }
+                    effects
+                }
+                None => anyhow::bail!("the node stopped unexpectedly (see hark.log in the data dir)"),
+            },
+            input = keys_in.next() => match input {
+                Some(Ok(TermEvent::Key(key))) => match keys::action(key) {
+                    Some(action) => app.on_action(action, Now::real()),
+                    None => Vec::new(),
+                },
+                Some(Ok(TermEvent::Paste(text))) => app.on_paste(&text, Now::real()),
+                Some(Ok(TermEvent::Resize(..))) => {
+                    terminal.autoresize()?;
+                    Vec::new()
+                }
+                Some(Ok(_)) => Vec::new(),
+                Some(Err(e)) => return Err(e).context("cannot read the terminal"),
+                None => return Ok(()),
+            },
+            _ = tick.tick() => {
+                app.tick(tokio::time::Instant::now().into_std());
+                Vec::new()
+            }
+            _ = terminate.recv() => return Ok(()),
+            _ = hangup.recv() => return Ok(()),
+            _ = interrupt.recv() => return Ok(()),
+        };
+        for effect in effects {
+            match effect {
+                Effect::Node(command) => {
+                    tracing::debug!(?command, "to node");
+                    if node.send(command).await.is_err() {
+                        anyhow::bail!(
+                            "the node stopped unexpectedly (see hark.log in the data dir)"
+                        );
+                    }
+                }
+                Effect::Bell => terminal::bell(),
+                Effect::Copy(text) => terminal::copy_to_clipboard(&text),
+                Effect::SaveRooms(rooms) => {
+                    if let Err(e) = saved_rooms::save(data_dir, &rooms) {
+                        tracing::warn!("cannot remember the rooms: {e}");
+                    }
+                }
+                Effect::Talk(PttAction::Start { room }) => {
+                    if let Err(reason) = voice.start_talking(&room) {
+                        app.ptt.failed();
+                        app.set_hint(reason, true, Now::real().at);
+                    }
+                }
+                Effect::Talk(_) => voice.stop_talking(),
+                Effect::Quit => return Ok(()),
+            }
+        }
+        draw(terminal, app)?;
+    }
+}
+
+fn draw(terminal: &mut Term, app: &mut App) -> anyhow::Result<()> {
+    let size = terminal.size()?;
+    app.size = Rect::new(0, 0, size.width, size.height);
+    let now = std::time::Instant::now();
+    terminal.draw(|frame| view::draw(frame, app, now))?;
+    Ok(())
+}
