@@ -360,10 +360,11 @@ impl App {
                 self.overlay = Some(Overlay::Invite { room, invite });
             }
             Event::Joined { room } => {
-                let existed = self.room_index(&room).is_some();
+                // A created room is already in the sidebar (from `created`), but new all the same.
+                let fresh = self.room_index(&room).is_none() || answered == Some(Request::Create);
                 let index = self.ensure_room(&room);
                 self.switch_to(index);
-                if !existed {
+                if fresh {
                     effects.push(self.send(
                         Command::History {
                             room: room.clone(),

@@ -116,7 +116,7 @@ fn invite_box(frame: &mut Frame, screen: Rect, room: &str, invite: &str) {
         Line::styled(invite.to_owned(), Style::new().add_modifier(Modifier::BOLD)),
         Line::raw(""),
         Line::styled(
-            "They type: /join <invite>. Also copied to the clipboard where the terminal allows it.",
+            "Members type /join and the invite · copied to the clipboard if the terminal allows",
             Style::new().fg(Color::DarkGray),
         ),
     ];
