@@ -1,0 +1,202 @@
+//! The real `hark` binary driven in tmux, next to a `hark-node --json` peer on loopback: what
+//! is typed into the TUI reaches the node, what the node sends shows in the pane, and `/quit`
+//! gives the terminal back as it was.
+//!
+//! Every wait polls `tmux capture-pane` (or the node's events) against a deadline. Each test
+//! runs its own tmux server (`-L` with a unique socket name), killed on drop even when the test
+//! fails; the server's end hangs up on `hark`, which then exits.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use hark_node::Event;
+use hark_tests::process::{hark_node_bin, DELIVERY};
+use hark_tests::NodeProcess;
+use serde_json::json;
+
+/// Generous: `make test` runs many node processes at once on two cores.
+const SCREEN_DEADLINE: Duration = Duration::from_secs(30);
+
+/// A tmux server of our own, with one session running a shell command.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn start(width: u16, height: u16, command: &str) -> Self {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let tmux = Tmux {
+            socket: format!("hark-e2e-{}-{nanos}", std::process::id()),
+        };
+        let out = tmux.run(&[
+            "new-session",
+            "-d",
+            "-s",
+            "e2e",
+            "-x",
+            &width.to_string(),
+            "-y",
+            &height.to_string(),
+            command,
+        ]);
+        assert!(
+            out.status.success(),
+            "tmux new-session failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        tmux
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new("tmux")
+            .arg("-L")
+            .arg(&self.socket)
+            .arg("-f")
+            .arg("/dev/null")
+            .args(args)
+            .output()
+            .expect("tmux is installed (make deps installs it)")
+    }
+
+    fn type_text(&self, text: &str) {
+        self.run(&["send-keys", "-t", "e2e", "-l", text]);
+    }
+
+    fn key(&self, key: &str) {
+        self.run(&["send-keys", "-t", "e2e", key]);
+    }
+
+    fn screen(&self) -> String {
+        String::from_utf8_lossy(&self.run(&["capture-pane", "-p", "-t", "e2e"]).stdout).into_owned()
+    }
+
+    fn pane_format(&self, format: &str) -> String {
+        String::from_utf8_lossy(
+            &self
+                .run(&["display-message", "-p", "-t", "e2e", format])
+                .stdout,
+        )
+        .trim()
+        .to_owned()
+    }
+
+    /// Poll the pane until `needle` shows, or fail with what the pane shows.
+    fn wait_for(&self, needle: &str) -> String {
+        let deadline = Instant::now() + SCREEN_DEADLINE;
+        loop {
+            let screen = self.screen();
+            if screen.contains(needle) {
+                return screen;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{needle:?} did not appear within {SCREEN_DEADLINE:?}; the pane shows:\n{screen}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.run(&["kill-server"]);
+    }
+}
+
+fn hark_bin() -> PathBuf {
+    let bin = hark_node_bin().with_file_name("hark");
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build --workspace --bins` first (make test does)",
+        bin.display()
+    );
+    bin
+}
+
+/// The shell line tmux runs: note the terminal settings, run hark, and say afterwards whether
+/// the settings are back and how hark exited. The pane stays open to be read.
+fn wrapped(hark: &Path, dir: &Path, args: &[&str]) -> String {
+    let dir = dir.display();
+    format!(
+        "stty -g > {dir}/stty.before; {} {}; code=$?; stty -g > {dir}/stty.after; \
+         if cmp -s {dir}/stty.before {dir}/stty.after; then echo \"TERMINAL RESTORED exit=$code\"; \
+         else echo \"TERMINAL NOT RESTORED exit=$code\"; fi; exec sleep 600",
+        hark.display(),
+        args.join(" ")
+    )
+}
+
+#[test]
+fn text_typed_in_the_tui_reaches_a_node_and_back_and_quit_restores_the_terminal() {
+    let mut bob = NodeProcess::start("bob", &[]);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data_dir = dir.path().join("alice");
+    let bob_addr = bob.addr();
+    let data_dir_text = data_dir.display().to_string();
+    let args = [
+        "--no-mdns",
+        "--listen",
+        "/ip4/127.0.0.1/tcp/0",
+        "--data-dir",
+        &data_dir_text,
+        "--name",
+        "alice",
+        "--peer",
+        &bob_addr,
+    ];
+    let tmux = Tmux::start(100, 30, &wrapped(&hark_bin(), dir.path(), &args));
+
+    // The UI is up and has met bob: the status bar counts him.
+    tmux.wait_for("F1 help");
+    tmux.wait_for("alice#");
+    tmux.wait_for(" · 1 peer · ");
+    assert_eq!(
+        tmux.pane_format("#{alternate_on}"),
+        "1",
+        "hark uses the alternate screen"
+    );
+
+    // Typed in the TUI, it arrives at the node.
+    tmux.type_text("hello from the tui");
+    tmux.key("Enter");
+    let got = bob.expect("alice's line", DELIVERY, |e| {
+        matches!(e, Event::Message { name, text, .. } if name == "alice" && text == "hello from the tui")
+    });
+    let Event::Message { room, .. } = got else {
+        unreachable!()
+    };
+    assert_eq!(room, "lobby");
+    // …and shows in alice's own pane once the node reports it sent.
+    tmux.wait_for("alice#");
+    tmux.wait_for("hello from the tui");
+
+    // Sent by the node, it shows in the pane with bob's name and short id.
+    bob.send(json!({"cmd": "send", "room": "lobby", "text": "hello from the node"}));
+    let short = &bob.peer_id[bob.peer_id.len() - 4..];
+    let screen = tmux.wait_for("hello from the node");
+    assert!(
+        screen.contains(&format!("bob#{short} hello from the node")),
+        "{screen}"
+    );
+
+    // A bad command gets a one-line hint and nothing breaks.
+    tmux.type_text("/frobnicate");
+    tmux.key("Enter");
+    tmux.wait_for("unknown command /frobnicate");
+    tmux.key("C-u");
+
+    // /quit leaves, and the terminal is as it was: settings, main screen, cursor shown.
+    tmux.type_text("/quit");
+    tmux.key("Enter");
+    let screen = tmux.wait_for("TERMINAL ");
+    assert!(screen.contains("TERMINAL RESTORED exit=0"), "{screen}");
+    assert_eq!(tmux.pane_format("#{alternate_on}"), "0", "{screen}");
+    assert_eq!(tmux.pane_format("#{cursor_flag}"), "1", "{screen}");
+    // Logs went to the data dir, not onto the screen.
+    let log = std::fs::read_to_string(data_dir.join("hark.log")).expect("hark.log");
+    assert!(log.contains("ready"), "{log}");
+    assert!(!screen.contains("INFO"), "{screen}");
+}
