@@ -352,10 +352,12 @@ impl App {
                 self.rooms[index].private = Some(true);
                 self.notice(
                     index,
-                    format!("created private room #{room}. Its invite (give it only to members): {invite}"),
+                    format!("created private room #{room}; its invite (give it only to members):"),
                     NoticeLevel::Info,
                     now,
                 );
+                // On a line of its own, to copy.
+                self.notice(index, invite.clone(), NoticeLevel::Info, now);
                 effects.push(Effect::Copy(invite.clone()));
                 self.overlay = Some(Overlay::Invite { room, invite });
             }
@@ -402,7 +404,10 @@ impl App {
                 let here = self.current;
                 self.notice(
                     here,
-                    format!("{} peers connected", peers.len()),
+                    match peers.len() {
+                        1 => "1 peer connected".to_owned(),
+                        n => format!("{n} peers connected"),
+                    },
                     NoticeLevel::Info,
                     now,
                 );
