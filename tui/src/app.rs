@@ -498,7 +498,19 @@ impl App {
                 }
             }
             Event::Error { code, detail } => self.on_error(answered, &code, &detail, now),
-            // Events this client does not show (voice comes with its issue).
+            Event::VoiceStart { room, from, name } => {
+                if let Some(room) = self.room_mut(&room) {
+                    room.people.set_talking(&from, &name, true);
+                }
+            }
+            Event::VoiceEnd {
+                room, from, name, ..
+            } => {
+                if let Some(room) = self.room_mut(&room) {
+                    room.people.set_talking(&from, &name, false);
+                }
+            }
+            // Events this client does not show (`voice_sent` answers a WAV the UI never sends).
             _ => {}
         }
         effects
@@ -708,9 +720,7 @@ impl App {
             Action::HistoryForward => self.input.history_forward(),
             Action::Complete => self.complete(),
             Action::Submit => {
-                if matches!(self.overlay, Some(Overlay::Invite { .. } | Overlay::Help))
-                    && self.input.is_empty()
-                {
+                if self.overlay.is_some() && self.input.is_empty() {
                     self.overlay = None;
                 } else {
                     effects.extend(self.submit(now));

@@ -124,6 +124,17 @@ fn main_screen_shows_rooms_messages_people_and_status() {
         dump(&rows)
     );
     assert!(!contains(&rows, "@1"), "{}", dump(&rows));
+    // Someone talking on PTT is marked in the people list.
+    app.on_event(
+        Event::VoiceStart {
+            room: "ops".into(),
+            from: BOB.into(),
+            name: "bob".into(),
+        },
+        at(base, 2),
+    );
+    let rows = screen(&mut app, 120, 30, base + Duration::from_secs(2));
+    assert!(contains(&rows, "◉ bob#a1c2 ▮"), "{}", dump(&rows));
     // Typing marks expire by themselves.
     app.on_action(Action::GoToRoom(0), at(base, 2));
     let rows = screen(&mut app, 120, 30, base + Duration::from_secs(10));
