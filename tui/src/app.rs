@@ -80,6 +80,9 @@ pub struct Room {
     /// The last history answer held everything stored: scrolling up loads no more.
     history_complete: bool,
     last_typing_sent: Option<Instant>,
+    /// The node has confirmed we are in it (a history answer or `joined`). Until then no
+    /// typing notices: their errors would answer no command (see [`crate::replies`]).
+    confirmed: bool,
 }
 
 impl Room {
@@ -94,6 +97,7 @@ impl Room {
             history_limit: HISTORY_PAGE,
             history_complete: false,
             last_typing_sent: None,
+            confirmed: false,
         }
     }
 }
@@ -365,6 +369,7 @@ impl App {
                 // A created room is already in the sidebar (from `created`), but new all the same.
                 let fresh = self.room_index(&room).is_none() || answered == Some(Request::Create);
                 let index = self.ensure_room(&room);
+                self.rooms[index].confirmed = true;
                 self.switch_to(index);
                 if fresh {
                     effects.push(self.send(
@@ -650,6 +655,7 @@ impl App {
             return;
         };
         room_state.history_complete = messages.len() < room_state.history_limit;
+        room_state.confirmed = true;
         for message in messages {
             let entry = history_entry(message, &my_id, &my_name);
             if let EntryBody::Message(m) = &entry.body {
@@ -800,9 +806,10 @@ impl App {
             return None;
         }
         let room = self.rooms.get_mut(self.current)?;
-        if room
-            .last_typing_sent
-            .is_some_and(|at| now.at.duration_since(at) < TYPING_EVERY)
+        if !room.confirmed
+            || room
+                .last_typing_sent
+                .is_some_and(|at| now.at.duration_since(at) < TYPING_EVERY)
         {
             return None;
         }

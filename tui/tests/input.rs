@@ -336,3 +336,48 @@ fn ptt_without_voice_says_so() {
     assert!(contains(&rows, "voice not available"), "{}", dump(&rows));
     assert!(rows[23].contains("voice n/a"), "{}", dump(&rows));
 }
+
+#[test]
+fn a_remembered_room_the_node_is_no_longer_in_leaves_the_sidebar_quietly() {
+    let base = Instant::now();
+    let mut app = hark_tui::app::App::new(
+        &["gone".to_string(), "ops".to_string()],
+        false,
+        hark_tui::voice::Ptt::new(hark_tui::voice::PttMode::Toggle, Ok(())),
+        hark_tui::style::LocalTime::UTC,
+    );
+    let effects = app.on_event(
+        Event::Ready {
+            peer_id: ME.into(),
+            name: "alice".into(),
+            listen: vec![],
+        },
+        at(base, 0),
+    );
+    // History for each room, and whether the non-lobby ones are private.
+    assert_eq!(effects.len(), 5, "{effects:?}");
+    let not_joined = || Event::Error {
+        code: "not_joined".into(),
+        detail: "not in a room named \"gone\"".into(),
+    };
+    let history = |room: &str| Event::History {
+        room: room.into(),
+        messages: vec![stored("s1", BOB, "bob", T0, "kept")],
+    };
+    app.on_event(history("lobby"), at(base, 0));
+    app.on_event(not_joined(), at(base, 0));
+    app.on_event(not_joined(), at(base, 0));
+    app.on_event(history("ops"), at(base, 0));
+    app.on_event(
+        Event::Error {
+            code: "public_room".into(),
+            detail: "ops is public".into(),
+        },
+        at(base, 0),
+    );
+    let names: Vec<&str> = app.rooms.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["lobby", "ops"]);
+    assert_eq!(app.rooms[1].private, Some(false));
+    assert_eq!(app.rooms[1].timeline.len(), 1);
+    assert!(app.hint.is_none(), "start-up probes raise no hints");
+}
