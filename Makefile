@@ -46,7 +46,7 @@ bench: deps
 FUZZ_SECONDS ?= 30
 fuzz: deps
 	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
-	cd fuzz && for t in envelope_decode sealed_payload invite_decode; do \
+	cd fuzz && for t in envelope_decode sealed_payload invite_decode sync_body; do \
 	  RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run $$t -- -max_total_time=$(FUZZ_SECONDS) || exit 1; \
 	done
 

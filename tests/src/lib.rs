@@ -4,6 +4,10 @@
 //!   deadlines; every process is killed when its handle drops, even when a test fails.
 //! - [`raw`]: a bare libp2p gossipsub peer inside the test process, for seeing what a
 //!   non-member sees on the wire and for playing a hostile peer.
+//! - [`sync_peer`]: a Hark swarm inside the test process that sends `/hark/sync/1` requests
+//!   as the test writes them, for playing a hostile room member against a node's history.
+//! - [`sync_fuzz`]: what the `sync_body` fuzz target does with one input, shared with the
+//!   replay of the inputs it found.
 //! - [`netns`]: network namespaces joined by a bridge, torn down on drop (for mDNS tests).
 //!
 //! The tests themselves live in `tests/`; the benchmark binary is `src/bin/hark-bench.rs`.
@@ -11,5 +15,7 @@
 pub mod netns;
 pub mod process;
 pub mod raw;
+pub mod sync_fuzz;
+pub mod sync_peer;
 
 pub use process::{hark_node_bin, NodeProcess};
