@@ -9,12 +9,14 @@
 //! - [`sync_fuzz`]: what the `sync_body` fuzz target does with one input, shared with the
 //!   replay of the inputs it found.
 //! - [`netns`]: network namespaces joined by a bridge, torn down on drop (for mDNS tests).
+//! - [`seed`]: fill a data dir with room history through the node library (benchmarks).
 //!
 //! The tests themselves live in `tests/`; the benchmark binary is `src/bin/hark-bench.rs`.
 
 pub mod netns;
 pub mod process;
 pub mod raw;
+pub mod seed;
 pub mod sync_fuzz;
 pub mod sync_peer;
 

@@ -2,60 +2,152 @@
 //!
 //! - fan-out: N `hark-node` processes on loopback in one room, one sender at a fixed rate;
 //!   delivery ratio, latency p50/p99/max, CPU seconds and peak RSS per node.
-//! - start-up: time from launch to `ready`, and idle RSS, for a fresh and a reused data dir.
+//! - start-up: time from launch to `ready`, and idle RSS, for a fresh and a reused data dir,
+//!   and for a data dir holding 100k messages (plain node and `--relay`).
+//! - history: a `--relay` holding 10k / 100k messages in `lobby` (seeded through the library,
+//!   see `hark_tests::seed`); a fresh node joins it: time to the full history, bytes moved.
+//! - convergence: two partitions of three nodes write concurrently, then one node of the first
+//!   restarts with a link into the second: time until all six hold the same history.
 //!
 //! Latency is measured as a bot sees it: from the moment the harness writes the `send` line to
 //! the sender's stdin until it reads the `message` line from a receiver's stdout, so it includes
 //! JSON handling at both ends. Results go to `target/bench/*.json` and a table on stdout.
 //!
-//! Usage: `hark-bench [fanout] [startup] [--sizes 10,50,200] [--rate 20] [--seconds 10]`
+//! Usage: `hark-bench [fanout] [startup] [history] [convergence] [--sizes 10,50,200] [--rate 20]
+//! [--seconds 10] [--history-sizes 10000,100000] [--runs 3] [--group-messages 200]
+//! [--out target/bench]`; with no scenario named, all of them run. `HARK_NODE_BIN` picks the
+//! `hark-node` binary to measure (default: the one next to this binary).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
 use hark_node::Event;
 use hark_tests::process::proc_status_kib;
+use hark_tests::seed::{seed_public_room, stored_history};
 use hark_tests::NodeProcess;
 use rand::seq::SliceRandom;
 use serde_json::json;
 
+const USAGE: &str =
+    "usage: hark-bench [fanout] [startup] [history] [convergence] [--sizes 10,50,200] \
+[--rate 20] [--seconds 10] [--history-sizes 10000,100000] [--runs 3] [--group-messages 200] \
+[--out target/bench]";
+
 struct Options {
     fanout: bool,
     startup: bool,
+    history: bool,
+    convergence: bool,
     sizes: Vec<usize>,
     rate: u32,
     seconds: u32,
+    history_sizes: Vec<usize>,
+    runs: usize,
+    group_messages: usize,
+    out: PathBuf,
+}
+
+fn parse_list(list: Option<String>, what: &str) -> Result<Vec<usize>> {
+    let list = list.with_context(|| format!("{what} needs a list like 10,50"))?;
+    list.split(',')
+        .map(|s| s.trim().parse())
+        .collect::<Result<_, _>>()
+        .with_context(|| what.to_owned())
 }
 
 fn parse_args() -> Result<Options> {
     let mut opts = Options {
         fanout: false,
         startup: false,
+        history: false,
+        convergence: false,
         sizes: vec![10, 50, 200],
         rate: 20,
         seconds: 10,
+        history_sizes: vec![10_000, 100_000],
+        runs: 3,
+        group_messages: 200,
+        out: PathBuf::from("target/bench"),
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "fanout" => opts.fanout = true,
             "startup" => opts.startup = true,
-            "--sizes" => {
-                let list = args.next().context("--sizes needs a list like 10,50")?;
-                opts.sizes = list.split(',').map(|s| s.trim().parse()).collect::<Result<_, _>>().context("--sizes")?;
+            "history" => opts.history = true,
+            "convergence" => opts.convergence = true,
+            "--sizes" => opts.sizes = parse_list(args.next(), "--sizes")?,
+            "--history-sizes" => opts.history_sizes = parse_list(args.next(), "--history-sizes")?,
+            "--rate" => {
+                opts.rate = args
+                    .next()
+                    .context("--rate needs a number")?
+                    .parse()
+                    .context("--rate")?
             }
-            "--rate" => opts.rate = args.next().context("--rate needs a number")?.parse().context("--rate")?,
-            "--seconds" => opts.seconds = args.next().context("--seconds needs a number")?.parse().context("--seconds")?,
-            other => bail!("unknown argument {other:?}; usage: hark-bench [fanout] [startup] [--sizes 10,50,200] [--rate 20] [--seconds 10]"),
+            "--seconds" => {
+                opts.seconds = args
+                    .next()
+                    .context("--seconds needs a number")?
+                    .parse()
+                    .context("--seconds")?
+            }
+            "--runs" => {
+                opts.runs = args
+                    .next()
+                    .context("--runs needs a number")?
+                    .parse()
+                    .context("--runs")?
+            }
+            "--group-messages" => {
+                opts.group_messages = args
+                    .next()
+                    .context("--group-messages needs a number")?
+                    .parse()
+                    .context("--group-messages")?
+            }
+            "--out" => opts.out = PathBuf::from(args.next().context("--out needs a directory")?),
+            other => bail!("unknown argument {other:?}; {USAGE}"),
         }
     }
-    if !opts.fanout && !opts.startup {
+    if !opts.fanout && !opts.startup && !opts.history && !opts.convergence {
         opts.fanout = true;
         opts.startup = true;
+        opts.history = true;
+        opts.convergence = true;
     }
+    opts.runs = opts.runs.max(1);
     Ok(opts)
+}
+
+fn first_line(text: &str) -> &str {
+    let line = text.lines().next().unwrap_or("");
+    match line.char_indices().nth(160) {
+        Some((cut, _)) => &line[..cut],
+        None => line,
+    }
+}
+
+/// The first few WARN/ERROR lines of a node's log, for an error message.
+fn warnings(node: &NodeProcess) -> String {
+    let lines: Vec<String> = node
+        .stderr()
+        .lines()
+        .filter(|l| l.contains(" WARN ") || l.contains(" ERROR "))
+        .take(3)
+        .map(|l| format!("  [{}] {l}", node.name))
+        .collect();
+    lines.join("\n")
+}
+
+fn ms(v: &serde_json::Value, key: &str) -> f64 {
+    v[key].as_f64().unwrap_or(f64::NAN)
 }
 
 fn main() -> Result<()> {
@@ -64,27 +156,149 @@ fn main() -> Result<()> {
     if std::env::var_os("HARK_TEST_LOG").is_none() {
         std::env::set_var("HARK_TEST_LOG", "warn");
     }
-    let out_dir = PathBuf::from("target/bench");
+    let out_dir = opts.out.clone();
     std::fs::create_dir_all(&out_dir)?;
+    // Node logs of failed runs always go here.
+    std::fs::create_dir_all("target/bench")?;
+    // A scenario that fails is reported and the others still run; the exit status says so.
+    let mut failures: Vec<String> = Vec::new();
     if opts.startup {
+        eprintln!("start-up …");
         let result = startup(10)?;
         std::fs::write(
             out_dir.join("startup.json"),
             serde_json::to_string_pretty(&result)?,
         )?;
-        println!("\nstart-up (10 runs each, 0 stored messages)");
+        println!("\nstart-up (10 runs each; first answer = launch to the answer of a `history` command sent right after `ready`)");
         println!(
-            "{:<12} {:>12} {:>12} {:>14}",
-            "data dir", "ready p50", "ready max", "idle RSS p50"
+            "{:<28} {:>12} {:>12} {:>14} {:>14}",
+            "data dir", "ready p50", "ready max", "first answer", "idle RSS p50"
         );
-        for kind in ["fresh", "reused"] {
+        for (kind, label) in [
+            ("fresh", "fresh"),
+            ("reused", "reused, 0 msgs"),
+            ("reused_100k", "reused, 100k msgs"),
+            ("relay_100k", "reused, 100k msgs, --relay"),
+        ] {
             let r = &result[kind];
             println!(
-                "{:<12} {:>9.1} ms {:>9.1} ms {:>11.1} MB",
-                kind,
-                r["ready_ms_p50"].as_f64().unwrap_or(0.0),
-                r["ready_ms_max"].as_f64().unwrap_or(0.0),
-                r["idle_rss_mb_p50"].as_f64().unwrap_or(0.0)
+                "{:<28} {:>9.1} ms {:>9.1} ms {:>11.1} ms {:>11.1} MB",
+                label,
+                ms(r, "ready_ms_p50"),
+                ms(r, "ready_ms_max"),
+                ms(r, "answer_ms_p50"),
+                ms(r, "idle_rss_mb_p50")
+            );
+        }
+    }
+    if opts.history {
+        let mut results = Vec::new();
+        for &count in &opts.history_sizes {
+            // 1000 messages a day (one shard per day), and the worst case: all in one day.
+            let layouts = if count > 1000 {
+                vec![1000, count]
+            } else {
+                vec![count]
+            };
+            for per_day in layouts {
+                eprintln!("history: {count} messages, {per_day} per day …");
+                match history(count, per_day, opts.runs) {
+                    Ok(result) => results.push(result),
+                    Err(e) => {
+                        eprintln!("  FAILED: {e:#}");
+                        failures.push(format!(
+                            "history {count} messages, {per_day} per day: {e:#}"
+                        ));
+                        results.push(json!({"scenario": "history", "messages": count, "per_day": per_day, "error": format!("{e:#}")}));
+                    }
+                }
+            }
+        }
+        std::fs::write(
+            out_dir.join("history.json"),
+            serde_json::to_string_pretty(&results)?,
+        )?;
+        println!("\nhistory catch-up (a fresh node joins a --relay over loopback; medians of {} runs, max in brackets)", opts.runs);
+        println!(
+            "{:>8} {:>7} {:>8} {:>17} {:>19} {:>19} {:>10} {:>10} {:>10} {:>10} {:>11}",
+            "messages",
+            "shards",
+            "ready ms",
+            "connected ms",
+            "synced ms",
+            "synced-connect ms",
+            "wire MB in",
+            "stored MB",
+            "CPU join s",
+            "wait join s",
+            "CPU relay s"
+        );
+        for r in &results {
+            if let Some(error) = r["error"].as_str() {
+                println!(
+                    "{:>8} {:>7} FAILED: {}",
+                    r["messages"],
+                    format!("{}/day", r["per_day"]),
+                    first_line(error)
+                );
+                continue;
+            }
+            println!(
+                "{:>8} {:>7} {:>8.0} {:>8.0} ({:>6.0}) {:>9.0} ({:>7.0}) {:>9.0} ({:>7.0}) {:>10.2} {:>10.2} {:>10.2} {:>10.2} {:>11.2}",
+                r["messages"],
+                r["shards"],
+                ms(r, "ready_ms_p50"),
+                ms(r, "connected_ms_p50"),
+                ms(r, "connected_ms_max"),
+                ms(r, "synced_ms_p50"),
+                ms(r, "synced_ms_max"),
+                ms(r, "synced_after_connect_ms_p50"),
+                ms(r, "synced_after_connect_ms_max"),
+                ms(r, "wire_bytes_to_joiner") / 1e6,
+                ms(r, "joiner_stored_chunk_bytes") / 1e6,
+                ms(r, "cpu_s_joiner_p50"),
+                ms(r, "runqueue_wait_s_joiner_p50"),
+                ms(r, "cpu_s_relay_p50"),
+            );
+        }
+    }
+    if opts.convergence {
+        let mut results = Vec::new();
+        for run in 0..opts.runs {
+            eprintln!("convergence: run {} of {} …", run + 1, opts.runs);
+            match convergence(opts.group_messages) {
+                Ok(result) => results.push(result),
+                Err(e) => {
+                    eprintln!("  FAILED: {e:#}");
+                    failures.push(format!("convergence run {}: {e:#}", run + 1));
+                    results.push(json!({"scenario": "convergence", "error": format!("{e:#}")}));
+                }
+            }
+        }
+        std::fs::write(
+            out_dir.join("convergence.json"),
+            serde_json::to_string_pretty(&results)?,
+        )?;
+        println!(
+            "\nconvergence (2 partitions x 3 nodes, {} messages per partition from 2 writers each; heal = restart one node with a link across)",
+            opts.group_messages
+        );
+        println!(
+            "{:>4} {:>14} {:>22} {:>22} {:>10}",
+            "run", "ready ms", "last arrival ms", "all equal (poll) ms", "messages"
+        );
+        for (i, r) in results.iter().enumerate() {
+            if let Some(error) = r["error"].as_str() {
+                println!("{:>4} FAILED: {}", i + 1, first_line(error));
+                continue;
+            }
+            println!(
+                "{:>4} {:>14.0} {:>22.0} {:>22.0} {:>10}",
+                i + 1,
+                ms(r, "restart_to_ready_ms"),
+                ms(r, "converged_by_events_ms"),
+                ms(r, "converged_by_poll_ms"),
+                r["messages_per_node"]
             );
         }
     }
@@ -130,7 +344,15 @@ fn main() -> Result<()> {
             );
         }
     }
-    println!("\nresults written to target/bench/");
+    println!("\nresults written to {}/", out_dir.display());
+    if !failures.is_empty() {
+        println!("\n{} scenario(s) FAILED:", failures.len());
+        for f in &failures {
+            println!("- {f}");
+        }
+        // Exit without anyhow's report: the failures are above.
+        std::process::exit(1);
+    }
     Ok(())
 }
 
@@ -156,6 +378,38 @@ fn cpu_seconds(pid: u32) -> f64 {
     };
     // utime and stime are fields 14 and 15 of the whole line: 11 and 12 after the name.
     (ticks(11) + ticks(12)) / 100.0
+}
+
+/// Seconds a process spent runnable but waiting for a CPU (`/proc/PID/schedstat`, field 2):
+/// what other processes on the machine cost it.
+fn runqueue_wait_seconds(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/schedstat"))
+        .ok()
+        .and_then(|s| {
+            s.split_whitespace()
+                .nth(1)
+                .and_then(|v| v.parse::<f64>().ok())
+        })
+        .map_or(f64::NAN, |ns| ns / 1e9)
+}
+
+/// A figure from `/proc/PID/io`, such as `write_bytes:` (bytes sent to the storage layer) or
+/// `wchar:` (bytes passed to write calls); 0 if unknown.
+fn proc_io(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/io"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// The 1-minute load average: how busy the machine was (other work shares the cores).
+fn load_average() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok()))
+        .unwrap_or(f64::NAN)
 }
 
 fn unix_nanos(at: SystemTime) -> u128 {
@@ -339,35 +593,530 @@ fn fanout(n: usize, rate: u32, seconds: u32) -> Result<serde_json::Value> {
     Ok(result)
 }
 
+/// One start-up: launch to `ready`, launch to the answer of a `history` command sent right after
+/// `ready` (a `--relay` loads every room's history first), and `VmRSS` one second later.
+fn start_once(data: PathBuf, extra: &[&str]) -> (f64, f64, f64) {
+    let t0 = Instant::now();
+    let mut node = NodeProcess::start_with_dir("bench", data, "/ip4/127.0.0.1/tcp/0", extra);
+    let ready = t0.elapsed().as_secs_f64() * 1e3;
+    node.history("lobby", 100);
+    let answer = t0.elapsed().as_secs_f64() * 1e3;
+    std::thread::sleep(Duration::from_secs(1));
+    let rss = proc_status_kib(node.pid(), "VmRSS:") as f64 / 1024.0;
+    node.quit();
+    (ready, answer, rss)
+}
+
+fn summarise_startup(runs: Vec<(f64, f64, f64)>, extra: serde_json::Value) -> serde_json::Value {
+    let sorted = |f: fn(&(f64, f64, f64)) -> f64| {
+        let mut v: Vec<f64> = runs.iter().map(f).collect();
+        v.sort_by(|a, b| a.total_cmp(b));
+        v
+    };
+    let ready = sorted(|r| r.0);
+    let answer = sorted(|r| r.1);
+    let rss = sorted(|r| r.2);
+    let mut out = json!({
+        "runs": runs.len(),
+        "ready_ms_p50": percentile(&ready, 50.0),
+        "ready_ms_max": ready.last(),
+        "answer_ms_p50": percentile(&answer, 50.0),
+        "answer_ms_max": answer.last(),
+        "idle_rss_mb_p50": percentile(&rss, 50.0),
+        "ready_ms": ready,
+        "answer_ms": answer,
+    });
+    if let (Some(out), serde_json::Value::Object(extra)) = (out.as_object_mut(), extra) {
+        out.extend(extra);
+    }
+    out
+}
+
 fn startup(runs: usize) -> Result<serde_json::Value> {
     let mut out = serde_json::Map::new();
+    out.insert("load_average_at_start".into(), json!(load_average()));
     let dirs: Vec<tempfile::TempDir> = (0..runs)
         .map(|_| tempfile::tempdir())
         .collect::<Result<_, _>>()?;
     for kind in ["fresh", "reused"] {
-        let mut ready_ms = Vec::new();
-        let mut rss_mb = Vec::new();
-        for dir in &dirs {
-            let data = dir.path().join("node");
-            let t0 = Instant::now();
-            let node = NodeProcess::start_with_dir("bench", data, "/ip4/127.0.0.1/tcp/0", &[]);
-            ready_ms.push(t0.elapsed().as_secs_f64() * 1e3);
-            std::thread::sleep(Duration::from_secs(1));
-            rss_mb.push(proc_status_kib(node.pid(), "VmRSS:") as f64 / 1024.0);
-            node.quit();
-        }
-        ready_ms.sort_by(|a, b| a.total_cmp(b));
-        rss_mb.sort_by(|a, b| a.total_cmp(b));
+        let results = dirs
+            .iter()
+            .map(|dir| start_once(dir.path().join("node"), &[]))
+            .collect();
         out.insert(
             kind.to_owned(),
-            json!({
-                "runs": runs,
-                "ready_ms_p50": percentile(&ready_ms, 50.0),
-                "ready_ms_max": ready_ms.last(),
-                "idle_rss_mb_p50": percentile(&rss_mb, 50.0),
-                "ready_ms": ready_ms,
-            }),
+            summarise_startup(results, json!({"messages": 0})),
         );
     }
+    // 100k stored messages in lobby, 1000 a day (100 shards), as a long-lived room would hold.
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("node");
+    let seeded = seed_public_room(&data, "lobby", 100_000, 1000)?;
+    eprintln!(
+        "start-up: seeded {} messages in {} shards in {:.1} s",
+        seeded.messages,
+        seeded.shards,
+        seeded.elapsed.as_secs_f64()
+    );
+    let info = json!({
+        "messages": seeded.messages,
+        "shards": seeded.shards,
+        "db_bytes": std::fs::metadata(data.join("hark.db")).map(|m| m.len()).unwrap_or(0),
+    });
+    for (kind, extra) in [("reused_100k", &[][..]), ("relay_100k", &["--relay"][..])] {
+        let results = (0..runs).map(|_| start_once(data.clone(), extra)).collect();
+        out.insert(kind.to_owned(), summarise_startup(results, info.clone()));
+    }
     Ok(serde_json::Value::Object(out))
+}
+
+/// A TCP forwarder on 127.0.0.1 that counts the bytes it carries each way: the bytes a libp2p
+/// connection really moves (Noise, Yamux and every protocol on it), without touching the nodes.
+struct CountingProxy {
+    port: u16,
+    /// Client to target, and target to client.
+    up: Arc<AtomicU64>,
+    down: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+}
+
+impl CountingProxy {
+    fn start(target: SocketAddr) -> Result<Self> {
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let port = listener.local_addr()?.port();
+        let up = Arc::new(AtomicU64::new(0));
+        let down = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (up2, down2, stop2) = (up.clone(), down.clone(), stop.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                if stop2.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(client) = client else { continue };
+                let Ok(server) = TcpStream::connect(target) else {
+                    continue;
+                };
+                let _ = client.set_nodelay(true);
+                let _ = server.set_nodelay(true);
+                let (Ok(c2), Ok(s2)) = (client.try_clone(), server.try_clone()) else {
+                    continue;
+                };
+                let (u, d) = (up2.clone(), down2.clone());
+                std::thread::spawn(move || pump(client, server, &u));
+                std::thread::spawn(move || pump(s2, c2, &d));
+            }
+        });
+        Ok(Self {
+            port,
+            up,
+            down,
+            stop,
+        })
+    }
+}
+
+impl Drop for CountingProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Wake the accept loop so it sees the flag.
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
+
+fn pump(mut from: TcpStream, mut to: TcpStream, counter: &AtomicU64) {
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        match from.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if to.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+                counter.fetch_add(n as u64, Ordering::Relaxed);
+            }
+        }
+    }
+    let _ = to.shutdown(Shutdown::Write);
+}
+
+/// `/ip4/127.0.0.1/tcp/PORT/p2p/ID` → (127.0.0.1:PORT, ID).
+fn split_addr(addr: &str) -> Result<(SocketAddr, String)> {
+    let parts: Vec<&str> = addr.split('/').collect();
+    match parts.as_slice() {
+        ["", "ip4", ip, "tcp", port, "p2p", id] => {
+            Ok((format!("{ip}:{port}").parse()?, (*id).to_owned()))
+        }
+        _ => bail!("unexpected listen address {addr}"),
+    }
+}
+
+fn ms_between(from: SystemTime, to: SystemTime) -> f64 {
+    to.duration_since(from)
+        .map(|d| d.as_secs_f64() * 1e3)
+        .unwrap_or(0.0)
+}
+
+const CATCH_UP_TIMEOUT_S: u64 = 120;
+/// Give up earlier when the joiner has raised no event at all for this long.
+const STALL_TIMEOUT_S: u64 = 20;
+
+/// One fresh node joining the relay. `via` is the address given as `--peer`.
+fn join_once(relay: &NodeProcess, via: &str, count: usize) -> Result<serde_json::Value> {
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("node");
+    let relay_cpu = cpu_seconds(relay.pid());
+    let launched = SystemTime::now();
+    let mut joiner = NodeProcess::start_with_dir(
+        "joiner",
+        data.clone(),
+        "/ip4/127.0.0.1/tcp/0",
+        &["--peer", via],
+    );
+    let ready_at = joiner.seen_at[0];
+    let mut connected_at = None;
+    let mut first_message_at = None;
+    let mut all_messages_at = None;
+    let mut synced_at = None;
+    let mut synced_received = Vec::new();
+    let mut ids = HashSet::with_capacity(count);
+    let mut scanned = 0;
+    let deadline = Instant::now() + Duration::from_secs(CATCH_UP_TIMEOUT_S);
+    let mut last_progress = Instant::now();
+    while Instant::now() < deadline {
+        let _ = joiner.wait_for(Duration::from_millis(100), |e| {
+            matches!(e, Event::Synced { .. })
+        });
+        joiner.drain();
+        for (event, at) in joiner.seen.iter().zip(&joiner.seen_at).skip(scanned) {
+            match event {
+                Event::PeerConnected { peer_id } if *peer_id == relay.peer_id => {
+                    connected_at.get_or_insert(*at);
+                }
+                Event::Message { room, id, .. } if room == "lobby" => {
+                    first_message_at.get_or_insert(*at);
+                    if ids.insert(id.clone()) && ids.len() == count {
+                        all_messages_at = Some(*at);
+                    }
+                }
+                Event::Synced { room, received, .. } if room == "lobby" => {
+                    synced_received.push(*received);
+                    if synced_at.is_none() && synced_received.iter().sum::<usize>() >= count {
+                        synced_at = Some(*at);
+                    }
+                }
+                _ => {}
+            }
+        }
+        if joiner.seen.len() > scanned {
+            last_progress = Instant::now();
+        }
+        scanned = joiner.seen.len();
+        if synced_at.is_some() && all_messages_at.is_some() {
+            break;
+        }
+        // A sync that fails outright (refused, abandoned) leaves the joiner silent.
+        if last_progress.elapsed() > Duration::from_secs(STALL_TIMEOUT_S) {
+            break;
+        }
+    }
+    let cpu_joiner = cpu_seconds(joiner.pid());
+    let wait_joiner = runqueue_wait_seconds(joiner.pid());
+    let written_joiner = proc_io(joiner.pid(), "wchar:");
+    let disk_joiner = proc_io(joiner.pid(), "write_bytes:");
+    let write_calls_joiner = proc_io(joiner.pid(), "syscw:");
+    let cpu_relay = cpu_seconds(relay.pid()) - relay_cpu;
+    let rss_joiner = proc_status_kib(joiner.pid(), "VmHWM:") as f64 / 1024.0;
+    let (Some(synced), Some(all_messages)) = (synced_at, all_messages_at) else {
+        let _ = std::fs::write("target/bench/history-joiner.log", joiner.stderr());
+        let _ = std::fs::write("target/bench/history-relay.log", relay.stderr());
+        bail!(
+            "the joiner did not catch up (deadline {CATCH_UP_TIMEOUT_S} s, or {STALL_TIMEOUT_S} s without an event): {} of {count} messages, synced events {:?} \
+             (logs: target/bench/history-joiner.log, history-relay.log)\n{}\n{}",
+            ids.len(),
+            synced_received,
+            warnings(&joiner),
+            warnings(relay)
+        );
+    };
+    joiner.quit();
+    let (stored, chunk_bytes, chunks) = stored_history(&data, "lobby")?;
+    if stored as usize != count {
+        bail!("the joiner stored {stored} messages, not {count}");
+    }
+    let connected = connected_at.unwrap_or(ready_at);
+    Ok(json!({
+        "ready_ms": ms_between(launched, ready_at),
+        "connected_ms": ms_between(launched, connected),
+        "first_message_ms": first_message_at.map(|at| ms_between(launched, at)),
+        "all_messages_ms": ms_between(launched, all_messages),
+        "synced_ms": ms_between(launched, synced),
+        "synced_after_connect_ms": ms_between(connected, synced),
+        "synced_events_received": synced_received,
+        "message_events": ids.len(),
+        "joiner_stored_messages": stored,
+        "joiner_stored_chunk_bytes": chunk_bytes,
+        "joiner_stored_chunks": chunks,
+        "cpu_s_joiner": cpu_joiner,
+        "runqueue_wait_s_joiner": wait_joiner,
+        "joiner_write_call_bytes": written_joiner,
+        "joiner_write_calls": write_calls_joiner,
+        "joiner_disk_write_bytes": disk_joiner,
+        "cpu_s_relay": cpu_relay,
+        "load_average": load_average(),
+        "peak_rss_mb_joiner": rss_joiner,
+    }))
+}
+
+fn median_of(runs: &[serde_json::Value], key: &str) -> (f64, f64) {
+    let mut v: Vec<f64> = runs.iter().filter_map(|r| r[key].as_f64()).collect();
+    v.sort_by(|a, b| a.total_cmp(b));
+    (percentile(&v, 50.0), v.last().copied().unwrap_or(f64::NAN))
+}
+
+/// A `--relay` holding `count` messages in lobby (`per_day` to a shard); fresh nodes join it,
+/// `runs` times directly and once more through a byte-counting proxy.
+fn history(count: usize, per_day: usize, runs: usize) -> Result<serde_json::Value> {
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("relay");
+    let seeded = seed_public_room(&data, "lobby", count, per_day)?;
+    eprintln!(
+        "  seeded {} messages in {} shards ({:.1} MB of saved documents) in {:.1} s",
+        seeded.messages,
+        seeded.shards,
+        seeded.chunk_bytes as f64 / 1e6,
+        seeded.elapsed.as_secs_f64()
+    );
+    let launched = Instant::now();
+    let mut relay =
+        NodeProcess::start_with_dir("relay", data, "/ip4/127.0.0.1/tcp/0", &["--relay"]);
+    let relay_ready_ms = launched.elapsed().as_secs_f64() * 1e3;
+    // Answered once the relay has loaded every shard (it does so right after `ready`).
+    let newest = relay.history("lobby", count.min(10_000));
+    let relay_loaded_ms = launched.elapsed().as_secs_f64() * 1e3;
+    if newest.len() != count.min(10_000)
+        || newest.last().map(|m| m.id.as_str()) != Some(seeded.last_id.as_str())
+    {
+        bail!(
+            "the seeded relay answers {} messages ending in {:?}, expected {} ending in {}",
+            newest.len(),
+            newest.last().map(|m| &m.id),
+            count.min(10_000),
+            seeded.last_id
+        );
+    }
+    if count <= 10_000 && newest.first().map(|m| m.id.as_str()) != Some(seeded.first_id.as_str()) {
+        bail!("the seeded relay's history does not start with the first seeded message");
+    }
+    let relay_rss_mb = proc_status_kib(relay.pid(), "VmRSS:") as f64 / 1024.0;
+
+    let mut direct = Vec::new();
+    for run in 0..runs {
+        let result = join_once(&relay, &relay.addr(), count)?;
+        eprintln!(
+            "  run {}: synced {:.0} ms after launch, {:.0} ms after connecting",
+            run + 1,
+            ms(&result, "synced_ms"),
+            ms(&result, "synced_after_connect_ms")
+        );
+        direct.push(result);
+    }
+    let (target, relay_id) = split_addr(&relay.addr())?;
+    let proxy = CountingProxy::start(target)?;
+    let via = format!("/ip4/127.0.0.1/tcp/{}/p2p/{relay_id}", proxy.port);
+    let proxied = join_once(&relay, &via, count)?;
+    let (up, down) = (
+        proxy.up.load(Ordering::Relaxed),
+        proxy.down.load(Ordering::Relaxed),
+    );
+    drop(proxy);
+    relay.drain();
+
+    let mut out = json!({
+        "scenario": "history",
+        "messages": count,
+        "per_day": per_day,
+        "shards": seeded.shards,
+        "seed_s": seeded.elapsed.as_secs_f64(),
+        "relay_saved_doc_bytes": seeded.chunk_bytes,
+        "relay_ready_ms": relay_ready_ms,
+        "relay_loaded_ms": relay_loaded_ms,
+        "relay_rss_mb_loaded": relay_rss_mb,
+        "wire_bytes_to_joiner": down,
+        "wire_bytes_from_joiner": up,
+        "joiner_stored_chunk_bytes": proxied["joiner_stored_chunk_bytes"],
+        "proxied_run": proxied,
+        "runs": direct,
+    });
+    for key in [
+        "ready_ms",
+        "connected_ms",
+        "synced_ms",
+        "synced_after_connect_ms",
+        "all_messages_ms",
+        "cpu_s_joiner",
+        "runqueue_wait_s_joiner",
+        "cpu_s_relay",
+        "peak_rss_mb_joiner",
+    ] {
+        let (p50, max) = median_of(
+            out["runs"].as_array().map(Vec::as_slice).unwrap_or(&[]),
+            key,
+        );
+        out[format!("{key}_p50")] = json!(p50);
+        out[format!("{key}_max")] = json!(max);
+    }
+    drop(relay);
+    Ok(out)
+}
+
+/// The ids of a node's lobby history, in order.
+fn history_ids(node: &mut NodeProcess) -> Vec<String> {
+    node.history("lobby", 10_000)
+        .into_iter()
+        .map(|m| m.id)
+        .collect()
+}
+
+/// Two partitions of three nodes (full mesh of static links inside each, none across); two
+/// writers in each write `per_group / 2` messages each, all four at once. Once each partition
+/// agrees within itself, node a2 restarts with its data dir and one more `--peer`, to b0.
+/// Measured from a2's `ready` until every node holds the same history.
+fn convergence(per_group: usize) -> Result<serde_json::Value> {
+    let a2_dir = tempfile::tempdir()?;
+    let a2_data = a2_dir.path().join("a2");
+    let listen = "/ip4/127.0.0.1/tcp/0";
+    let a0 = NodeProcess::start("a0", &[]);
+    let a1 = NodeProcess::start("a1", &["--peer", &a0.addr()]);
+    let a2 = NodeProcess::start_with_dir(
+        "a2",
+        a2_data.clone(),
+        listen,
+        &["--peer", &a0.addr(), "--peer", &a1.addr()],
+    );
+    let b0 = NodeProcess::start("b0", &[]);
+    let b1 = NodeProcess::start("b1", &["--peer", &b0.addr()]);
+    let b2 = NodeProcess::start("b2", &["--peer", &b0.addr(), "--peer", &b1.addr()]);
+    let mut nodes = vec![a0, a1, a2, b0, b1, b2];
+    let ids: Vec<String> = nodes.iter().map(|n| n.peer_id.clone()).collect();
+    for (i, node) in nodes.iter_mut().enumerate() {
+        let group = if i < 3 { 0..3 } else { 3..6 };
+        let others: Vec<&str> = group.filter(|&j| j != i).map(|j| ids[j].as_str()).collect();
+        node.wait_presence("lobby", &others, Duration::from_secs(30));
+    }
+
+    // All four writers at once: every command goes out before any `sent` is awaited.
+    let writers = [0, 1, 3, 4];
+    let each = (per_group / 2).max(1);
+    let write_started = Instant::now();
+    for k in 0..each {
+        for &w in &writers {
+            let name = nodes[w].name.clone();
+            nodes[w].send(json!({"cmd": "send", "room": "lobby", "text": format!("{name} {k}")}));
+        }
+    }
+    for &w in &writers {
+        let mut sent = 0;
+        while sent < each {
+            match nodes[w].expect("sent", Duration::from_secs(60), |e| {
+                matches!(e, Event::Sent { .. } | Event::Error { .. })
+            }) {
+                Event::Sent { .. } => sent += 1,
+                other => bail!("{}: sending failed: {other:?}", nodes[w].name),
+            }
+        }
+    }
+    let written_s = write_started.elapsed().as_secs_f64();
+    let group_total = each * 2;
+    for node in nodes.iter_mut() {
+        let got = node
+            .wait_history_len("lobby", group_total, Duration::from_secs(60))
+            .len();
+        if got != group_total {
+            bail!(
+                "{} holds {got} messages before the heal, expected {group_total}",
+                node.name
+            );
+        }
+    }
+    let partitioned_s = write_started.elapsed().as_secs_f64();
+
+    // Heal.
+    let a2 = nodes.remove(2);
+    a2.quit();
+    let (a0_addr, a1_addr, b0_addr) = (nodes[0].addr(), nodes[1].addr(), nodes[2].addr());
+    for node in nodes.iter_mut() {
+        node.drain();
+    }
+    let marks: Vec<usize> = nodes.iter().map(|n| n.seen.len()).collect();
+    let launched = SystemTime::now();
+    let healed = NodeProcess::start_with_dir(
+        "a2",
+        a2_data,
+        listen,
+        &["--peer", &a0_addr, "--peer", &a1_addr, "--peer", &b0_addr],
+    );
+    let ready_at = healed.seen_at[0];
+    nodes.insert(2, healed);
+    let mut marks = marks;
+    marks.insert(2, 1);
+
+    let total = group_total * 2;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut polls = 0;
+    let converged_poll_at = loop {
+        polls += 1;
+        let lists: Vec<Vec<String>> = nodes.iter_mut().map(history_ids).collect();
+        let done_at = SystemTime::now();
+        if lists[0].len() == total && lists.iter().all(|l| *l == lists[0]) {
+            break Some(done_at);
+        }
+        if Instant::now() > deadline {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // The last `message` event any node raised after the heal: when the last missing message
+    // arrived (the polls above only confirm it).
+    let mut last_arrival = ready_at;
+    let mut arrivals = Vec::new();
+    for (node, mark) in nodes.iter_mut().zip(&marks) {
+        node.drain();
+        let mut count = 0;
+        for (event, at) in node.seen.iter().zip(&node.seen_at).skip(*mark) {
+            if matches!(event, Event::Message { .. }) {
+                count += 1;
+                if *at > last_arrival {
+                    last_arrival = *at;
+                }
+            }
+        }
+        arrivals.push(count);
+    }
+    let Some(converged_poll_at) = converged_poll_at else {
+        let lens: Vec<usize> = nodes.iter_mut().map(|n| history_ids(n).len()).collect();
+        let logs: Vec<String> = nodes
+            .iter()
+            .map(warnings)
+            .filter(|w| !w.is_empty())
+            .collect();
+        bail!(
+            "no convergence within 60 s of the heal: history lengths {lens:?}\n{}",
+            logs.join("\n")
+        );
+    };
+    Ok(json!({
+        "scenario": "convergence",
+        "nodes": 6,
+        "load_average": load_average(),
+        "messages_per_partition": group_total,
+        "messages_per_node": total,
+        "write_s": written_s,
+        "partition_agreed_s": partitioned_s,
+        "restart_to_ready_ms": ms_between(launched, ready_at),
+        "converged_by_events_ms": ms_between(ready_at, last_arrival),
+        "converged_by_poll_ms": ms_between(ready_at, converged_poll_at),
+        "polls": polls,
+        "messages_received_after_heal": arrivals,
+    }))
 }
