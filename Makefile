@@ -6,9 +6,11 @@ SHELL := /bin/bash
 CARGO ?= cargo
 ARGS ?=
 
-# Build: a C compiler and pkg-config for the bundled SQLite and other -sys crates.
-# Tests: iproute2 for the network-namespace (mDNS) tests.
-PACKAGES := gcc libc6-dev pkg-config iproute2
+# Build: a C compiler and pkg-config for the bundled SQLite and other -sys crates; cmake for
+# the static libopus; ALSA headers for cpal.
+# Tests: iproute2 for the network-namespace (mDNS) tests; tmux to drive the terminal UI;
+# espeak-ng and sox to make and measure speech for the voice tests.
+PACKAGES := gcc libc6-dev pkg-config cmake libasound2-dev iproute2 tmux espeak-ng sox
 
 .PHONY: run test bench fuzz deps build fmt clippy
 

@@ -48,11 +48,22 @@ pub fn seal<R: RngCore + CryptoRng>(
 }
 
 /// Open a payload sealed by [`seal`]; fails on any truncation, bit flip, wrong key or topic.
+/// Gossip payloads are bounded by [`MAX_SEALED_BYTES`].
 pub fn open(key: &RoomKey, topic: &Topic, sealed: &[u8]) -> Result<Vec<u8>, SealError> {
+    open_bounded(key, topic, sealed, MAX_SEALED_BYTES)
+}
+
+/// [`open`] with another size bound (history sync bodies are far larger than gossip payloads).
+pub fn open_bounded(
+    key: &RoomKey,
+    topic: &Topic,
+    sealed: &[u8],
+    max_bytes: usize,
+) -> Result<Vec<u8>, SealError> {
     if sealed.len() < SEAL_OVERHEAD {
         return Err(SealError::TooShort(sealed.len()));
     }
-    if sealed.len() > MAX_SEALED_BYTES {
+    if sealed.len() > max_bytes {
         return Err(SealError::TooLarge(sealed.len()));
     }
     let (nonce, ciphertext) = sealed.split_at(NONCE_BYTES);

@@ -39,6 +39,7 @@ impl RoomHistory {
     pub fn digests(&self) -> Vec<ShardDigest> {
         self.shards
             .iter()
+            .filter(|(_, doc)| !doc.is_empty())
             .map(|(&shard, doc)| ShardDigest {
                 shard,
                 heads: doc.digest(),
@@ -64,6 +65,18 @@ impl RoomHistory {
     /// Start a new session with `peer`: the sync states forget what was in flight (the last
     /// session may have ended mid-way), keeping only what the peer is known to have.
     pub fn begin_session(&mut self, peer: PeerId) {
+        // Shards that a peer named but never filled (a hostile request can name thousands)
+        // are dropped, so they cannot take up the room's shard table.
+        let empty: Vec<u32> = self
+            .shards
+            .iter()
+            .filter(|(_, doc)| doc.is_empty())
+            .map(|(&id, _)| id)
+            .collect();
+        for id in empty {
+            self.shards.remove(&id);
+            self.states.retain(|(_, shard), _| *shard != id);
+        }
         for ((p, _), state) in self.states.iter_mut() {
             if *p == peer {
                 *state = sync::State::decode(&state.encode()).unwrap_or_default();
@@ -148,7 +161,11 @@ impl RoomHistory {
         let doc = self
             .shard_or_new(shard)
             .ok_or_else(|| ShardError::Rejected("too many shards in one room".into()))?;
-        doc.apply_gossip(change, author)
+        let applied = doc.apply_gossip(change, author);
+        if matches!(applied, Err(ShardError::Panicked)) {
+            self.shards.remove(&shard);
+        }
+        applied
     }
 
     /// The peer is gone: forget its sync states (memory stays bounded by connected peers; the

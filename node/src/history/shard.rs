@@ -86,6 +86,10 @@ impl Shard {
         self.doc.save()
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.doc.get_heads().is_empty()
+    }
+
     pub fn heads(&self) -> Vec<ChangeHash> {
         self.doc.get_heads()
     }
@@ -109,8 +113,17 @@ impl Shard {
         Ok(change.raw_bytes().to_vec())
     }
 
-    /// Apply one change that arrived by gossip from `author`.
+    /// Apply one change that arrived by gossip from `author`. All Automerge work on it runs
+    /// under the panic guard (Automerge has debug assertions that malformed input can trip).
     pub fn apply_gossip(&mut self, bytes: &[u8], author: &[u8]) -> Result<Applied, ShardError> {
+        guard(|| self.apply_gossip_unguarded(bytes, author))?
+    }
+
+    fn apply_gossip_unguarded(
+        &mut self,
+        bytes: &[u8],
+        author: &[u8],
+    ) -> Result<Applied, ShardError> {
         let change =
             Change::from_bytes(bytes.to_vec()).map_err(|e| ShardError::BadChange(e.to_string()))?;
         if change.actor_id().to_bytes() != author {
@@ -135,7 +148,8 @@ impl Shard {
             });
         }
         let before = self.doc.get_heads();
-        guard(|| self.doc.apply_changes([change]))?
+        self.doc
+            .apply_changes([change])
             .map_err(|e| ShardError::Rejected(e.to_string()))?;
         let waiting = self.doc.get_change_by_hash(&hash).is_none();
         if waiting {
@@ -166,8 +180,16 @@ impl Shard {
     }
 
     /// Apply a peer's sync message. Returns the valid messages it added and the bytes to store
-    /// (empty when nothing changed).
+    /// (empty when nothing changed). Runs under the panic guard.
     pub fn receive(
+        &mut self,
+        state: &mut sync::State,
+        message: &[u8],
+    ) -> Result<(Vec<MessageRecord>, Vec<u8>), ShardError> {
+        guard(|| self.receive_unguarded(state, message))?
+    }
+
+    fn receive_unguarded(
         &mut self,
         state: &mut sync::State,
         message: &[u8],
@@ -175,7 +197,8 @@ impl Shard {
         let message = sync::Message::decode(message)
             .map_err(|e| ShardError::BadSyncMessage(e.to_string()))?;
         let before = self.doc.get_heads();
-        guard(|| self.doc.receive_sync_message(state, message))?
+        self.doc
+            .receive_sync_message(state, message)
             .map_err(|e| ShardError::Rejected(e.to_string()))?;
         if self.doc.get_heads() == before {
             return Ok((Vec::new(), Vec::new()));
@@ -194,11 +217,14 @@ impl Shard {
 
     /// Every valid message in the document (for rebuilding the message index).
     pub fn records(&self) -> Vec<MessageRecord> {
-        self.doc
-            .get_changes(&[])
-            .iter()
-            .filter_map(valid_record)
-            .collect()
+        guard(|| {
+            self.doc
+                .get_changes(&[])
+                .iter()
+                .filter_map(valid_record)
+                .collect()
+        })
+        .unwrap_or_default()
     }
 }
 

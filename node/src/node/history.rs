@@ -269,6 +269,7 @@ impl Runtime {
             Ok(Applied::Known) => Ok(()),
             Err(e) => {
                 tracing::debug!(room = %room.name, "bad history change: {e}");
+                self.forget_if_panicked(room, &e);
                 Err(Drop::Malformed)
             }
         }
@@ -488,6 +489,7 @@ impl Runtime {
         }
         if let Err(e) = outcome {
             tracing::warn!(%peer, room = %room.name, "bad sync message: {e}");
+            self.forget_if_panicked(&room, &e);
             self.sessions.finish_inbound(peer, &topic);
             return SyncResponse::refused("bad sync message");
         }
@@ -571,6 +573,7 @@ impl Runtime {
         }
         if let Err(e) = outcome {
             tracing::warn!(%peer, room = %room.name, "sync stopped, bad sync message: {e}");
+            self.forget_if_panicked(&room, &e);
             self.sessions.finish_outbound(peer, &topic);
             return;
         }
@@ -621,6 +624,16 @@ impl Runtime {
         );
     }
 
+    /// Automerge panicked on a room's document: drop the room's history from memory so that it
+    /// is reloaded from the store (the last state known to be sound) on next use.
+    fn forget_if_panicked(&mut self, room: &Room, error: &crate::history::ShardError) {
+        if *error == crate::history::ShardError::Panicked {
+            tracing::error!(room = %room.name, "Automerge failed on input from a peer; reloading the room's history");
+            self.histories.remove(room.chat_topic.as_str());
+            self.sessions.forget_room(room.chat_topic.as_str());
+        }
+    }
+
     async fn synced(&mut self, room: &Room, peer: PeerId, received: usize) {
         tracing::debug!(room = %room.name, %peer, received, "history synced");
         self.emit(Event::Synced {
@@ -652,7 +665,7 @@ fn seal_sync(room: &Room, body: &SyncBody) -> Vec<u8> {
 }
 
 fn open_sync(room: &Room, sealed: &[u8]) -> Result<SyncBody, String> {
-    let plain = seal::open(&room.key, &room.key.sync_channel(), sealed)
+    let plain = seal::open_bounded(&room.key, &room.key.sync_channel(), sealed, MAX_SYNC_BYTES)
         .map_err(|e| format!("sync body: {e}"))?;
     SyncBody::decode(&plain).map_err(|e| e.to_string())
 }

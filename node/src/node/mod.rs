@@ -50,6 +50,8 @@ const MDNS_DIAL_GRACE: Duration = Duration::from_secs(2);
 const FAILURE_LOG_INTERVAL: Duration = Duration::from_secs(30);
 /// How long after the last new listen address `ready` waits for more.
 const READY_SETTLE: Duration = Duration::from_millis(15);
+/// Names remembered for authors we hear (many may be behind relays).
+const MAX_NAMES: usize = 4_096;
 const TICK: Duration = Duration::from_millis(100);
 const EVENT_QUEUE: usize = 4_096;
 const COMMAND_QUEUE: usize = 1_024;
@@ -940,9 +942,11 @@ impl Runtime {
         let Ok(author) = PeerId::from_bytes(&envelope.author) else {
             return Err(Drop::Malformed);
         };
-        if self.connected.contains_key(&author) {
-            self.names.insert(author, envelope.name.clone());
+        // Names of everyone heard (also through relays), for voice and `peers`; bounded.
+        if self.names.len() >= MAX_NAMES && !self.names.contains_key(&author) {
+            self.names.clear();
         }
+        self.names.insert(author, envelope.name.clone());
         let (room_name, from, name) = (room.name.to_string(), author.to_string(), envelope.name);
         let event = match envelope.body {
             Body::Change { shard, change } => {

@@ -34,6 +34,9 @@ CREATE VIRTUAL TABLE IF NOT EXISTS messages_fts USING fts5 (
 );
 ";
 
+/// A shard and its stored chunks, in write order.
+pub type ShardChunks = (u32, Vec<Vec<u8>>);
+
 /// A message as the index keeps it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoredMessage {
@@ -106,7 +109,7 @@ impl Store {
     }
 
     /// Every stored chunk of a room, by shard, in the order they were written.
-    pub fn history_chunks(&self, room: &str) -> Result<Vec<(u32, Vec<Vec<u8>>)>, StoreError> {
+    pub fn history_chunks(&self, room: &str) -> Result<Vec<ShardChunks>, StoreError> {
         let mut stmt = self
             .conn
             .prepare("SELECT shard, bytes FROM history_chunks WHERE room = ?1 ORDER BY shard, seq")
@@ -116,7 +119,7 @@ impl Store {
                 Ok((row.get::<_, u32>(0)?, row.get::<_, Vec<u8>>(1)?))
             })
             .map_err(self.sql_err())?;
-        let mut out: Vec<(u32, Vec<Vec<u8>>)> = Vec::new();
+        let mut out: Vec<ShardChunks> = Vec::new();
         for row in rows {
             let (shard, bytes) = row.map_err(self.sql_err())?;
             match out.last_mut() {

@@ -92,7 +92,7 @@ pub struct WavSource {
 }
 
 impl WavSource {
-    pub fn open(path: &PathBuf, frame_ms: u8) -> Result<Self, String> {
+    pub fn open(path: &std::path::Path, frame_ms: u8) -> Result<Self, String> {
         let samples = read_48k_mono(path).map_err(|e| e.to_string())?;
         if samples.is_empty() {
             return Err(format!("{} holds no audio", path.display()));
