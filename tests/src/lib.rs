@@ -13,6 +13,7 @@
 //!
 //! The tests themselves live in `tests/`; the benchmark binary is `src/bin/hark-bench.rs`.
 
+pub mod bench_voice;
 pub mod netns;
 pub mod process;
 pub mod raw;

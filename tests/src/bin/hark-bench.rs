@@ -8,6 +8,8 @@
 //!   see `hark_tests::seed`); a fresh node joins it: time to the full history, bytes moved.
 //! - convergence: two partitions of three nodes write concurrently, then one node of the first
 //!   restarts with a link into the second: time until all six hold the same history.
+//! - voice: one talker, two listeners dropping 0, 5 and 10 % of frames: capture-to-playout
+//!   latency p50/p99, lost, recovered and concealed frames; codec CPU per talker.
 //!
 //! Latency is measured as a bot sees it: from the moment the harness writes the `send` line to
 //! the sender's stdin until it reads the `message` line from a receiver's stdout, so it includes
@@ -35,7 +37,7 @@ use rand::seq::SliceRandom;
 use serde_json::json;
 
 const USAGE: &str =
-    "usage: hark-bench [fanout] [startup] [history] [convergence] [--sizes 10,50,200] \
+    "usage: hark-bench [fanout] [startup] [history] [convergence] [voice] [--sizes 10,50,200] \
 [--rate 20] [--seconds 10] [--history-sizes 10000,100000] [--runs 3] [--group-messages 200] \
 [--out target/bench]";
 
@@ -44,6 +46,7 @@ struct Options {
     startup: bool,
     history: bool,
     convergence: bool,
+    voice: bool,
     sizes: Vec<usize>,
     rate: u32,
     seconds: u32,
@@ -67,6 +70,7 @@ fn parse_args() -> Result<Options> {
         startup: false,
         history: false,
         convergence: false,
+        voice: false,
         sizes: vec![10, 50, 200],
         rate: 20,
         seconds: 10,
@@ -82,6 +86,7 @@ fn parse_args() -> Result<Options> {
             "startup" => opts.startup = true,
             "history" => opts.history = true,
             "convergence" => opts.convergence = true,
+            "voice" => opts.voice = true,
             "--sizes" => opts.sizes = parse_list(args.next(), "--sizes")?,
             "--history-sizes" => opts.history_sizes = parse_list(args.next(), "--history-sizes")?,
             "--rate" => {
@@ -116,7 +121,8 @@ fn parse_args() -> Result<Options> {
             other => bail!("unknown argument {other:?}; {USAGE}"),
         }
     }
-    if !opts.fanout && !opts.startup && !opts.history && !opts.convergence {
+    if !opts.fanout && !opts.startup && !opts.history && !opts.convergence && !opts.voice {
+        opts.voice = true;
         opts.fanout = true;
         opts.startup = true;
         opts.history = true;
@@ -301,6 +307,52 @@ fn main() -> Result<()> {
                 r["messages_per_node"]
             );
         }
+    }
+    if opts.voice {
+        let dir = tempfile::tempdir()?;
+        let mut results = Vec::new();
+        for loss in [0u8, 5, 10] {
+            eprintln!("voice: {loss} % loss …");
+            match hark_tests::bench_voice::voice_run(dir.path(), loss) {
+                Ok(rows) => results.extend(rows),
+                Err(e) => {
+                    eprintln!("  FAILED: {e:#}");
+                    failures.push(format!("voice {loss} %: {e:#}"));
+                }
+            }
+        }
+        let codec = hark_tests::bench_voice::codec_cost(dir.path())?;
+        std::fs::write(
+            out_dir.join("voice.json"),
+            serde_json::to_string_pretty(&json!({"listeners": results, "codec": codec}))?,
+        )?;
+        println!("\nvoice (one talker, two listeners on loopback, espeak-ng speech, 20 ms frames)");
+        println!(
+            "{:>6} {:>10} {:>7} {:>6} {:>9} {:>9} {:>7} {:>7}",
+            "loss", "listener", "frames", "lost", "FEC", "PLC", "p50 ms", "p99 ms"
+        );
+        for r in &results {
+            let n = |k: &str| r[k].as_u64().unwrap_or(0);
+            println!(
+                "{:>5}% {:>10} {:>7} {:>6} {:>9} {:>9} {:>7} {:>7}",
+                n("loss_percent"),
+                r["listener"].as_str().unwrap_or(""),
+                n("frames"),
+                n("lost"),
+                n("recovered"),
+                n("concealed"),
+                n("latency_ms_p50"),
+                n("latency_ms_p99")
+            );
+        }
+        println!(
+            "codec per talker: encode {:.0} µs + decode {:.0} µs per 20 ms frame = {:.2} % of a core; {:.0} B per frame; look-ahead {:.1} ms",
+            codec["encode_us_per_frame"].as_f64().unwrap_or(0.0),
+            codec["decode_us_per_frame"].as_f64().unwrap_or(0.0),
+            codec["cpu_percent_per_talker"].as_f64().unwrap_or(0.0),
+            codec["opus_bytes_per_frame"].as_f64().unwrap_or(0.0),
+            codec["lookahead_ms"].as_f64().unwrap_or(0.0)
+        );
     }
     if opts.fanout {
         let mut results = Vec::new();
