@@ -36,7 +36,7 @@ pub fn voice_run(dir: &Path, loss_percent: u8) -> Result<Vec<Value>> {
     let mut talker = NodeProcess::start("talker", &[]);
     let loss = loss_percent.to_string();
     let env = [("HARK_VOICE_DROP_PERCENT", loss.as_str())];
-    let mut listeners = vec![
+    let mut listeners = [
         NodeProcess::start_with_env("listener1", &env, &["--peer", &talker.addr()]),
         NodeProcess::start_with_env("listener2", &env, &["--peer", &talker.addr()]),
     ];
