@@ -212,7 +212,14 @@ impl Shard {
             .iter()
             .filter_map(valid_record)
             .collect();
-        Ok((records, self.doc.save_after(&before)))
+        // Into an empty shard (a catch-up) the whole document is far smaller than the changes
+        // one by one (measured 6× at 100k messages).
+        let bytes = if before.is_empty() {
+            self.doc.save()
+        } else {
+            self.doc.save_after(&before)
+        };
+        Ok((records, bytes))
     }
 
     /// Every valid message in the document (for rebuilding the message index).

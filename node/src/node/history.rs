@@ -66,7 +66,7 @@ impl Runtime {
             .map_err(|e| fail("history_failed", e.to_string()))?;
         let (shard, change) = (added.shard, added.bytes.clone());
         // Durable before anyone hears of it: `sent` means it survives kill -9.
-        self.persist(&room, added)
+        self.persist(&room, vec![added])
             .map_err(|e| fail("store_failed", e))?;
         self.emit(Event::Sent {
             room: room.name.to_string(),
@@ -175,31 +175,43 @@ impl Runtime {
 
     /// Store what a change added and return the messages that are new to this node. On a store
     /// failure the room's in-memory history is dropped, so memory never runs ahead of disk.
-    fn persist(&mut self, room: &Room, added: Added) -> Result<Vec<StoredMessage>, String> {
-        let messages: Vec<StoredMessage> = added
-            .records
+    fn persist(&mut self, room: &Room, added: Vec<Added>) -> Result<Vec<StoredMessage>, String> {
+        let chunks: Vec<(u32, Vec<u8>, Vec<StoredMessage>)> = added
             .into_iter()
-            .filter_map(|record| {
-                let author = PeerId::from_bytes(&record.author).ok()?;
-                Some(StoredMessage {
-                    id: record.id,
-                    hlc: record.hlc,
-                    author: author.to_string(),
-                    name: record.name,
-                    kind: record.kind,
-                    text: record.text,
-                })
+            .map(|chunk| {
+                let messages = chunk
+                    .records
+                    .into_iter()
+                    .filter_map(|record| {
+                        let author = PeerId::from_bytes(&record.author).ok()?;
+                        Some(StoredMessage {
+                            id: record.id,
+                            hlc: record.hlc,
+                            author: author.to_string(),
+                            name: record.name,
+                            kind: record.kind,
+                            text: record.text,
+                        })
+                    })
+                    .collect();
+                (chunk.shard, chunk.bytes, messages)
             })
             .collect();
+        let batch: Vec<(u32, &[u8], &[StoredMessage])> = chunks
+            .iter()
+            .map(|(shard, bytes, messages)| (*shard, bytes.as_slice(), messages.as_slice()))
+            .collect();
         let topic = room.chat_topic.as_str();
-        match self
-            .store
-            .append_history(topic, added.shard, &added.bytes, &messages)
-        {
-            Ok(fresh) => Ok(messages
+        match self.store.append_history_batch(topic, &batch) {
+            Ok(fresh) => Ok(chunks
                 .into_iter()
                 .zip(fresh)
-                .filter_map(|(m, new)| new.then_some(m))
+                .flat_map(|((_, _, messages), fresh)| {
+                    messages
+                        .into_iter()
+                        .zip(fresh)
+                        .filter_map(|(m, new)| new.then_some(m))
+                })
                 .collect()),
             Err(e) => {
                 tracing::error!(room = %room.name, "cannot store history: {e}");
@@ -209,21 +221,22 @@ impl Runtime {
         }
     }
 
-    /// Store and announce everything a gossip change or sync message added; returns how many
-    /// messages were new.
+    /// Store and announce everything a gossip change or sync message added (one transaction);
+    /// returns how many messages were new.
     async fn take_in(&mut self, room: &Room, added: Vec<Added>) -> usize {
-        let mut count = 0;
-        for chunk in added {
-            let Ok(fresh) = self.persist(room, chunk) else {
-                break;
-            };
-            count += fresh.len();
-            let now = self.now_ms();
-            for message in fresh {
-                self.clock.observe(message.hlc, now);
-                if message.author != self.local_peer.to_string() {
-                    self.emit(message_event(room, message)).await;
-                }
+        if added.is_empty() {
+            return 0;
+        }
+        let Ok(fresh) = self.persist(room, added) else {
+            return 0;
+        };
+        let count = fresh.len();
+        let now = self.now_ms();
+        let me = self.local_peer.to_string();
+        for message in fresh {
+            self.clock.observe(message.hlc, now);
+            if message.author != me {
+                self.emit(message_event(room, message)).await;
             }
         }
         count

@@ -60,21 +60,30 @@ impl Store {
         bytes: &[u8],
         messages: &[StoredMessage],
     ) -> Result<Vec<bool>, StoreError> {
+        let mut fresh = self.append_history_batch(room, &[(shard, bytes, messages)])?;
+        Ok(fresh.pop().unwrap_or_default())
+    }
+
+    /// [`append_history`](Self::append_history) for several chunks in one transaction (a sync
+    /// response carries one per shard). Returns the new-to-the-index flags per chunk.
+    pub fn append_history_batch(
+        &mut self,
+        room: &str,
+        chunks: &[(u32, &[u8], &[StoredMessage])],
+    ) -> Result<Vec<Vec<bool>>, StoreError> {
         let path = self.path.clone();
         let sql_err = |source| StoreError::Sqlite {
             path: path.clone(),
             source,
         };
         let tx = self.conn.transaction().map_err(sql_err)?;
-        if !bytes.is_empty() {
-            tx.execute(
-                "INSERT INTO history_chunks (room, shard, bytes) VALUES (?1, ?2, ?3)",
-                params![room, shard, bytes],
-            )
-            .map_err(sql_err)?;
-        }
-        let mut fresh = Vec::with_capacity(messages.len());
+        let mut all_fresh = Vec::with_capacity(chunks.len());
         {
+            let mut chunk_insert = tx
+                .prepare_cached(
+                    "INSERT INTO history_chunks (room, shard, bytes) VALUES (?1, ?2, ?3)",
+                )
+                .map_err(sql_err)?;
             let mut insert = tx
                 .prepare_cached(
                     "INSERT OR IGNORE INTO messages (room, id, hlc, author, name, kind, text)
@@ -84,28 +93,37 @@ impl Store {
             let mut index = tx
                 .prepare_cached("INSERT INTO messages_fts (text, room, id) VALUES (?1, ?2, ?3)")
                 .map_err(sql_err)?;
-            for m in messages {
-                let n = insert
-                    .execute(params![
-                        room,
-                        m.id.0.as_slice(),
-                        m.hlc.0 as i64,
-                        m.author,
-                        m.name,
-                        m.kind.as_str(),
-                        m.text
-                    ])
-                    .map_err(sql_err)?;
-                if n == 1 {
-                    index
-                        .execute(params![m.text, room, m.id.0.as_slice()])
+            for (shard, bytes, messages) in chunks {
+                if !bytes.is_empty() {
+                    chunk_insert
+                        .execute(params![room, shard, bytes])
                         .map_err(sql_err)?;
                 }
-                fresh.push(n == 1);
+                let mut fresh = Vec::with_capacity(messages.len());
+                for m in messages.iter() {
+                    let n = insert
+                        .execute(params![
+                            room,
+                            m.id.0.as_slice(),
+                            m.hlc.0 as i64,
+                            m.author,
+                            m.name,
+                            m.kind.as_str(),
+                            m.text
+                        ])
+                        .map_err(sql_err)?;
+                    if n == 1 {
+                        index
+                            .execute(params![m.text, room, m.id.0.as_slice()])
+                            .map_err(sql_err)?;
+                    }
+                    fresh.push(n == 1);
+                }
+                all_fresh.push(fresh);
             }
         }
         tx.commit().map_err(sql_err)?;
-        Ok(fresh)
+        Ok(all_fresh)
     }
 
     /// Every stored chunk of a room, by shard, in the order they were written.
