@@ -200,3 +200,68 @@ fn text_typed_in_the_tui_reaches_a_node_and_back_and_quit_restores_the_terminal(
     assert!(log.contains("ready"), "{log}");
     assert!(!screen.contains("INFO"), "{screen}");
 }
+
+/// This machine has no sound card (`/dev/snd` is absent): `hark` says once that voice is not
+/// available, libasound's complaints stay off the screen (they go to hark.log), the status
+/// bar says "voice n/a", and text chat works.
+#[test]
+fn without_an_audio_device_voice_says_so_once_and_text_chat_works() {
+    let mut bob = NodeProcess::start("bob", &[]);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data_dir = dir.path().join("alice");
+    let bob_addr = bob.addr();
+    let data_dir_text = data_dir.display().to_string();
+    let args = [
+        "--no-mdns",
+        "--listen",
+        "/ip4/127.0.0.1/tcp/0",
+        "--data-dir",
+        &data_dir_text,
+        "--name",
+        "alice",
+        "--peer",
+        &bob_addr,
+    ];
+    let tmux = Tmux::start(100, 30, &wrapped(&hark_bin(), dir.path(), &args));
+    tmux.wait_for("F1 help");
+    tmux.wait_for(" · 1 peer · ");
+    tmux.wait_for("voice n/a");
+
+    const NOTICE: &str = "voice not available: no audio device";
+    // Pressed twice: one notice in the timeline (and the hint line, cleared by Escape).
+    tmux.key("F2");
+    tmux.wait_for(NOTICE);
+    tmux.key("F2");
+    tmux.key("Escape");
+    // Wait for the Escape to be handled before typing (Escape then a letter at once reads
+    // as Alt+letter).
+    let deadline = Instant::now() + SCREEN_DEADLINE;
+    loop {
+        let screen = tmux.screen();
+        if screen.matches(NOTICE).count() == 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the hint stayed:\n{screen}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    tmux.type_text("still here");
+    tmux.key("Enter");
+    bob.expect("alice's line", DELIVERY, |e| {
+        matches!(e, Event::Message { name, text, .. } if name == "alice" && text == "still here")
+    });
+    let screen = tmux.wait_for(" still here");
+    assert_eq!(screen.matches(NOTICE).count(), 1, "{screen}");
+    for noise in ["ALSA", "cannot find card", "snd_", "Unknown PCM"] {
+        assert!(!screen.contains(noise), "{noise:?} on screen:\n{screen}");
+    }
+
+    tmux.type_text("/quit");
+    tmux.key("Enter");
+    let screen = tmux.wait_for("TERMINAL ");
+    assert!(screen.contains("TERMINAL RESTORED exit=0"), "{screen}");
+    for noise in ["ALSA", "cannot find card"] {
+        assert!(!screen.contains(noise), "{noise:?} on screen:\n{screen}");
+    }
+    let log = std::fs::read_to_string(data_dir.join("hark.log")).expect("hark.log");
+    assert!(log.contains("no audio input"), "{log}");
+}

@@ -20,6 +20,7 @@
 //!   sidebar's room list across restarts.
 
 pub mod app;
+pub mod audio;
 pub mod commands;
 pub mod input;
 pub mod keys;

@@ -5,9 +5,10 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use hark_node::cli::NodeArgs;
+use hark_tui::audio::DeviceVoice;
 use hark_tui::run::{run, Options};
 use hark_tui::style::LocalTime;
-use hark_tui::voice::NoVoice;
+use hark_tui::voice::{NoVoice, Voice};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -53,14 +54,25 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // libasound (and anything else) writes to stderr, which would scribble over the screen:
+    // stderr goes to the log for the life of the UI.
+    let stderr = StderrToLog::start(&config.data_dir);
+    let voice: Box<dyn Voice> = match DeviceVoice::open() {
+        Some(voice) => Box::new(voice),
+        None => {
+            tracing::info!("voice not available: no audio device");
+            Box::new(NoVoice)
+        }
+    };
     let options = Options {
         config,
         clock,
-        voice: Box::new(NoVoice),
+        voice,
     };
     let result = runtime.block_on(run(options));
     // Background tasks (the node's) must not keep the process alive after the UI has gone.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    drop(stderr);
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -86,4 +98,47 @@ fn log_to_file(dir: &std::path::Path) -> std::io::Result<()> {
         .with_env_filter(filter)
         .init();
     Ok(())
+}
+
+/// stderr (fd 2) pointed at `hark.log` until dropped, then restored.
+struct StderrToLog {
+    saved: Option<std::os::fd::OwnedFd>,
+}
+
+impl StderrToLog {
+    fn start(dir: &std::path::Path) -> Self {
+        use std::os::fd::{AsRawFd, FromRawFd};
+        let Ok(log) = std::fs::OpenOptions::new()
+            .append(true)
+            .open(dir.join("hark.log"))
+        else {
+            return Self { saved: None };
+        };
+        // SAFETY: plain descriptor calls on descriptors this process owns; the duplicate is
+        // owned by the returned value.
+        let saved = unsafe {
+            let saved = libc::dup(2);
+            if saved < 0 {
+                return Self { saved: None };
+            }
+            if libc::dup2(log.as_raw_fd(), 2) < 0 {
+                libc::close(saved);
+                return Self { saved: None };
+            }
+            std::os::fd::OwnedFd::from_raw_fd(saved)
+        };
+        Self { saved: Some(saved) }
+    }
+}
+
+impl Drop for StderrToLog {
+    fn drop(&mut self) {
+        use std::os::fd::AsRawFd;
+        if let Some(saved) = self.saved.take() {
+            // SAFETY: as above.
+            unsafe {
+                libc::dup2(saved.as_raw_fd(), 2);
+            }
+        }
+    }
 }

@@ -23,6 +23,8 @@ use crate::voice::{Ptt, PttAction, Voice};
 
 /// Redraw at least this often: typing marks expire, alerts flash, hints fade.
 const TICK: Duration = Duration::from_millis(250);
+/// Redraw this often while talking, for the mic level meter.
+const METER_TICK: Duration = Duration::from_millis(50);
 /// How long quitting waits for the node to close its store.
 const NODE_STOP_WAIT: Duration = Duration::from_secs(3);
 
@@ -50,7 +52,11 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     let (node, events) = Node::start(config).await?;
     let (mut terminal, guard, ptt_mode) =
         terminal::setup().context("cannot set up the terminal")?;
-    let ptt = Ptt::new(ptt_mode, voice.available());
+    let mut ptt = Ptt::new(ptt_mode, voice.available());
+    ptt.level = voice.level();
+    if let Some(sink) = voice.take_sink() {
+        let _ = node.set_audio_sink(sink).await;
+    }
     let mut app = App::new(&rooms, network_key, ptt, clock);
     let result = event_loop(
         &mut terminal,
@@ -85,6 +91,8 @@ async fn event_loop(
     let mut keys_in = EventStream::new();
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut meter_tick = tokio::time::interval(METER_TICK);
+    meter_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut terminate = signal(SignalKind::terminate())?;
     let mut hangup = signal(SignalKind::hangup())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
@@ -120,6 +128,8 @@ async fn event_loop(
                 app.tick(tokio::time::Instant::now().into_std());
                 Vec::new()
             }
+            // The level meter moves while talking.
+            _ = meter_tick.tick(), if app.ptt.talking.is_some() => Vec::new(),
             _ = terminate.recv() => return Ok(()),
             _ = hangup.recv() => return Ok(()),
             _ = interrupt.recv() => return Ok(()),
@@ -141,12 +151,19 @@ async fn event_loop(
                         tracing::warn!("cannot remember the rooms: {e}");
                     }
                 }
-                Effect::Talk(PttAction::Start { room }) => {
-                    if let Err(reason) = voice.start_talking(&room) {
+                Effect::Talk(PttAction::Start { room }) => match voice.start_talking(&room) {
+                    Ok(source) => {
+                        if node.talk(&room, source).await.is_err() {
+                            anyhow::bail!(
+                                "the node stopped unexpectedly (see hark.log in the data dir)"
+                            );
+                        }
+                    }
+                    Err(reason) => {
                         app.ptt.failed();
                         app.set_hint(reason, true, Now::real().at);
                     }
-                }
+                },
                 Effect::Talk(_) => voice.stop_talking(),
                 Effect::Quit => return Ok(()),
             }

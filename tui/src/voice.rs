@@ -1,9 +1,14 @@
 //! Push-to-talk: the key's state machine (hold where the terminal reports key releases,
 //! toggle elsewhere) and the [`Voice`] seam the UI talks through.
 //!
-//! The node has no voice API yet. [`NoVoice`] says so; wiring real voice is an implementation
-//! of [`Voice`] (start/stop a talk-spurt in a room) handed to [`crate::run`], and voice events
-//! marking people as talking ([`crate::people::People::set_talking`]).
+//! [`crate::audio::DeviceVoice`] is the real implementation (the sound card through cpal);
+//! [`NoVoice`] stands in when there is no audio device. The event loop ([`crate::run`]) hands
+//! the source a talk-spurt reads from to the node, and the sink to play received voice.
+
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::Arc;
+
+use hark_node::voice::{AudioSink, AudioSource};
 
 /// How the PTT key works on this terminal.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -19,20 +24,30 @@ pub trait Voice {
     /// `Err(reason)` when there is no voice (no audio device, or no voice support), shown
     /// once to the user; text chat goes on.
     fn available(&self) -> Result<(), String>;
-    fn start_talking(&mut self, room: &str) -> Result<(), String>;
+    /// Begin a talk-spurt: the source the node reads it from (until it returns `Last`,
+    /// which it does after [`Voice::stop_talking`]).
+    fn start_talking(&mut self, room: &str) -> Result<Box<dyn AudioSource>, String>;
     fn stop_talking(&mut self);
+    /// Where received voice is played (taken once, at start), if anywhere.
+    fn take_sink(&mut self) -> Option<Box<dyn AudioSink>> {
+        None
+    }
+    /// The mic's peak level of the last captured frame (0..=32767), for the status bar.
+    fn level(&self) -> Option<Arc<AtomicU16>> {
+        None
+    }
 }
 
-/// Voice is not built yet: every attempt says so.
+/// No audio device: every attempt says so.
 pub struct NoVoice;
 
-pub const NO_VOICE: &str = "voice not available: this version of hark has no voice yet";
+pub const NO_VOICE: &str = "voice not available: no audio device";
 
 impl Voice for NoVoice {
     fn available(&self) -> Result<(), String> {
         Err(NO_VOICE.to_owned())
     }
-    fn start_talking(&mut self, _room: &str) -> Result<(), String> {
+    fn start_talking(&mut self, _room: &str) -> Result<Box<dyn AudioSource>, String> {
         Err(NO_VOICE.to_owned())
     }
     fn stop_talking(&mut self) {}
@@ -46,6 +61,8 @@ pub struct Ptt {
     pub available: Result<(), String>,
     /// The room we are talking in.
     pub talking: Option<String>,
+    /// The mic level while talking (see [`Voice::level`]).
+    pub level: Option<Arc<AtomicU16>>,
 }
 
 /// What a PTT key event asks of the voice side.
@@ -66,6 +83,7 @@ impl Ptt {
             mode,
             available,
             talking: None,
+            level: None,
         }
     }
 
@@ -107,11 +125,29 @@ impl Ptt {
     pub fn label(&self) -> String {
         match (&self.available, &self.talking, self.mode) {
             (Err(_), _, _) => "voice n/a".to_owned(),
-            (Ok(()), Some(room), _) => format!("● TALKING in #{room}"),
+            (Ok(()), Some(room), _) => match &self.level {
+                Some(level) => format!(
+                    "● TALKING in #{room} {}",
+                    meter(level.load(Ordering::Relaxed))
+                ),
+                None => format!("● TALKING in #{room}"),
+            },
             (Ok(()), None, PttMode::Hold) => "hold F2 to talk".to_owned(),
             (Ok(()), None, PttMode::Toggle) => "F2 talk".to_owned(),
         }
     }
+}
+
+/// A level meter, 8 cells on a log scale (each cell 6 dB, the top one full scale).
+pub fn meter(peak: u16) -> String {
+    const CELLS: usize = 8;
+    let lit = if peak == 0 {
+        0
+    } else {
+        let db = 20.0 * (f32::from(peak) / 32767.0).log10();
+        ((db / 6.0 + CELLS as f32).ceil().max(0.0) as usize).min(CELLS)
+    };
+    format!("[{}{}]", "|".repeat(lit), " ".repeat(CELLS - lit))
 }
 
 #[cfg(test)]
@@ -135,5 +171,17 @@ mod tests {
         let mut ptt = Ptt::new(PttMode::Toggle, NoVoice.available());
         assert_eq!(ptt.pressed("ops"), PttAction::Unavailable(NO_VOICE.into()));
         assert_eq!(ptt.label(), "voice n/a");
+    }
+
+    #[test]
+    fn the_meter_shows_the_level_while_talking() {
+        assert_eq!(meter(0), "[        ]");
+        assert_eq!(meter(32767), "[||||||||]");
+        assert_eq!(meter(16384), "[||||||| ]");
+        assert_eq!(meter(1), "[        ]");
+        let mut ptt = Ptt::new(PttMode::Toggle, Ok(()));
+        ptt.level = Some(Arc::new(AtomicU16::new(32767)));
+        ptt.pressed("ops");
+        assert_eq!(ptt.label(), "● TALKING in #ops [||||||||]");
     }
 }
