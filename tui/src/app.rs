@@ -64,6 +64,11 @@ pub enum Effect {
     /// Remember the sidebar's rooms for the next start.
     SaveRooms(Vec<String>),
     Talk(PttAction),
+    /// Stop (`true`) or resume playing one peer's voice.
+    Mute {
+        peer_id: String,
+        muted: bool,
+    },
     Quit,
 }
 
@@ -784,6 +789,58 @@ impl App {
         effects
     }
 
+    /// `/mute NICK` / `/unmute NICK`: NICK is a name in this room, or `name#abcd` (the last
+    /// four characters of the peer id) when several people share the name.
+    fn mute(&mut self, who: &str, muted: bool, now: Now) -> Vec<Effect> {
+        let (name, short) = match who.split_once('#') {
+            Some((name, short)) => (name, Some(short)),
+            None => (who, None),
+        };
+        let matches: Vec<(String, String)> = self
+            .current_room()
+            .map(|room| {
+                room.people
+                    .sorted(&|_| true)
+                    .into_iter()
+                    .filter(|p| p.name.eq_ignore_ascii_case(name))
+                    .filter(|p| short.is_none_or(|s| p.peer_id.ends_with(s)))
+                    .map(|p| (p.peer_id.clone(), p.name.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        match &matches[..] {
+            [] => {
+                self.set_hint(format!("no one called {who} in this room"), true, now.at);
+                Vec::new()
+            }
+            [(peer_id, name)] => {
+                let short = &peer_id[peer_id.len().saturating_sub(4)..];
+                let what = if muted { "muted" } else { "unmuted" };
+                let here = self.current;
+                self.notice(
+                    here,
+                    format!("{what} {name}#{short}"),
+                    NoticeLevel::Info,
+                    now,
+                );
+                vec![Effect::Mute {
+                    peer_id: peer_id.clone(),
+                    muted,
+                }]
+            }
+            _ => {
+                self.set_hint(
+                    format!(
+                        "several people are called {who}: add their #id, as in /mute {who}#3f9a"
+                    ),
+                    true,
+                    now.at,
+                );
+                Vec::new()
+            }
+        }
+    }
+
     fn ptt_action(&mut self, action: PttAction, now: Now) -> Option<Effect> {
         match action {
             PttAction::None => None,
@@ -950,6 +1007,7 @@ impl App {
                     )],
                     None => Vec::new(),
                 },
+                UiCommand::Mute(who, muted) => self.mute(&who, muted, now),
                 UiCommand::Help => {
                     self.overlay = Some(Overlay::Help);
                     Vec::new()

@@ -20,7 +20,7 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
     ("alert", "TEXT", "flash and ring the bell at every member"),
     ("peers", "", "list the connected peers"),
     ("search", "TEXT", "search this room's stored history"),
-    ("msg", "NICK TEXT", "direct message (not available yet)"),
+    ("mute", "NICK", "stop playing NICK's voice (/unmute NICK)"),
     ("help", "", "keys and commands (F1)"),
     ("quit", "", "leave hark (Ctrl+C)"),
 ];
@@ -44,6 +44,8 @@ pub enum UiCommand {
     Alert(String),
     Peers,
     Search(String),
+    /// Who, and mute (`true`) or unmute.
+    Mute(String, bool),
     Help,
     Quit,
 }
@@ -97,6 +99,8 @@ pub fn parse(line: &str) -> Result<Option<Submitted>, String> {
         "alert" => UiCommand::Alert(text("some text: /alert fire on deck 2")?),
         "peers" => UiCommand::Peers,
         "search" => UiCommand::Search(text("words to look for: /search pump")?),
+        "mute" => UiCommand::Mute(one_word("a name: /mute bob (or bob#3f9a)")?, true),
+        "unmute" => UiCommand::Mute(one_word("a name: /unmute bob (or bob#3f9a)")?, false),
         "help" => UiCommand::Help,
         "quit" | "exit" => UiCommand::Quit,
         "msg" | "query" => {

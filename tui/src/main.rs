@@ -100,45 +100,57 @@ fn log_to_file(dir: &std::path::Path) -> std::io::Result<()> {
     Ok(())
 }
 
-/// stderr (fd 2) pointed at `hark.log` until dropped, then restored.
-struct StderrToLog {
-    saved: Option<std::os::fd::OwnedFd>,
-}
+/// stderr (fd 2) pointed at `hark.log` until dropped (or a panic), then restored, so a
+/// panic message still reaches the user's terminal.
+struct StderrToLog;
+
+/// The real stderr, duplicated; -1 when not redirected. Never closed: the panic hook may need
+/// it at any time, and a closed number could be reused by another file.
+static SAVED_STDERR: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(-1);
 
 impl StderrToLog {
-    fn start(dir: &std::path::Path) -> Self {
-        use std::os::fd::{AsRawFd, FromRawFd};
-        let Ok(log) = std::fs::OpenOptions::new()
+    fn start(dir: &std::path::Path) -> Option<Self> {
+        use std::os::fd::AsRawFd;
+        let log = std::fs::OpenOptions::new()
             .append(true)
             .open(dir.join("hark.log"))
-        else {
-            return Self { saved: None };
-        };
-        // SAFETY: plain descriptor calls on descriptors this process owns; the duplicate is
-        // owned by the returned value.
+            .ok()?;
+        // SAFETY: plain descriptor calls on descriptors this process owns.
         let saved = unsafe {
             let saved = libc::dup(2);
             if saved < 0 {
-                return Self { saved: None };
+                return None;
             }
             if libc::dup2(log.as_raw_fd(), 2) < 0 {
                 libc::close(saved);
-                return Self { saved: None };
+                return None;
             }
-            std::os::fd::OwnedFd::from_raw_fd(saved)
+            saved
         };
-        Self { saved: Some(saved) }
+        SAVED_STDERR.store(saved, std::sync::atomic::Ordering::SeqCst);
+        // Runs after the terminal's own hook (installed later, it calls this one), before
+        // the default hook prints the message.
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            restore_stderr();
+            previous(info);
+        }));
+        Some(Self)
+    }
+}
+
+fn restore_stderr() {
+    let saved = SAVED_STDERR.load(std::sync::atomic::Ordering::SeqCst);
+    if saved >= 0 {
+        // SAFETY: `saved` is a descriptor this process owns and never closes.
+        unsafe {
+            libc::dup2(saved, 2);
+        }
     }
 }
 
 impl Drop for StderrToLog {
     fn drop(&mut self) {
-        use std::os::fd::AsRawFd;
-        if let Some(saved) = self.saved.take() {
-            // SAFETY: as above.
-            unsafe {
-                libc::dup2(saved.as_raw_fd(), 2);
-            }
-        }
+        restore_stderr();
     }
 }

@@ -165,6 +165,16 @@ async fn event_loop(
                     }
                 },
                 Effect::Talk(_) => voice.stop_talking(),
+                Effect::Mute { peer_id, muted } => match peer_id.parse() {
+                    Ok(peer) => {
+                        if node.mute(peer, muted).await.is_err() {
+                            anyhow::bail!(
+                                "the node stopped unexpectedly (see hark.log in the data dir)"
+                            );
+                        }
+                    }
+                    Err(_) => tracing::warn!(peer_id, "cannot mute: not a peer id"),
+                },
                 Effect::Quit => return Ok(()),
             }
         }

@@ -381,3 +381,54 @@ fn a_remembered_room_the_node_is_no_longer_in_leaves_the_sidebar_quietly() {
     assert_eq!(app.rooms[1].timeline.len(), 1);
     assert!(app.hint.is_none(), "start-up probes raise no hints");
 }
+
+#[test]
+fn mute_finds_the_person_by_name_or_name_and_id() {
+    let base = Instant::now();
+    let mut app = ready_app(&[], base);
+    let bob2 = "12D3KooWbobDDDDDd00d";
+    app.on_event(
+        message("lobby", "m1", BOB, "bob", T0, "text", "hi"),
+        at(base, 1),
+    );
+    app.on_event(
+        message("lobby", "m2", CAROL, "carol", T0, "text", "yo"),
+        at(base, 1),
+    );
+    let submit = |app: &mut hark_tui::app::App, line: &str| {
+        type_text(app, line, at(base, 2));
+        app.on_action(Action::Submit, at(base, 2))
+    };
+    assert_eq!(
+        submit(&mut app, "/mute Carol"),
+        vec![Effect::Mute {
+            peer_id: CAROL.into(),
+            muted: true
+        }]
+    );
+    assert!(contains(
+        &screen(&mut app, 100, 24, base),
+        "muted carol#77e0"
+    ));
+    assert_eq!(submit(&mut app, "/mute dave"), vec![]);
+    assert!(app
+        .hint
+        .as_ref()
+        .is_some_and(|h| h.text.contains("no one called dave")));
+    app.on_event(
+        message("lobby", "m3", bob2, "bob", T0, "text", "me too"),
+        at(base, 1),
+    );
+    assert_eq!(submit(&mut app, "/unmute bob"), vec![]);
+    assert_eq!(
+        submit(&mut app, "/unmute bob#a1c2"),
+        vec![Effect::Mute {
+            peer_id: BOB.into(),
+            muted: false
+        }]
+    );
+    assert_eq!(
+        parse("/mute"),
+        Err("/mute needs a name: /mute bob (or bob#3f9a) (see /help)".into())
+    );
+}
