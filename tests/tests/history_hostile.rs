@@ -756,7 +756,6 @@ fn an_honest_newcomer_gets_more_than_64_kib_of_history() {
 /// sync message may carry any number of them: each request grows the node for good (the queue
 /// is never stored, never trimmed, and the round limit does not apply to a new session).
 #[test]
-#[ignore = "bug: changes with missing dependencies queue in memory without bound"]
 fn changes_with_missing_dependencies_do_not_grow_memory() {
     let mut a = NodeProcess::start("alice", &[]);
     a.send_burst("lobby", "before", 1);

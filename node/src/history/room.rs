@@ -10,6 +10,10 @@ use libp2p::PeerId;
 
 use super::shard::{Applied, Shard, ShardError};
 
+/// Bytes of changes waiting for dependencies, at most, across a room's shards (each shard also
+/// has its own budget): a hostile member could otherwise spread them over many days.
+pub const MAX_ROOM_QUEUED_BYTES: usize = 4 << 20;
+
 /// What a sync message or a gossip change added to one shard.
 pub struct Added {
     pub shard: u32,
@@ -107,6 +111,17 @@ impl RoomHistory {
         messages: &[ShardMessage],
         added: &mut Vec<Added>,
     ) -> Result<(), ShardError> {
+        let result = self.receive_each(peer, messages, added);
+        self.bound_queues();
+        result
+    }
+
+    fn receive_each(
+        &mut self,
+        peer: PeerId,
+        messages: &[ShardMessage],
+        added: &mut Vec<Added>,
+    ) -> Result<(), ShardError> {
         for ShardMessage { shard, message } in messages {
             if self.shard_or_new(*shard).is_none() {
                 return Err(ShardError::Rejected("too many shards in one room".into()));
@@ -165,7 +180,25 @@ impl RoomHistory {
         if matches!(applied, Err(ShardError::Panicked)) {
             self.shards.remove(&shard);
         }
+        self.bound_queues();
         applied
+    }
+
+    /// Keep the room within [`MAX_ROOM_QUEUED_BYTES`]: over it, every shard drops what waits.
+    fn bound_queues(&mut self) {
+        let total: usize = self.shards.values().map(Shard::queued_bytes).sum();
+        if total <= MAX_ROOM_QUEUED_BYTES {
+            return;
+        }
+        tracing::debug!(total, "room's changes waiting for dependencies over budget: dropped");
+        for (&id, doc) in self.shards.iter_mut() {
+            if doc.queued_bytes() > 0 {
+                if let Err(e) = doc.drop_waiting() {
+                    // The shard keeps its document as it was: nothing is lost but the bound.
+                    tracing::warn!(shard = id, "could not drop waiting changes: {e}");
+                }
+            }
+        }
     }
 
     /// The peer is gone: forget its sync states (memory stays bounded by connected peers; the

@@ -13,7 +13,9 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use automerge::sync::{self, SyncDoc};
 use automerge::transaction::Transactable;
-use automerge::{ActorId, Automerge, Change, ChangeHash, ReadDoc, ScalarValue, ROOT};
+use automerge::{
+    ActorId, Automerge, Change, ChangeHash, ReadDoc, SaveOptions, ScalarValue, ROOT,
+};
 use hark_proto::sync::heads_digest;
 use hark_proto::{MessageId, MessageRecord};
 use thiserror::Error;
@@ -46,29 +48,78 @@ pub enum Applied {
         /// (empty while the change waits).
         bytes: Vec<u8>,
         /// Its dependencies have not arrived: it waits in Automerge's queue (or, when the queue
-        /// is full, is left for sync to bring). The caller syncs if they do not come soon.
+        /// is over its budget, is left for sync to bring). The caller syncs if they do not
+        /// come soon.
         waiting: bool,
     },
     /// We had it already.
     Known,
 }
 
-/// Changes waiting for their dependencies, at most, per shard: gossip may reorder a few, a
-/// hostile member may send thousands with made-up dependencies.
-pub const MAX_WAITING: usize = 1024;
+/// Bytes of changes waiting for their dependencies (Automerge's queue), at most, per shard.
+/// Gossip may reorder a few changes and a Bloom-filter false positive in sync may leave a few
+/// waiting for one more round; a hostile member may send megabytes of changes with made-up
+/// dependencies, which would otherwise sit in memory for as long as the room is open.
+pub const MAX_QUEUED_BYTES: usize = 1 << 20;
 
 pub struct Shard {
     doc: Automerge,
-    /// Changes put in Automerge's queue since it was last empty.
-    waiting: usize,
+    /// An upper bound on the bytes in Automerge's queue: input that left the document waiting
+    /// since the queue was last empty.
+    queued_bytes: usize,
 }
 
 impl Shard {
     pub fn new(actor: &[u8]) -> Self {
         Self {
             doc: Automerge::new().with_actor(ActorId::from(actor)),
-            waiting: 0,
+            queued_bytes: 0,
         }
+    }
+
+    /// An upper bound on the bytes of changes waiting for dependencies.
+    pub fn queued_bytes(&self) -> usize {
+        self.queued_bytes
+    }
+
+    /// Forget every change that waits for dependencies (they stay unstored; sync brings them
+    /// again together with what they need). Costs one save and load of the shard.
+    pub fn drop_waiting(&mut self) -> Result<(), ShardError> {
+        guard(|| self.drop_waiting_unguarded())?
+    }
+
+    fn drop_waiting_unguarded(&mut self) -> Result<(), ShardError> {
+        let actor = self.doc.get_actor().clone();
+        self.doc = if self.is_empty() {
+            Automerge::new()
+        } else {
+            let bytes = self.doc.save_with_options(SaveOptions {
+                deflate: false,
+                retain_orphans: false,
+            });
+            Automerge::load(&bytes).map_err(|e| ShardError::BadStored(e.to_string()))?
+        }
+        .with_actor(actor);
+        self.queued_bytes = 0;
+        Ok(())
+    }
+
+    /// Account for `input_len` bytes just given to Automerge: while anything waits they count
+    /// against the budget, and a shard over it drops what waits.
+    fn account_queue(&mut self, input_len: usize) -> Result<(), ShardError> {
+        if !self.is_waiting() {
+            self.queued_bytes = 0;
+            return Ok(());
+        }
+        self.queued_bytes = self.queued_bytes.saturating_add(input_len);
+        if self.queued_bytes > MAX_QUEUED_BYTES {
+            tracing::debug!(
+                queued = self.queued_bytes,
+                "changes waiting for dependencies over budget: dropped"
+            );
+            self.drop_waiting_unguarded()?;
+        }
+        Ok(())
     }
 
     /// Rebuild from stored chunks (a saved document and/or incremental chunks, in order).
@@ -81,9 +132,13 @@ impl Shard {
         Ok(shard)
     }
 
-    /// The whole document, compacted (to replace its stored chunks).
+    /// The whole document, compacted (to replace its stored chunks). Changes still waiting for
+    /// their dependencies are left out: only what the document holds is history.
     pub fn save(&self) -> Vec<u8> {
-        self.doc.save()
+        self.doc.save_with_options(SaveOptions {
+            deflate: true,
+            retain_orphans: false,
+        })
     }
 
     pub fn is_empty(&self) -> bool {
@@ -140,7 +195,7 @@ impl Shard {
             .iter()
             .all(|dep| self.doc.get_change_by_hash(dep).is_some());
         let records: Vec<MessageRecord> = valid_record(&change).into_iter().collect();
-        if !ready && self.waiting >= MAX_WAITING {
+        if !ready && self.queued_bytes.saturating_add(bytes.len()) > MAX_QUEUED_BYTES {
             return Ok(Applied::New {
                 records: Vec::new(),
                 bytes: Vec::new(),
@@ -153,9 +208,9 @@ impl Shard {
             .map_err(|e| ShardError::Rejected(e.to_string()))?;
         let waiting = self.doc.get_change_by_hash(&hash).is_none();
         if waiting {
-            self.waiting += 1;
+            self.queued_bytes += bytes.len();
         } else if !self.is_waiting() {
-            self.waiting = 0;
+            self.queued_bytes = 0;
         }
         let bytes = if self.doc.get_heads() == before {
             Vec::new()
@@ -196,15 +251,16 @@ impl Shard {
     ) -> Result<(Vec<MessageRecord>, Vec<u8>), ShardError> {
         let message = sync::Message::decode(message)
             .map_err(|e| ShardError::BadSyncMessage(e.to_string()))?;
+        let input_len: usize = message.changes.iter().map(<[u8]>::len).sum();
         let before = self.doc.get_heads();
         self.doc
             .receive_sync_message(state, message)
             .map_err(|e| ShardError::Rejected(e.to_string()))?;
+        if input_len > 0 {
+            self.account_queue(input_len)?;
+        }
         if self.doc.get_heads() == before {
             return Ok((Vec::new(), Vec::new()));
-        }
-        if !self.is_waiting() {
-            self.waiting = 0;
         }
         let records = self
             .doc
@@ -215,7 +271,7 @@ impl Shard {
         // Into an empty shard (a catch-up) the whole document is far smaller than the changes
         // one by one (measured 6× at 100k messages).
         let bytes = if before.is_empty() {
-            self.doc.save()
+            self.save()
         } else {
             self.doc.save_after(&before)
         };
@@ -367,6 +423,52 @@ mod tests {
 
         let reloaded = Shard::load(&alice, &[a.save()]).unwrap();
         assert_eq!(reloaded.digest(), a.digest());
+    }
+
+    #[test]
+    fn changes_waiting_for_dependencies_stay_within_their_budget() {
+        let (alice, mallory) = ([1u8; 38], [9u8; 38]);
+        let mut a = Shard::new(&alice);
+        a.add_local(&record(&alice, 1, "kept")).unwrap();
+        let mut m = Shard::new(&mallory);
+        let big = "x".repeat(16_000);
+        let changes: Vec<Vec<u8>> = (0..200u8)
+            .map(|n| m.add_local(&record(&mallory, n, &big)).unwrap())
+            .collect();
+        // Everything but the first: each waits for the one before it.
+        for change in &changes[1..] {
+            let _ = a.apply_gossip(change, &mallory).unwrap();
+            assert!(a.queued_bytes() <= MAX_QUEUED_BYTES);
+        }
+        assert!(a.is_waiting());
+        // The same by sync: one message carrying them all, without the first.
+        let mut b = Shard::new(&alice);
+        b.add_local(&record(&alice, 1, "kept")).unwrap();
+        let message = sync::Message {
+            heads: Vec::new(),
+            need: Vec::new(),
+            have: Vec::new(),
+            changes: sync::ChunkList::from(changes[1..].to_vec()),
+            flags: None,
+            version: sync::MessageVersion::V1,
+        };
+        let mut state = sync::State::new();
+        let (records, bytes) = b.receive(&mut state, &message.clone().encode()).unwrap();
+        assert!(records.is_empty() && bytes.is_empty());
+        assert!(!b.is_waiting(), "over budget: what waited is dropped");
+        assert_eq!(b.queued_bytes(), 0);
+        // What the shard held is intact, and the dropped changes apply once complete.
+        assert_eq!(b.records().len(), 1);
+        let mut state = sync::State::new();
+        let message = sync::Message {
+            changes: sync::ChunkList::from(changes.clone()),
+            ..message
+        };
+        let (records, _) = b.receive(&mut state, &message.encode()).unwrap();
+        assert_eq!(records.len(), 200);
+        a.drop_waiting().unwrap();
+        assert!(!a.is_waiting());
+        assert_eq!(a.records().len(), 1);
     }
 
     #[test]
