@@ -65,12 +65,32 @@ pub enum JoinError {
 /// What the user asked to join: a name (public room) or an invite (private room).
 pub fn parse_join_target(text: &str) -> Result<Room, JoinError> {
     let text = text.trim();
-    if text.starts_with("hark:") {
-        let invite = Invite::decode(text)?;
-        Ok(Room::new(invite.name, invite.key, true))
-    } else {
-        Ok(Room::public(RoomName::parse(text)?))
+    if Invite::looks_like_one(text) {
+        return parse_invite(text);
     }
+    match RoomName::parse(text) {
+        Ok(name) => Ok(Room::public(name)),
+        // Not a room name, but a whole invite that lost its `hark:` on the way (a copy from
+        // a wrapped line, a chat that ate it): take it as the invite it is.
+        // One that is also mistyped says what is wrong with it as an invite.
+        Err(e) => parse_invite(&format!("hark:{text}")).map_err(|invite_error| {
+            let long_base58 = text.len() > hark_proto::limits::MAX_ROOM_NAME_BYTES
+                && text
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() && !"0OIl".contains(c));
+            if long_base58 {
+                invite_error
+            } else {
+                JoinError::Name(e)
+            }
+        }),
+    }
+}
+
+/// A private room from its invite; anything else is an invite error, never a public room.
+pub fn parse_invite(text: &str) -> Result<Room, JoinError> {
+    let invite = Invite::decode(text)?;
+    Ok(Room::new(invite.name, invite.key, true))
 }
 
 #[derive(Default)]
@@ -186,5 +206,18 @@ mod tests {
             parse_join_target("no spaces"),
             Err(JoinError::Name(_))
         ));
+        // The prefix in capitals, or lost on the way: still the private room.
+        let shouted = text.replacen("hark:", "HARK:", 1);
+        assert_eq!(parse_join_target(&shouted).unwrap().key, key);
+        let bare = text.strip_prefix("hark:").unwrap();
+        assert_eq!(parse_join_target(bare).unwrap().key, key);
+        // A bare invite with a typo is a bad invite; an invite field is never a room.
+        let typo = format!("{}x", &bare[..bare.len() - 1]);
+        assert!(matches!(
+            parse_join_target(&typo),
+            Err(JoinError::Invite(_))
+        ));
+        assert!(matches!(parse_invite("nothark"), Err(JoinError::Invite(_))));
+        assert!(matches!(parse_invite(bare), Err(JoinError::Invite(_))));
     }
 }

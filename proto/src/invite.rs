@@ -38,7 +38,19 @@ pub enum InviteError {
     BadName(#[from] NameError),
 }
 
+/// The text after `hark:`, the prefix in any case (`HARK:` from a shouting chat or a phone).
+fn strip_prefix(text: &str) -> Option<&str> {
+    let head = text.get(..PREFIX.len())?;
+    head.eq_ignore_ascii_case(PREFIX)
+        .then(|| &text[PREFIX.len()..])
+}
+
 impl Invite {
+    /// Whether `text` is meant as an invite (starts with `hark:` in any case).
+    pub fn looks_like_one(text: &str) -> bool {
+        strip_prefix(text.trim()).is_some()
+    }
+
     pub fn encode(&self) -> String {
         let name = self.name.as_str().as_bytes();
         let mut bytes = vec![INVITE_VERSION, name.len() as u8];
@@ -50,10 +62,7 @@ impl Invite {
     }
 
     pub fn decode(text: &str) -> Result<Self, InviteError> {
-        let body = text
-            .trim()
-            .strip_prefix(PREFIX)
-            .ok_or(InviteError::MissingPrefix)?;
+        let body = strip_prefix(text.trim()).ok_or(InviteError::MissingPrefix)?;
         if body.len() > MAX_INVITE_CHARS {
             return Err(InviteError::TooLong);
         }

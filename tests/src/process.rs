@@ -418,6 +418,26 @@ impl NodeProcess {
         }
     }
 
+    /// Send a signal by name (`TERM`, `INT`) with stdin left open, as a supervisor does,
+    /// and wait up to `within` for the exit status.
+    pub fn signal_and_wait(
+        mut self,
+        signal: &str,
+        within: Duration,
+    ) -> Option<std::process::ExitStatus> {
+        let _ = Command::new("kill")
+            .args([format!("-{signal}"), self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
     /// SIGKILL, as a crash would.
     pub fn kill(mut self) {
         let _ = self.child.kill();

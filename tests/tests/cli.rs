@@ -129,6 +129,12 @@ fn bad_json_lines_get_an_error_event_and_the_node_keeps_running() {
         (json!({"cmd": "join", "room": "no spaces"}), "bad_room"),
         (json!({"cmd": "join"}), "bad_command"),
         (json!({"cmd": "join", "invite": "hark:zzzz"}), "bad_invite"),
+        // An invite field is an invite or an error, never a public room of that name.
+        (json!({"cmd": "join", "invite": "nothark"}), "bad_invite"),
+        (
+            json!({"cmd": "join", "room": "ops", "invite": "hark:zzzz"}),
+            "bad_command",
+        ),
         (json!({"cmd": "create", "room": "lobby"}), "room_exists"),
         (json!({"cmd": "leave", "room": "nowhere"}), "not_joined"),
     ];
@@ -179,4 +185,16 @@ fn ready_is_the_first_line_even_when_commands_arrive_early() {
     let first: Event = serde_json::from_str(stdout.lines().next().expect("some output")).unwrap();
     assert!(matches!(first, Event::Ready { .. }), "{stdout}");
     assert!(stdout.contains("bad_command"), "{stdout}");
+}
+
+#[test]
+fn sigterm_and_sigint_stop_the_node_while_stdin_stays_open() {
+    for signal in ["TERM", "INT"] {
+        let a = NodeProcess::start("alice", &[]);
+        let status = a.signal_and_wait(signal, Duration::from_secs(10));
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "SIG{signal}: the node exits by itself, cleanly: {status:?}"
+        );
+    }
 }

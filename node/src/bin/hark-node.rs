@@ -85,7 +85,11 @@ fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(e) => return fail(e),
     };
-    runtime.block_on(run(config, cli.json))
+    let code = runtime.block_on(run(config, cli.json));
+    // A read of stdin still blocked in tokio's pool (a supervisor that keeps the pipe open)
+    // must not keep a stopped node's process alive; the node has flushed everything by now.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    code
 }
 
 fn fail(error: impl std::fmt::Display) -> ExitCode {

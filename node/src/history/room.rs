@@ -190,7 +190,10 @@ impl RoomHistory {
         if total <= MAX_ROOM_QUEUED_BYTES {
             return;
         }
-        tracing::debug!(total, "room's changes waiting for dependencies over budget: dropped");
+        tracing::debug!(
+            total,
+            "room's changes waiting for dependencies over budget: dropped"
+        );
         for (&id, doc) in self.shards.iter_mut() {
             if doc.queued_bytes() > 0 {
                 if let Err(e) = doc.drop_waiting() {

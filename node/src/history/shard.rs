@@ -13,9 +13,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use automerge::sync::{self, SyncDoc};
 use automerge::transaction::Transactable;
-use automerge::{
-    ActorId, Automerge, Change, ChangeHash, ReadDoc, SaveOptions, ScalarValue, ROOT,
-};
+use automerge::{ActorId, Automerge, Change, ChangeHash, ReadDoc, SaveOptions, ScalarValue, ROOT};
 use hark_proto::sync::heads_digest;
 use hark_proto::{MessageId, MessageRecord};
 use thiserror::Error;

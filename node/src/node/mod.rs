@@ -30,7 +30,7 @@ use crate::config::NodeConfig;
 use crate::dialer::Redialer;
 use crate::history::RoomHistory;
 use crate::netkey::explain_failure;
-use crate::rooms::{parse_join_target, JoinError, Room, RoomBook};
+use crate::rooms::{parse_invite, parse_join_target, JoinError, Room, RoomBook};
 use crate::store::{Store, StoreError};
 use crate::swarm::{self, Behaviour, BehaviourEvent};
 use crate::sync::Sessions;
@@ -457,9 +457,14 @@ impl Runtime {
             Command::Invite { room } => self.invite(&room).await,
             Command::Voice { room, wav } => self.voice_command(&room, wav),
             Command::Typing { room } => self.send_typing(&room),
-            Command::Join { room, invite } => match invite.or(room) {
-                Some(target) => self.join(&target).await,
-                None => Err(fail("bad_command", "join needs \"room\" or \"invite\"")),
+            Command::Join { room, invite } => match (room, invite) {
+                (Some(room), None) => self.join(parse_join_target(&room)).await,
+                (None, Some(invite)) => self.join(parse_invite(&invite)).await,
+                (None, None) => Err(fail("bad_command", "join needs \"room\" or \"invite\"")),
+                (Some(_), Some(_)) => Err(fail(
+                    "bad_command",
+                    "join takes \"room\" or \"invite\", not both",
+                )),
             },
             Command::Create { room } => self.create(&room).await,
             Command::Leave { room } => self.leave(&room).await,
@@ -524,8 +529,8 @@ impl Runtime {
         offset_now_ms(self.clock_offset_ms)
     }
 
-    async fn join(&mut self, target: &str) -> Result<(), CommandError> {
-        let room = parse_join_target(target).map_err(|e| match e {
+    async fn join(&mut self, target: Result<Room, JoinError>) -> Result<(), CommandError> {
+        let room = target.map_err(|e| match e {
             JoinError::Invite(e) => fail("bad_invite", e.to_string()),
             e => fail("bad_room", e.to_string()),
         })?;
