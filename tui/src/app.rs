@@ -271,7 +271,7 @@ impl App {
 
     pub fn on_event(&mut self, event: Event, now: Now) -> Vec<Effect> {
         let mut effects = Vec::new();
-        let answered = self.replies.answer(&event);
+        let (answered, typed) = self.replies.answer(&event).unzip();
         match event {
             Event::Ready {
                 peer_id,
@@ -500,14 +500,25 @@ impl App {
                     if let Some(index) = self.room_index(&room) {
                         self.notice(
                             index,
-                            format!("{received} earlier messages arrived by history sync"),
+                            format!(
+                                "{received} earlier {} arrived by history sync",
+                                if received == 1 { "message" } else { "messages" }
+                            ),
                             NoticeLevel::Info,
                             now,
                         );
                     }
                 }
             }
-            Event::Error { code, detail } => self.on_error(answered, &code, &detail, now),
+            Event::Error { code, detail } => {
+                self.on_error(answered, &code, &detail, now);
+                // The node refused what the user typed: give the line back to be fixed.
+                if let Some(line) = typed.flatten() {
+                    if self.input.is_empty() {
+                        self.input.set(&line, line.len());
+                    }
+                }
+            }
             Event::VoiceStart { room, from, name } => {
                 if let Some(room) = self.room_mut(&room) {
                     room.people.set_talking(&from, &name, true);
@@ -609,12 +620,8 @@ impl App {
                     }
                 }
             }
-            Some(Request::Send { text, .. }) => {
-                self.set_hint(format!("not sent: {detail}"), true, now.at);
-                // Give the line back rather than lose it.
-                if self.input.is_empty() {
-                    self.input.set(&text, text.len());
-                }
+            Some(Request::Send { .. }) => {
+                self.set_hint(format!("not sent: {detail}"), true, now.at)
             }
             _ => self.set_hint(detail.to_owned(), true, now.at),
         }
@@ -920,15 +927,26 @@ impl App {
         });
     }
 
+    /// Enter: the line becomes a command for the node, or a hint. A line that fails is never
+    /// lost: it stays in the input (a hint), or comes back when the node refuses it.
     fn submit(&mut self, now: Now) -> Vec<Effect> {
         let line = self.input.submit();
         self.hint = None;
-        let parsed = match commands::parse(&line) {
+        let queued = self.replies.len();
+        let effects = self.submit_line(&line, now);
+        if self.replies.len() > queued {
+            self.replies.typed_for_newest(line);
+        } else if self.hint.as_ref().is_some_and(|h| h.error) && self.input.is_empty() {
+            self.input.set(&line, line.len());
+        }
+        effects
+    }
+
+    fn submit_line(&mut self, line: &str, now: Now) -> Vec<Effect> {
+        let parsed = match commands::parse(line) {
             Ok(Some(parsed)) => parsed,
             Ok(None) => return Vec::new(),
             Err(hint) => {
-                // Keep the line so it can be fixed.
-                self.input.set(&line, line.len());
                 self.set_hint(hint, true, now.at);
                 return Vec::new();
             }
@@ -971,12 +989,12 @@ impl App {
                 UiCommand::Me(text) => say(self, MessageKind::Me, text),
                 UiCommand::Alert(text) => say(self, MessageKind::Alert, text),
                 UiCommand::Join(target) => {
-                    let (room, invite) = if target.starts_with("hark:") {
-                        (None, Some(target))
-                    } else {
-                        (Some(target), None)
+                    // The node tells a name from an invite (also one without its `hark:`).
+                    let join = Command::Join {
+                        room: Some(target),
+                        invite: None,
                     };
-                    vec![self.send(Command::Join { room, invite }, Some(Request::Join))]
+                    vec![self.send(join, Some(Request::Join))]
                 }
                 UiCommand::Create(room) => {
                     vec![self.send(Command::Create { room }, Some(Request::Create))]

@@ -114,8 +114,12 @@ pub fn parse(line: &str) -> Result<Option<Submitted>, String> {
 fn unknown(word: &str) -> String {
     let close: Vec<String> = COMMANDS
         .iter()
-        .filter(|(name, _, _)| name.starts_with(word) || word.starts_with(name))
-        .map(|(name, _, _)| format!("/{name}"))
+        .map(|(name, _, _)| *name)
+        .chain(["unmute"])
+        .filter(|name| {
+            name.starts_with(word) || word.starts_with(name) || one_typo_apart(word, name)
+        })
+        .map(|name| format!("/{name}"))
         .collect();
     let word: String = word.chars().take(20).collect();
     if close.is_empty() {
@@ -128,6 +132,25 @@ fn unknown(word: &str) -> String {
     }
 }
 
+/// Whether `a` becomes `b` by one typo: a letter left out, added, changed, or two
+/// neighbours swapped (`/jion`, `/jon`, `/joim`, `/qiut`).
+fn one_typo_apart(a: &str, b: &str) -> bool {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    if a.len().abs_diff(b.len()) > 1 || a.len() < 2 || a == b {
+        return false;
+    }
+    let start = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
+    let (ra, rb) = (&a[start..], &b[start..]);
+    match ra.len().cmp(&rb.len()) {
+        std::cmp::Ordering::Equal => {
+            ra[1..] == rb[1..]
+                || (ra.len() >= 2 && ra[0] == rb[1] && ra[1] == rb[0] && ra[2..] == rb[2..])
+        }
+        std::cmp::Ordering::Less => ra == &rb[1..],
+        std::cmp::Ordering::Greater => &ra[1..] == rb,
+    }
+}
+
 /// Command names starting with `prefix` (without the `/`), for Tab completion.
 pub fn complete(prefix: &str) -> Vec<String> {
     let prefix = prefix.to_lowercase();
@@ -136,4 +159,28 @@ pub fn complete(prefix: &str) -> Vec<String> {
         .filter(|(name, _, _)| name.starts_with(&prefix))
         .map(|(name, _, _)| format!("/{name}"))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_typo_away_suggests_the_command() {
+        for typo in [
+            "jion", "jon", "joim", "hepl", "qiut", "nik", "serch", "crate", "ivnite",
+        ] {
+            let hint = parse(&format!("/{typo}")).unwrap_err();
+            assert!(hint.contains("did you mean /"), "/{typo}: {hint}");
+        }
+        assert!(parse("/jion").unwrap_err().contains("/join"));
+        assert!(parse("/unmtue").unwrap_err().contains("/unmute"));
+        let far = parse("/xyzzy").unwrap_err();
+        assert!(far.contains("/help lists"), "{far}");
+        assert!(!one_typo_apart("me", "me"));
+        assert!(
+            !one_typo_apart("x", "me"),
+            "one letter is too little to guess from"
+        );
+    }
 }

@@ -69,17 +69,30 @@ impl Request {
 
 #[derive(Debug, Default)]
 pub struct Replies {
-    waiting: VecDeque<Request>,
+    /// Each request, with the line the user typed for it (given back if the node refuses it).
+    waiting: VecDeque<(Request, Option<String>)>,
 }
 
 impl Replies {
     pub fn expect(&mut self, request: Request) {
-        self.waiting.push_back(request);
+        self.waiting.push_back((request, None));
     }
 
-    /// The request `event` answers, if it answers one. Events that answer nothing (messages,
-    /// `created` before its `joined`, a `publish_failed` after `sent`) leave the queue alone.
-    pub fn answer(&mut self, event: &Event) -> Option<Request> {
+    /// The line the user typed for the request queued last.
+    pub fn typed_for_newest(&mut self, line: String) {
+        if let Some((_, typed)) = self.waiting.back_mut() {
+            *typed = Some(line);
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.waiting.len()
+    }
+
+    /// The request `event` answers, if it answers one, and the line typed for it. Events that
+    /// answer nothing (messages, `created` before its `joined`, a `publish_failed` after
+    /// `sent`) leave the queue alone.
+    pub fn answer(&mut self, event: &Event) -> Option<(Request, Option<String>)> {
         match event {
             Event::Error { code, .. } if code == "publish_failed" => return None,
             Event::Error { .. }
@@ -95,7 +108,10 @@ impl Replies {
         }
         // Normally the oldest request; should the two ever disagree, the oldest that this kind
         // of event can answer, so one surprise does not shift every later answer.
-        let at = self.waiting.iter().position(|r| r.answered_by(event))?;
+        let at = self
+            .waiting
+            .iter()
+            .position(|(r, _)| r.answered_by(event))?;
         if at > 0 {
             tracing::warn!(skipped = at, ?event, "an answer skipped older requests");
         }

@@ -185,6 +185,21 @@ fn node_errors_become_hints_and_a_failed_line_comes_back() {
         app.hint.as_ref().unwrap().text,
         "room names are a-z 0-9 - _ ."
     );
+    // Whatever command the node refuses comes back as typed, to be fixed (a long invite with
+    // one typo must not need pasting again).
+    assert_eq!(app.input.text(), "/join bad!name");
+    app.input.set("", 0);
+    type_text(&mut app, "/me waves too much", at(base, 1));
+    app.on_action(Action::Submit, at(base, 1));
+    app.on_event(
+        Event::Error {
+            code: "too_long".into(),
+            detail: "text is over the 16 KiB limit".into(),
+        },
+        at(base, 1),
+    );
+    assert_eq!(app.input.text(), "/me waves too much");
+    app.input.set("", 0);
     // A line the node refuses comes back into the input.
     type_text(&mut app, "too long, say", at(base, 2));
     app.on_action(Action::Submit, at(base, 2));
@@ -415,11 +430,19 @@ fn mute_finds_the_person_by_name_or_name_and_id() {
         .hint
         .as_ref()
         .is_some_and(|h| h.text.contains("no one called dave")));
+    assert_eq!(app.input.text(), "/mute dave", "kept to be fixed");
+    app.input.set("", 0);
     app.on_event(
         message("lobby", "m3", bob2, "bob", T0, "text", "me too"),
         at(base, 1),
     );
     assert_eq!(submit(&mut app, "/unmute bob"), vec![]);
+    assert_eq!(
+        app.input.text(),
+        "/unmute bob",
+        "ambiguous: kept to be fixed"
+    );
+    app.input.set("", 0);
     assert_eq!(
         submit(&mut app, "/unmute bob#a1c2"),
         vec![Effect::Mute {

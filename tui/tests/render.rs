@@ -359,3 +359,29 @@ fn history_shows_at_once_and_own_lines_appear_when_sent() {
     assert!(contains(&rows, "alice#3f9a and my own reply"), "{text}");
     assert!(contains(&rows, "alice#3f9a a new line"), "{text}");
 }
+
+#[test]
+fn an_invite_shows_whole_on_one_row_at_80x24() {
+    let base = Instant::now();
+    let mut app = ready_app(&[], base);
+    // As long as the invite of a room with a short name (≈ 61 characters).
+    let invite = format!("hark:{}", "3xQv".repeat(14));
+    app.on_event(
+        Event::Created {
+            room: "ops".into(),
+            invite: invite.clone(),
+        },
+        at(base, 1),
+    );
+    let rows = screen(&mut app, 80, 24, base);
+    assert!(
+        rows.iter().any(|row| row.trim() == invite),
+        "the invite alone on a row, to copy:\n{}",
+        dump(&rows)
+    );
+    assert!(
+        contains(&rows, "allows"),
+        "no line cut off:\n{}",
+        dump(&rows)
+    );
+}

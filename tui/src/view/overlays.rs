@@ -105,20 +105,29 @@ fn help(frame: &mut Frame, screen: Rect) {
 /// The invite on a line of its own with no border beside it, so that selecting the line in
 /// the terminal copies exactly the invite.
 fn invite_box(frame: &mut Frame, screen: Rect, room: &str, invite: &str) {
-    let area = centered(screen, screen.width, 7);
+    const INTRO: &str = "Give this to the people who may join (it is the room's key):";
+    const HOW: &str =
+        "Members type /join and the invite · copied to the clipboard where the terminal allows";
+    // Tall enough for every line as wrapped at this width (a long room name makes a long
+    // invite), borders included.
+    let width = usize::from(screen.width.max(1));
+    let rows = |text: &str| text.chars().count().div_ceil(width).max(1);
+    let height = 4 + rows(INTRO) + rows(invite) + rows(HOW);
+    let area = centered(
+        screen,
+        screen.width,
+        height.min(usize::from(screen.height)) as u16,
+    );
     let block = Block::new()
         .borders(Borders::TOP | Borders::BOTTOM)
         .title(format!(" invite to #{room} · Esc closes "))
         .border_style(Style::new().fg(Color::Cyan));
     let lines = vec![
-        Line::raw("Give this to the people who may join (it is the room's key):"),
+        Line::raw(INTRO),
         Line::raw(""),
         Line::styled(invite.to_owned(), Style::new().add_modifier(Modifier::BOLD)),
         Line::raw(""),
-        Line::styled(
-            "Members type /join and the invite · copied to the clipboard if the terminal allows",
-            Style::new().fg(Color::DarkGray),
-        ),
+        Line::styled(HOW, Style::new().fg(Color::DarkGray)),
     ];
     frame.render_widget(Clear, area);
     frame.render_widget(
