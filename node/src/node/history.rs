@@ -176,6 +176,8 @@ impl Runtime {
     /// Store what a change added and return the messages that are new to this node. On a store
     /// failure the room's in-memory history is dropped, so memory never runs ahead of disk.
     fn persist(&mut self, room: &Room, added: Vec<Added>) -> Result<Vec<StoredMessage>, String> {
+        // A catch-up brings thousands of messages from a handful of authors: base58 each once.
+        let mut authors: std::collections::HashMap<Vec<u8>, Option<String>> = Default::default();
         let chunks: Vec<(u32, Vec<u8>, Vec<StoredMessage>)> = added
             .into_iter()
             .map(|chunk| {
@@ -183,11 +185,16 @@ impl Runtime {
                     .records
                     .into_iter()
                     .filter_map(|record| {
-                        let author = PeerId::from_bytes(&record.author).ok()?;
+                        let author = authors
+                            .entry(record.author)
+                            .or_insert_with_key(|bytes| {
+                                PeerId::from_bytes(bytes).ok().map(|p| p.to_string())
+                            })
+                            .clone()?;
                         Some(StoredMessage {
                             id: record.id,
                             hlc: record.hlc,
-                            author: author.to_string(),
+                            author,
                             name: record.name,
                             kind: record.kind,
                             text: record.text,

@@ -156,7 +156,18 @@ fn ms(v: &serde_json::Value, key: &str) -> f64 {
     v[key].as_f64().unwrap_or(f64::NAN)
 }
 
-fn main() -> Result<()> {
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(code) => code,
+        // One line, never a backtrace (RUST_BACKTRACE may be set for the nodes' sake).
+        Err(e) => {
+            eprintln!("hark-bench: {e:#}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}
+
+fn run() -> Result<std::process::ExitCode> {
     let opts = parse_args()?;
     // Benchmarks measure the node, not its debug logging.
     if std::env::var_os("HARK_TEST_LOG").is_none() {
@@ -402,10 +413,9 @@ fn main() -> Result<()> {
         for f in &failures {
             println!("- {f}");
         }
-        // Exit without anyhow's report: the failures are above.
-        std::process::exit(1);
+        return Ok(std::process::ExitCode::FAILURE);
     }
-    Ok(())
+    Ok(std::process::ExitCode::SUCCESS)
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
