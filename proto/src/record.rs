@@ -5,6 +5,12 @@
 //! is a grow-only map and the CRDT's job is to merge and sync sets of records.
 //!
 //! Encoding: one version byte, then postcard.
+//!
+//! Every record is signed by its author's identity key over [`MessageRecord::signed_bytes`]:
+//! the record without its signature, bound to the room's chat topic. A message that reaches a
+//! node by sync, through peers other than its author, is thereby as authentic as one the author
+//! gossiped, and a member cannot replay another member's words into a different room. This
+//! crate only lays out the bytes; the node signs and verifies them (it holds the keys).
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -14,7 +20,10 @@ use crate::hlc::Hlc;
 use crate::limits::{MAX_AUTHOR_BYTES, MAX_TEXT_BYTES};
 use crate::MessageId;
 
-pub const RECORD_VERSION: u8 = 1;
+pub const RECORD_VERSION: u8 = 2;
+/// An ed25519 signature is 64 bytes; a little room for other key types.
+pub const MAX_SIGNATURE_BYTES: usize = 128;
+const SIGNING_DOMAIN: &[u8] = b"hark/record/2";
 
 /// What kind of line a message is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -52,6 +61,9 @@ pub struct MessageRecord {
     pub hlc: Hlc,
     pub kind: MessageKind,
     pub text: String,
+    /// The author's signature over [`MessageRecord::signed_bytes`].
+    #[serde(with = "serde_bytes")]
+    pub signature: Vec<u8>,
 }
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -79,7 +91,7 @@ impl MessageRecord {
         if version != RECORD_VERSION {
             return Err(RecordError::UnsupportedVersion(version));
         }
-        if rest.len() > MAX_TEXT_BYTES + 1024 {
+        if rest.len() > MAX_TEXT_BYTES + MAX_SIGNATURE_BYTES + 1024 {
             return Err(RecordError::Limit("record is too large"));
         }
         let (record, trailing): (MessageRecord, _) =
@@ -91,7 +103,28 @@ impl MessageRecord {
         Ok(record)
     }
 
+    /// What the author signs: a domain tag, the room's chat topic, and every field but the
+    /// signature, in the record's own encoding.
+    pub fn signed_bytes(&self, chat_topic: &str) -> Vec<u8> {
+        let fields = (
+            &self.id,
+            &self.author,
+            &self.name,
+            &self.hlc,
+            &self.kind,
+            &self.text,
+        );
+        let mut out = SIGNING_DOMAIN.to_vec();
+        out.extend_from_slice(&(chat_topic.len() as u32).to_be_bytes());
+        out.extend_from_slice(chat_topic.as_bytes());
+        // Serialising plain fields into a Vec cannot fail.
+        postcard::to_extend(&fields, out).unwrap_or_default()
+    }
+
     fn check(&self) -> Result<(), RecordError> {
+        if self.signature.len() > MAX_SIGNATURE_BYTES {
+            return Err(RecordError::Limit("signature is too long"));
+        }
         if self.author.is_empty() || self.author.len() > MAX_AUTHOR_BYTES {
             return Err(RecordError::Limit("author id is empty or too long"));
         }
@@ -119,6 +152,28 @@ mod tests {
             hlc: Hlc::new(1_790_000_000_000, 3),
             kind: MessageKind::Me,
             text: "waves".into(),
+            signature: vec![7; 64],
+        }
+    }
+
+    #[test]
+    fn signed_bytes_bind_every_field_and_the_room_but_not_the_signature() {
+        let base = sample().signed_bytes("topic-a");
+        assert_ne!(base, sample().signed_bytes("topic-b"));
+        let mut other = sample();
+        other.signature = vec![1; 64];
+        assert_eq!(other.signed_bytes("topic-a"), base);
+        for change in [
+            |r: &mut MessageRecord| r.text.push('!'),
+            |r: &mut MessageRecord| r.name.push('x'),
+            |r: &mut MessageRecord| r.hlc = Hlc::new(1, 0),
+            |r: &mut MessageRecord| r.kind = MessageKind::Alert,
+            |r: &mut MessageRecord| r.author[0] ^= 1,
+            |r: &mut MessageRecord| r.id.0[0] ^= 1,
+        ] {
+            let mut r = sample();
+            change(&mut r);
+            assert_ne!(r.signed_bytes("topic-a"), base);
         }
     }
 

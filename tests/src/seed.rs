@@ -12,7 +12,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use hark_node::history::Shard;
+use hark_node::history::{authorship, Shard};
 use hark_node::store::{Store, StoredMessage};
 use hark_proto::{Hlc, MessageId, MessageKind, MessageRecord, RoomKey, RoomName};
 use libp2p::PeerId;
@@ -78,14 +78,16 @@ pub fn seed_public_room(dir: &Path, room: &str, count: usize, per_day: usize) ->
         let mut stored = Vec::with_capacity(in_day);
         for i in 0..in_day {
             let n = written + i;
-            let record = MessageRecord {
+            let mut record = MessageRecord {
                 id: MessageId::random(&mut rng),
                 author: author.clone(),
                 name: "bot".into(),
                 hlc: Hlc::new(day_ms + i as u64 * spacing, 0),
                 kind: MessageKind::Text,
                 text: format!("seeded message {n:06}: the quick brown fox jumps over the dog"),
+                signature: Vec::new(),
             };
+            authorship::sign(&mut record, &keypair, &topic);
             shard
                 .add_local(&record)
                 .map_err(|e| anyhow::anyhow!("seeding message {n}: {e}"))?;

@@ -34,6 +34,7 @@ fn record(author: &[u8], n: u8, text: &str) -> MessageRecord {
         hlc: Hlc::new(1_790_000_000_000 + n as u64, 0),
         kind: MessageKind::Text,
         text: text.into(),
+        signature: Vec::new(),
     }
 }
 

@@ -251,6 +251,8 @@ mod tests {
             hlc: Hlc::new(day * DAY_MS + n as u64, 0),
             kind: MessageKind::Text,
             text: format!("message {n}"),
+            // Shards do not check signatures (the node does, on arrival).
+            signature: Vec::new(),
         }
     }
 

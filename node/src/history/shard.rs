@@ -341,6 +341,8 @@ mod tests {
             hlc: Hlc::new(1_000 + n as u64, 0),
             kind: MessageKind::Text,
             text: text.into(),
+            // Shards do not check signatures (the node does, on arrival).
+            signature: Vec::new(),
         }
     }
 

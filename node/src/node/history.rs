@@ -17,7 +17,7 @@ use rand::seq::IteratorRandom;
 
 use super::{fail, CommandError, Runtime};
 use crate::api::{Event, HistoryMessage};
-use crate::history::{Added, Applied, RoomHistory, Shard};
+use crate::history::{authorship, Added, Applied, RoomHistory, Shard};
 use crate::rooms::Room;
 use crate::store::StoredMessage;
 use crate::sync::{SyncRequest, SyncResponse, MAX_ROUNDS};
@@ -51,14 +51,16 @@ impl Runtime {
         if text.len() > hark_proto::limits::MAX_TEXT_BYTES {
             return Err(fail("too_long", "text is over the 16 KiB limit"));
         }
-        let record = MessageRecord {
+        let mut record = MessageRecord {
             id: MessageId::random(&mut OsRng),
             author: self.local_peer.to_bytes(),
             name: self.name.clone(),
             hlc: self.clock.tick(self.now_ms()),
             kind,
             text,
+            signature: Vec::new(),
         };
+        authorship::sign(&mut record, &self.identity, room.chat_topic.as_str());
         let added = self
             .history(&room)
             .map_err(|e| fail("store_failed", e))?
@@ -230,7 +232,25 @@ impl Runtime {
 
     /// Store and announce everything a gossip change or sync message added (one transaction);
     /// returns how many messages were new.
-    async fn take_in(&mut self, room: &Room, added: Vec<Added>) -> usize {
+    ///
+    /// `straight_from` is the peer the records came from over an authenticated channel (the
+    /// signed gossip source, the sync peer): its own records need no signature check, since
+    /// the transport already proved who sent them. Every other record must carry its author's
+    /// valid signature for this room, or it is never shown nor indexed (its change stays in the
+    /// document, where it harms nothing).
+    async fn take_in(&mut self, room: &Room, mut added: Vec<Added>, straight_from: &[u8]) -> usize {
+        let topic = room.chat_topic.as_str();
+        let mut forged = 0usize;
+        for chunk in &mut added {
+            chunk.records.retain(|record| {
+                let ok = record.author == straight_from || authorship::is_authentic(record, topic);
+                forged += usize::from(!ok);
+                ok
+            });
+        }
+        if forged > 0 {
+            tracing::warn!(room = %room.name, forged, "records without their author's valid signature were not shown");
+        }
         if added.is_empty() {
             return 0;
         }
@@ -275,7 +295,7 @@ impl Runtime {
                     records,
                     bytes,
                 };
-                self.take_in(room, vec![added]).await;
+                self.take_in(room, vec![added], author).await;
                 if waiting {
                     // Gossip often delivers the missing change a moment later; if it does not,
                     // fetch it from the peer that sent this one.
@@ -503,7 +523,7 @@ impl Runtime {
             }
             Err(e) => return SyncResponse::refused(&format!("history unavailable: {e}")),
         };
-        let received = self.take_in(&room, added).await;
+        let received = self.take_in(&room, added, &peer.to_bytes()).await;
         if received > 0 {
             self.spread(&room, peer);
         }
@@ -587,7 +607,7 @@ impl Runtime {
                 return;
             }
         };
-        let received = self.take_in(&room, added).await;
+        let received = self.take_in(&room, added, &peer.to_bytes()).await;
         if received > 0 {
             self.spread(&room, peer);
         }

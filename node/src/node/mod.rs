@@ -188,8 +188,8 @@ impl Node {
             clock.observe(newest, offset_now_ms(config.clock_offset_ms));
         }
 
-        let mut swarm =
-            swarm::build(identity, config.network_key, config.mdns).map_err(StartError::Swarm)?;
+        let mut swarm = swarm::build(identity.clone(), config.network_key, config.mdns)
+            .map_err(StartError::Swarm)?;
         let listen = if config.listen.is_empty() {
             default_listen(config.network_key.is_some())
         } else {
@@ -238,6 +238,7 @@ impl Node {
             voice_out_tx,
             receiver,
             local_peer: peer_id,
+            identity,
             events: event_tx,
             pending_events: Vec::new(),
             listeners_pending: listeners,
@@ -352,6 +353,8 @@ struct Runtime {
     last_spread: HashMap<String, Instant>,
     spread_due: HashMap<String, Instant>,
     local_peer: PeerId,
+    /// Signs our messages' records.
+    identity: libp2p::identity::Keypair,
     events: mpsc::Sender<Event>,
     /// Events raised before `ready`, which must come first.
     pending_events: Vec<Event>,
