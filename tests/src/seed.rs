@@ -42,13 +42,26 @@ pub fn public_room_topic(room: &str) -> Result<String> {
 
 /// Write `count` messages into the public room `room` of the data dir `dir` (created if needed),
 /// `per_day` messages to each UTC day, the last day being yesterday; within a day the messages
-/// are spread evenly. Each message carries about 60 characters of text.
-pub fn seed_public_room(dir: &Path, room: &str, count: usize, per_day: usize) -> Result<Seeded> {
+/// are spread evenly. Each message carries about 60 characters of text. The author is the data
+/// dir's own identity, or with `foreign_author` another peer (one that has since gone: whoever
+/// catches up from this node then checks every record's signature).
+pub fn seed_public_room(
+    dir: &Path,
+    room: &str,
+    count: usize,
+    per_day: usize,
+    foreign_author: bool,
+) -> Result<Seeded> {
     let started = Instant::now();
     let per_day = per_day.max(1);
     let topic = public_room_topic(room)?;
     let mut store = Store::open(dir).context("open the store to seed")?;
-    let keypair = store.identity().context("identity")?;
+    let own = store.identity().context("identity")?;
+    let keypair = if foreign_author {
+        libp2p::identity::Keypair::generate_ed25519()
+    } else {
+        own
+    };
     let peer = keypair.public().to_peer_id();
     let author = peer.to_bytes();
     let author_b58 = PeerId::to_string(&peer);

@@ -242,11 +242,10 @@ impl Runtime {
         let topic = room.chat_topic.as_str();
         let mut forged = 0usize;
         for chunk in &mut added {
-            chunk.records.retain(|record| {
-                let ok = record.author == straight_from || authorship::is_authentic(record, topic);
-                forged += usize::from(!ok);
-                ok
-            });
+            let verdicts = authorship::accepted(&chunk.records, topic, straight_from);
+            forged += verdicts.iter().filter(|ok| !**ok).count();
+            let mut verdicts = verdicts.into_iter();
+            chunk.records.retain(|_| verdicts.next().unwrap_or(false));
         }
         if forged > 0 {
             tracing::warn!(room = %room.name, forged, "records without their author's valid signature were not shown");

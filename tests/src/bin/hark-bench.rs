@@ -212,21 +212,24 @@ fn run() -> Result<std::process::ExitCode> {
         let mut results = Vec::new();
         for &count in &opts.history_sizes {
             // 1000 messages a day (one shard per day), and the worst case: all in one day.
+            // Written by the relay itself, and by a peer that has gone (every signature
+            // checked by the joiner, as when a relay hands on someone else's messages).
             let layouts = if count > 1000 {
-                vec![1000, count]
+                vec![(1000, false), (count, false), (1000, true)]
             } else {
-                vec![count]
+                vec![(count, false)]
             };
-            for per_day in layouts {
-                eprintln!("history: {count} messages, {per_day} per day …");
-                match history(count, per_day, opts.runs) {
+            for (per_day, foreign) in layouts {
+                let by = if foreign { "another peer" } else { "the relay" };
+                eprintln!("history: {count} messages, {per_day} per day, by {by} …");
+                match history(count, per_day, foreign, opts.runs) {
                     Ok(result) => results.push(result),
                     Err(e) => {
                         eprintln!("  FAILED: {e:#}");
                         failures.push(format!(
                             "history {count} messages, {per_day} per day: {e:#}"
                         ));
-                        results.push(json!({"scenario": "history", "messages": count, "per_day": per_day, "error": format!("{e:#}")}));
+                        results.push(json!({"scenario": "history", "messages": count, "per_day": per_day, "foreign_author": foreign, "error": format!("{e:#}")}));
                     }
                 }
             }
@@ -235,7 +238,7 @@ fn run() -> Result<std::process::ExitCode> {
             out_dir.join("history.json"),
             serde_json::to_string_pretty(&results)?,
         )?;
-        println!("\nhistory catch-up (a fresh node joins a --relay over loopback; medians of {} runs, max in brackets)", opts.runs);
+        println!("\nhistory catch-up (a fresh node joins a --relay over loopback; medians of {} runs, max in brackets; * = written by another peer, every signature checked)", opts.runs);
         println!(
             "{:>8} {:>7} {:>8} {:>17} {:>19} {:>19} {:>10} {:>10} {:>10} {:>10} {:>11}",
             "messages",
@@ -260,10 +263,19 @@ fn run() -> Result<std::process::ExitCode> {
                 );
                 continue;
             }
+            let shards = format!(
+                "{}{}",
+                r["shards"],
+                if r["foreign_author"].as_bool() == Some(true) {
+                    "*"
+                } else {
+                    ""
+                }
+            );
             println!(
                 "{:>8} {:>7} {:>8.0} {:>8.0} ({:>6.0}) {:>9.0} ({:>7.0}) {:>9.0} ({:>7.0}) {:>10.2} {:>10.2} {:>10.2} {:>10.2} {:>11.2}",
                 r["messages"],
-                r["shards"],
+                shards,
                 ms(r, "ready_ms_p50"),
                 ms(r, "connected_ms_p50"),
                 ms(r, "connected_ms_max"),
@@ -713,7 +725,7 @@ fn startup(runs: usize) -> Result<serde_json::Value> {
     // 100k stored messages in lobby, 1000 a day (100 shards), as a long-lived room would hold.
     let dir = tempfile::tempdir()?;
     let data = dir.path().join("node");
-    let seeded = seed_public_room(&data, "lobby", 100_000, 1000)?;
+    let seeded = seed_public_room(&data, "lobby", 100_000, 1000, false)?;
     eprintln!(
         "start-up: seeded {} messages in {} shards in {:.1} s",
         seeded.messages,
@@ -938,10 +950,15 @@ fn median_of(runs: &[serde_json::Value], key: &str) -> (f64, f64) {
 
 /// A `--relay` holding `count` messages in lobby (`per_day` to a shard); fresh nodes join it,
 /// `runs` times directly and once more through a byte-counting proxy.
-fn history(count: usize, per_day: usize, runs: usize) -> Result<serde_json::Value> {
+fn history(
+    count: usize,
+    per_day: usize,
+    foreign_author: bool,
+    runs: usize,
+) -> Result<serde_json::Value> {
     let dir = tempfile::tempdir()?;
     let data = dir.path().join("relay");
-    let seeded = seed_public_room(&data, "lobby", count, per_day)?;
+    let seeded = seed_public_room(&data, "lobby", count, per_day, foreign_author)?;
     eprintln!(
         "  seeded {} messages in {} shards ({:.1} MB of saved documents) in {:.1} s",
         seeded.messages,
@@ -998,6 +1015,7 @@ fn history(count: usize, per_day: usize, runs: usize) -> Result<serde_json::Valu
         "scenario": "history",
         "messages": count,
         "per_day": per_day,
+        "foreign_author": foreign_author,
         "shards": seeded.shards,
         "seed_s": seeded.elapsed.as_secs_f64(),
         "relay_saved_doc_bytes": seeded.chunk_bytes,
