@@ -895,10 +895,19 @@ impl App {
         }
         let (start, word) = self.input.word_before_cursor();
         let word = word.to_owned();
+        let command = self.input.text()[..start].trim_end().to_lowercase();
         let candidates: Vec<String> = if start == 0 && word.starts_with('/') {
             commands::complete(&word[1..])
                 .into_iter()
                 .map(|c| format!("{c} "))
+                .collect()
+        } else if commands::takes_room(&command) {
+            // The argument of /join, /leave, /invite: the rooms in the sidebar.
+            let prefix = word.trim_start_matches('#').to_lowercase();
+            self.rooms
+                .iter()
+                .map(|room| room.name.clone())
+                .filter(|name| name.starts_with(&prefix))
                 .collect()
         } else {
             let (at, prefix) = match word.strip_prefix('@') {
@@ -945,7 +954,12 @@ impl App {
     fn submit_line(&mut self, line: &str, now: Now) -> Vec<Effect> {
         let parsed = match commands::parse(line) {
             Ok(Some(parsed)) => parsed,
-            Ok(None) => return Vec::new(),
+            Ok(None) => {
+                if !line.is_empty() {
+                    self.set_hint("nothing sent: the line is blank", false, now.at);
+                }
+                return Vec::new();
+            }
             Err(hint) => {
                 self.set_hint(hint, true, now.at);
                 return Vec::new();

@@ -151,6 +151,11 @@ fn one_typo_apart(a: &str, b: &str) -> bool {
     }
 }
 
+/// Whether `typed` (a command with its slash, nothing after it) takes a room as its argument.
+pub fn takes_room(typed: &str) -> bool {
+    matches!(typed, "/join" | "/j" | "/leave" | "/part" | "/invite")
+}
+
 /// Command names starting with `prefix` (without the `/`), for Tab completion.
 pub fn complete(prefix: &str) -> Vec<String> {
     let prefix = prefix.to_lowercase();

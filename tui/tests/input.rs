@@ -252,6 +252,11 @@ fn tab_completes_nicks_and_commands_and_cycles() {
     type_text(&mut app, "/cr", at(base, 2));
     app.on_action(Action::Complete, at(base, 2));
     assert_eq!(app.input.text(), "/create ");
+    // Commands that take a room complete the rooms in the sidebar.
+    app.input.set("", 0);
+    type_text(&mut app, "/leave #lo", at(base, 2));
+    app.on_action(Action::Complete, at(base, 2));
+    assert_eq!(app.input.text(), "/leave lobby");
 }
 
 #[test]
