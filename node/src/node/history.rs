@@ -212,16 +212,19 @@ impl Runtime {
             .collect();
         let topic = room.chat_topic.as_str();
         match self.store.append_history_batch(topic, &batch) {
-            Ok(fresh) => Ok(chunks
-                .into_iter()
-                .zip(fresh)
-                .flat_map(|((_, _, messages), fresh)| {
-                    messages
-                        .into_iter()
-                        .zip(fresh)
-                        .filter_map(|(m, new)| new.then_some(m))
-                })
-                .collect()),
+            Ok(fresh) => {
+                self.search_backlog |= fresh.iter().flatten().any(|new| *new);
+                Ok(chunks
+                    .into_iter()
+                    .zip(fresh)
+                    .flat_map(|((_, _, messages), fresh)| {
+                        messages
+                            .into_iter()
+                            .zip(fresh)
+                            .filter_map(|(m, new)| new.then_some(m))
+                    })
+                    .collect())
+            }
             Err(e) => {
                 tracing::error!(room = %room.name, "cannot store history: {e}");
                 self.histories.remove(topic);

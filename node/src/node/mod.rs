@@ -219,6 +219,8 @@ impl Node {
         let mut runtime = Runtime {
             swarm,
             store,
+            // A crash may have left some unindexed: look once.
+            search_backlog: true,
             rooms,
             seen: SeenIds::new(SEEN_IDS),
             redial: Redialer::default(),
@@ -328,6 +330,8 @@ fn offset_now_ms(offset_ms: i64) -> u64 {
 struct Runtime {
     swarm: Swarm<Behaviour>,
     store: Store,
+    /// Stored messages may still wait to be indexed for search (done on idle ticks).
+    search_backlog: bool,
     rooms: RoomBook,
     seen: SeenIds,
     redial: Redialer,
@@ -662,6 +666,16 @@ impl Runtime {
     fn on_tick(&mut self, now: Instant) {
         if !self.ready {
             return;
+        }
+        if self.search_backlog {
+            match self.store.index_for_search(crate::store::SEARCH_BATCH) {
+                Ok(indexed) => self.search_backlog = indexed == crate::store::SEARCH_BATCH,
+                Err(e) => {
+                    // A search indexes what is left before it answers; nothing is lost.
+                    tracing::warn!("cannot index messages for search: {e}");
+                    self.search_backlog = false;
+                }
+            }
         }
         for (peer, addr) in self.redial.due(now) {
             self.dial(peer, addr);

@@ -60,7 +60,7 @@ CREATE TABLE IF NOT EXISTS rooms (
 ";
 
 mod history;
-pub use history::StoredMessage;
+pub use history::{StoredMessage, SEARCH_BATCH};
 
 impl Store {
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
@@ -111,8 +111,20 @@ impl Store {
             .map_err(sql_err)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(sql_err)?;
-        conn.execute_batch(SCHEMA).map_err(sql_err)?;
-        conn.execute_batch(history::SCHEMA).map_err(sql_err)?;
+        // One transaction: a fresh data dir costs one fsync, not one per statement.
+        let schema = format!("BEGIN; {SCHEMA} {} COMMIT;", history::SCHEMA);
+        conn.execute_batch(&schema).map_err(sql_err)?;
+        let old_layout: bool = conn
+            .query_row(
+                "SELECT COUNT(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'messages'",
+                [],
+                |row| row.get(0),
+            )
+            .map_err(sql_err)?;
+        if old_layout {
+            let migrate = format!("BEGIN; {} COMMIT;", history::MIGRATE_FROM_TOPIC_KEYS);
+            conn.execute_batch(&migrate).map_err(sql_err)?;
+        }
         Ok(Self {
             conn,
             path,
