@@ -305,8 +305,13 @@ pub fn valid_record(change: &Change) -> Option<MessageRecord> {
         return None;
     };
     let record = MessageRecord::decode(value).ok()?;
-    (record.id.to_hex() == key.as_str() && record.author == change.actor_id().to_bytes())
-        .then_some(record)
+    // Compared as bytes: formatting the id as hex for every change of a catch-up shows up
+    // in profiles.
+    let mut key_id = [0u8; 16];
+    let key_matches = !key.bytes().any(|b| b.is_ascii_uppercase())
+        && hex::decode_to_slice(key.as_str(), &mut key_id).is_ok()
+        && key_id == record.id.0;
+    (key_matches && record.author == change.actor_id().to_bytes()).then_some(record)
 }
 
 /// The message in a raw change, if it holds a valid one (for tools and tests reading the wire).
