@@ -497,7 +497,10 @@ mod tests {
         drop(store);
         let mut store = Store::open(dir.path()).unwrap();
         assert_eq!(store.index_for_search(usize::MAX).unwrap(), 0);
-        assert_eq!(store.search_messages("room", "message", 10).unwrap().len(), 5);
+        assert_eq!(
+            store.search_messages("room", "message", 10).unwrap().len(),
+            5
+        );
     }
 
     #[test]
