@@ -116,18 +116,7 @@ impl Store {
             source,
         };
         let tx = self.conn.transaction().map_err(sql_err)?;
-        tx.execute(
-            "INSERT OR IGNORE INTO history_rooms (topic) VALUES (?1)",
-            params![room],
-        )
-        .map_err(sql_err)?;
-        let room_id: i64 = tx
-            .query_row(
-                "SELECT id FROM history_rooms WHERE topic = ?1",
-                params![room],
-                |row| row.get(0),
-            )
-            .map_err(sql_err)?;
+        let room_id = room_number(&tx, room).map_err(sql_err)?;
         let mut all_fresh = Vec::with_capacity(chunks.len());
         {
             let mut chunk_insert = tx
@@ -252,13 +241,7 @@ impl Store {
             source,
         };
         let tx = self.conn.transaction().map_err(sql_err)?;
-        let room_id: i64 = tx
-            .query_row(
-                "SELECT id FROM history_rooms WHERE topic = ?1",
-                params![room],
-                |row| row.get(0),
-            )
-            .map_err(sql_err)?;
+        let room_id = room_number(&tx, room).map_err(sql_err)?;
         tx.execute(
             "DELETE FROM shard_chunks WHERE room = ?1 AND shard = ?2",
             params![room_id, shard],
@@ -381,6 +364,19 @@ impl Store {
             .map(|n| n as u64)
             .map_err(self.sql_err())
     }
+}
+
+/// The number of the room with chat topic `topic`, given one on first use.
+fn room_number(tx: &rusqlite::Transaction, topic: &str) -> rusqlite::Result<i64> {
+    tx.execute(
+        "INSERT OR IGNORE INTO history_rooms (topic) VALUES (?1)",
+        params![topic],
+    )?;
+    tx.query_row(
+        "SELECT id FROM history_rooms WHERE topic = ?1",
+        params![topic],
+        |row| row.get(0),
+    )
 }
 
 /// Typed words as an FTS5 query: each word quoted (so `AND`, `*`, `"` and other syntax are
