@@ -226,6 +226,13 @@ pub enum Event {
         code: String,
         detail: String,
     },
+    /// This client fell behind and `missed` events were not delivered to it (the node never
+    /// waits for a slow client). Typing and presence are dropped quietly; anything that was
+    /// stored (messages) can be read back with `history`, so a client reloads the rooms it
+    /// shows when it gets this.
+    Lagged {
+        missed: u64,
+    },
 }
 
 impl Event {
