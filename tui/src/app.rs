@@ -11,13 +11,13 @@ use ratatui::layout::Rect;
 use crate::commands::{self, Submitted, UiCommand};
 use crate::input::InputLine;
 use crate::keys::Action;
+use crate::layout::{self, lines::entry_lines};
 use crate::people::People;
 use crate::replies::{HistoryReason, Replies, Request};
 use crate::style::{display_name, mentions, LocalTime};
 use crate::timeline::{
     ChatMessage, Entry, EntryBody, EntryKey, MessageKind, NoticeLevel, Timeline,
 };
-use crate::view;
 use crate::voice::{Ptt, PttAction};
 
 /// Messages loaded when a room is opened; scrolling to the top loads more, up to the node's
@@ -1053,8 +1053,8 @@ impl App {
 
     /// The message pane's inner size (columns, rows) at the current terminal size.
     pub fn pane_size(&self) -> (usize, usize) {
-        let areas = view::areas(self.size);
-        let inner = view::inner(areas.messages);
+        let areas = layout::areas(self.size);
+        let inner = layout::inner(areas.messages);
         (inner.width as usize, inner.height as usize)
     }
 
@@ -1065,7 +1065,7 @@ impl App {
             room.map_or(1, |room| {
                 let entries = room.timeline.entries();
                 let previous = i.checked_sub(1).map(|p| &entries[p]);
-                view::lines::entry_lines(&entries[i], previous, width, &self.clock).len()
+                entry_lines(&entries[i], previous, width, &self.clock).len()
             })
         }
     }

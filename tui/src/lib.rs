@@ -15,6 +15,8 @@
 //! - [`voice`]: the push-to-talk key's state machine and the [`voice::Voice`] seam.
 //! - [`view`]: drawing the app into a frame (sidebar, messages, people, input, status bar,
 //!   overlays); [`style`]: author colours, times, mention matching, text sanitising.
+//! - [`layout`]: the geometry the app and the view share: where each part of the screen goes
+//!   and how many lines an entry takes. The view reads the app; the app never reads the view.
 //! - [`terminal`]: raw mode and the alternate screen, restored on every exit and on panic.
 //! - [`run`]: the event loop joining node, terminal, timer and signals; [`saved_rooms`]: the
 //!   sidebar's room list across restarts.
@@ -24,6 +26,7 @@ pub mod audio;
 pub mod commands;
 pub mod input;
 pub mod keys;
+pub mod layout;
 pub mod people;
 pub mod replies;
 pub mod run;

@@ -9,8 +9,8 @@ use ratatui::text::Line;
 use ratatui::widgets::{Block, Paragraph};
 use ratatui::Frame;
 
-use super::lines::entry_lines;
 use crate::app::{App, Room};
+use crate::layout::lines::entry_lines;
 use crate::style::LocalTime;
 
 pub fn pane(frame: &mut Frame, area: Rect, app: &App, now: Instant) {

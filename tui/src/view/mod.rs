@@ -1,18 +1,6 @@
-//! Drawing: turns an [`App`] into a frame. Nothing here changes state.
-//!
-//! ```text
-//! ┌ Rooms ─┐┌ #ops · 3 peers · private ─┐┌ People ─┐
-//! │ sidebar ││ messages                  ││ people  │
-//! └─────────┘└───────────────────────────┘└─────────┘
-//! ┌ hint or room ─────────────────────────────────────┐
-//! │ > input                                           │
-//! └───────────────────────────────────────────────────┘
-//!  status bar                                  F1 help
-//! ```
-//! Narrow terminals lose the people list first (below 70 columns), then the sidebar (below
-//! 50).
+//! Drawing: turns an [`App`] into a frame. Nothing here changes state. Where each part goes
+//! and how tall an entry is come from [`crate::layout`], which the reducer shares.
 
-pub mod lines;
 mod messages;
 mod overlays;
 mod panels;
@@ -20,59 +8,13 @@ mod status;
 
 use std::time::Instant;
 
-use ratatui::layout::{Constraint, Layout, Margin, Rect};
 use ratatui::Frame;
 
 use crate::app::App;
-
-/// Where each part of the screen goes.
-#[derive(Clone, Copy, Debug)]
-pub struct Areas {
-    pub sidebar: Option<Rect>,
-    pub messages: Rect,
-    pub people: Option<Rect>,
-    pub input: Rect,
-    pub status: Rect,
-}
-
-pub fn areas(area: Rect) -> Areas {
-    let [main, input, status] = Layout::vertical([
-        Constraint::Min(3),
-        Constraint::Length(3),
-        Constraint::Length(1),
-    ])
-    .areas(area);
-    let (sidebar_width, people_width) = match area.width {
-        w if w >= 110 => (20, 26),
-        w if w >= 70 => (14, 18),
-        w if w >= 50 => (14, 0),
-        _ => (0, 0),
-    };
-    let [sidebar, messages, people] = Layout::horizontal([
-        Constraint::Length(sidebar_width),
-        Constraint::Min(10),
-        Constraint::Length(people_width),
-    ])
-    .areas(main);
-    Areas {
-        sidebar: (sidebar_width > 0).then_some(sidebar),
-        messages,
-        people: (people_width > 0).then_some(people),
-        input,
-        status,
-    }
-}
-
-/// A bordered block's inside.
-pub fn inner(area: Rect) -> Rect {
-    area.inner(Margin {
-        horizontal: 1,
-        vertical: 1,
-    })
-}
+use crate::layout;
 
 pub fn draw(frame: &mut Frame, app: &App, now: Instant) {
-    let areas = areas(frame.area());
+    let areas = layout::areas(frame.area());
     if let Some(sidebar) = areas.sidebar {
         panels::sidebar(frame, sidebar, app);
     }

@@ -9,9 +9,9 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
 use ratatui::Frame;
 
-use super::lines::entry_lines;
 use crate::app::{AlertBanner, App, Overlay, ALERT_FLASH_FOR};
 use crate::commands::COMMANDS;
+use crate::layout::lines::entry_lines;
 use crate::style::sanitize;
 
 pub fn overlay(frame: &mut Frame, screen: Rect, pane: Rect, overlay: &Overlay, app: &App) {
