@@ -239,6 +239,17 @@ impl App {
         Effect::Node(command)
     }
 
+    /// Ask for a room's newest `limit` stored messages; the answer is merged in place.
+    fn request_history(&mut self, room: String, limit: usize, reason: HistoryReason) -> Effect {
+        self.send(
+            Command::History {
+                room: room.clone(),
+                limit: Some(limit),
+            },
+            Some(Request::History { room, reason }),
+        )
+    }
+
     pub fn set_hint(&mut self, text: impl Into<String>, error: bool, now: Instant) {
         self.hint = Some(Hint {
             text: text.into(),
@@ -284,15 +295,10 @@ impl App {
                 });
                 let rooms: Vec<String> = self.rooms.iter().map(|r| r.name.clone()).collect();
                 for room in rooms {
-                    effects.push(self.send(
-                        Command::History {
-                            room: room.clone(),
-                            limit: Some(HISTORY_PAGE),
-                        },
-                        Some(Request::History {
-                            room: room.clone(),
-                            reason: HistoryReason::Startup,
-                        }),
+                    effects.push(self.request_history(
+                        room.clone(),
+                        HISTORY_PAGE,
+                        HistoryReason::Startup,
                     ));
                     if room != "lobby" {
                         effects.push(self.send(
@@ -377,15 +383,10 @@ impl App {
                 self.rooms[index].confirmed = true;
                 self.switch_to(index);
                 if fresh {
-                    effects.push(self.send(
-                        Command::History {
-                            room: room.clone(),
-                            limit: Some(HISTORY_PAGE),
-                        },
-                        Some(Request::History {
-                            room: room.clone(),
-                            reason: HistoryReason::Opened,
-                        }),
+                    effects.push(self.request_history(
+                        room.clone(),
+                        HISTORY_PAGE,
+                        HistoryReason::Opened,
                     ));
                     if self.rooms[index].private.is_none() {
                         effects.push(self.send(
@@ -519,6 +520,7 @@ impl App {
                     }
                 }
             }
+            Event::Lagged { missed } => effects.extend(self.on_lagged(missed, now)),
             Event::VoiceStart { room, from, name } => {
                 if let Some(room) = self.room_mut(&room) {
                     room.people.set_talking(&from, &name, true);
@@ -597,6 +599,40 @@ impl App {
         } else if mention && !in_view {
             effects.push(Effect::Bell);
         }
+    }
+
+    /// The node dropped `missed` events because we fell behind. Typing and presence go stale
+    /// soon anyway; messages are stored, so every room reloads its history, merged by id, so
+    /// nothing missed stays off the screen and nothing shown appears twice.
+    fn on_lagged(&mut self, missed: u64, now: Now) -> Vec<Effect> {
+        let missed = usize::try_from(missed).unwrap_or(usize::MAX);
+        let mut reload = Vec::new();
+        for room in &mut self.rooms {
+            // Its first history answer is still to come, and will hold what was missed.
+            if !room.confirmed {
+                continue;
+            }
+            // The newest `limit` messages must reach back past the oldest one shown: at most
+            // what is shown plus everything missed (every missed event may be a message here).
+            room.history_limit = room
+                .timeline
+                .len()
+                .saturating_add(missed)
+                .max(room.history_limit)
+                .min(HISTORY_MAX);
+            reload.push((room.name.clone(), room.history_limit));
+        }
+        let here = self.current;
+        self.notice(
+            here,
+            format!("fell behind the node ({missed} events missed): reloading history"),
+            NoticeLevel::Info,
+            now,
+        );
+        reload
+            .into_iter()
+            .map(|(room, limit)| self.request_history(room, limit, HistoryReason::Lagged))
+            .collect()
     }
 
     fn on_error(&mut self, answered: Option<Request>, code: &str, detail: &str, now: Now) {
@@ -1115,16 +1151,7 @@ impl App {
         }
         room.history_limit = (room.history_limit * 4).min(HISTORY_MAX);
         let (name, limit) = (room.name.clone(), room.history_limit);
-        Some(self.send(
-            Command::History {
-                room: name.clone(),
-                limit: Some(limit),
-            },
-            Some(Request::History {
-                room: name,
-                reason: HistoryReason::More,
-            }),
-        ))
+        Some(self.request_history(name, limit, HistoryReason::More))
     }
 
     // ----- time -----

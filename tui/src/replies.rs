@@ -22,6 +22,8 @@ pub enum HistoryReason {
     Opened,
     /// The user scrolled to the top of what was loaded.
     More,
+    /// The node said we fell behind: a room reloads what it shows.
+    Lagged,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
