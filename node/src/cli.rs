@@ -104,6 +104,7 @@ impl NodeArgs {
             voice_frame_ms: self.voice_frame_ms,
             voice_out: None,
             voice_drop_percent: voice_drop_from_env()?,
+            memory_transport: false,
         })
     }
 }

@@ -35,6 +35,10 @@ pub struct NodeConfig {
     /// Test hook: drop this percentage of received voice frames at random (environment
     /// variable `HARK_VOICE_DROP_PERCENT`), to test loss concealment.
     pub voice_drop_percent: u8,
+    /// In-process harnesses only (`hark-bench scale`): libp2p's memory transport instead of
+    /// TCP and QUIC, so that hundreds of nodes share one process without sockets. Listen
+    /// addresses are then `/memory/N`.
+    pub memory_transport: bool,
 }
 
 /// The platform's data dir for Hark (`~/.local/share/hark` on Linux).

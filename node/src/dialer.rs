@@ -69,6 +69,15 @@ impl Redialer {
         }
     }
 
+    /// When the next static peer is due for a dial, if any is.
+    pub fn next_due(&self) -> Option<Instant> {
+        self.peers
+            .values()
+            .filter(|p| !p.connected)
+            .filter_map(|p| p.next_dial)
+            .min()
+    }
+
     /// Peers to dial now. Each is returned once; the next chance comes from a failure or a drop.
     pub fn due(&mut self, now: Instant) -> Vec<(PeerId, Multiaddr)> {
         let mut due = Vec::new();

@@ -35,8 +35,10 @@
 
 pub mod api;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod dialer;
+pub mod engine;
 pub mod history;
 pub mod netkey;
 pub mod node;

@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use libp2p::core::transport::MemoryTransport;
 use libp2p::core::upgrade::Version;
 use libp2p::gossipsub::{
     self, MessageAuthenticity, PeerScoreParams, PeerScoreThresholds, TopicScoreParams,
@@ -129,14 +130,43 @@ fn behaviour(
     })
 }
 
-/// Build the swarm for `key`, with or without a network key and mDNS.
+/// Which transports a swarm runs.
+pub enum Transports {
+    /// TCP (+ QUIC without a network key; TCP wrapped in pnet with one).
+    Network(Option<PreSharedKey>),
+    /// libp2p's in-process memory transport (+ Noise + Yamux): harnesses that run many
+    /// nodes in one process.
+    Memory,
+}
+
+/// Build the swarm for `key` with the given transports, with or without mDNS.
 pub fn build(
     key: Keypair,
-    network_key: Option<PreSharedKey>,
+    transports: Transports,
     with_mdns: bool,
 ) -> Result<Swarm<Behaviour>, String> {
     let swarm_config =
         |c: libp2p::swarm::Config| c.with_idle_connection_timeout(Duration::from_secs(60));
+    let network_key = match transports {
+        Transports::Network(network_key) => network_key,
+        Transports::Memory => {
+            return Ok(SwarmBuilder::with_existing_identity(key)
+                .with_tokio()
+                .with_other_transport(
+                    |key| -> Result<_, Box<dyn std::error::Error + Send + Sync>> {
+                        Ok(MemoryTransport::default()
+                            .upgrade(Version::V1Lazy)
+                            .authenticate(noise::Config::new(key)?)
+                            .multiplex(yamux::Config::default()))
+                    },
+                )
+                .map_err(|e| format!("transport: {e}"))?
+                .with_behaviour(|key| behaviour(key, with_mdns))
+                .map_err(|e| format!("behaviour: {e}"))?
+                .with_swarm_config(swarm_config)
+                .build());
+        }
+    };
     let swarm = match network_key {
         Some(psk) => SwarmBuilder::with_existing_identity(key)
             .with_tokio()

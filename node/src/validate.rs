@@ -67,6 +67,14 @@ impl SeenIds {
     }
 
     /// Record `id`; false when it was already there.
+    pub fn len(&self) -> usize {
+        self.set.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.set.is_empty()
+    }
+
     pub fn insert(&mut self, id: MessageId) -> bool {
         if !self.set.insert(id) {
             return false;

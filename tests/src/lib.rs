@@ -10,6 +10,8 @@
 //!   replay of the inputs it found.
 //! - [`netns`]: network namespaces joined by a bridge, torn down on drop (for mDNS tests).
 //! - [`seed`]: fill a data dir with room history through the node library (benchmarks).
+//! - [`sim`]: a deterministic simulator of many engines on a virtual clock (`hark-bench sim`).
+//! - [`scale`]: many real nodes in this process over the memory transport (`hark-bench scale`).
 //!
 //! The tests themselves live in `tests/`; the benchmark binary is `src/bin/hark-bench.rs`.
 
@@ -17,7 +19,9 @@ pub mod bench_voice;
 pub mod netns;
 pub mod process;
 pub mod raw;
+pub mod scale;
 pub mod seed;
+pub mod sim;
 pub mod sync_fuzz;
 pub mod sync_peer;
 

@@ -46,7 +46,9 @@ impl SyncPeer {
         let (connected_tx, connected) = std_mpsc::channel();
         let key = keypair.clone();
         runtime.spawn(async move {
-            let mut swarm = hark_node::swarm::build(key, None, false).expect("a Hark swarm");
+            let mut swarm =
+                hark_node::swarm::build(key, hark_node::swarm::Transports::Network(None), false)
+                    .expect("a Hark swarm");
             let mut pending: Vec<(OutboundRequestId, std_mpsc::Sender<Outcome>)> = Vec::new();
             let answer = |pending: &mut Vec<(OutboundRequestId, std_mpsc::Sender<Outcome>)>,
                           id: OutboundRequestId,

@@ -43,8 +43,11 @@ pub fn accepted(records: &[MessageRecord], chat_topic: &str, straight_from: &[u8
                 .is_some_and(|key| verifies(record, key, chat_topic))
     };
     let to_check = records.iter().filter(|r| r.author != straight_from).count();
-    let threads = std::thread::available_parallelism().map_or(1, usize::from);
-    if to_check < PARALLEL_FROM || threads < 2 {
+    if to_check < PARALLEL_FROM {
+        return records.iter().map(check).collect();
+    }
+    let threads = cores();
+    if threads < 2 {
         return records.iter().map(check).collect();
     }
     let share = records.len().div_ceil(threads);
@@ -60,6 +63,13 @@ pub fn accepted(records: &[MessageRecord], chat_topic: &str, straight_from: &[u8
             .flat_map(|(part, slice)| part.join().unwrap_or_else(|_| vec![false; slice.len()]))
             .collect()
     })
+}
+
+/// Cores to check on, read once: asking the OS reads cgroup files, which cost more than a
+/// gossip message's whole handling when done for every one.
+fn cores() -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, usize::from))
 }
 
 fn verifies(record: &MessageRecord, key: &PublicKey, chat_topic: &str) -> bool {

@@ -210,6 +210,16 @@ impl RoomHistory {
         self.states.retain(|(p, _), _| p != peer);
     }
 
+    /// Automerge sync states held (one per peer and shard).
+    pub fn sync_state_count(&self) -> usize {
+        self.states.len()
+    }
+
+    /// Bytes of changes waiting for their dependencies, across shards.
+    pub fn waiting_bytes(&self) -> usize {
+        self.shards.values().map(Shard::queued_bytes).sum()
+    }
+
     /// Whether any shard holds changes waiting for dependencies.
     pub fn is_waiting(&self) -> bool {
         self.shards.values().any(Shard::is_waiting)

@@ -271,6 +271,30 @@ impl Store {
         Ok(out)
     }
 
+    /// The newest `limit` messages of a room that come before message `before` in (HLC, id)
+    /// order, oldest first: the next page back. An id the room does not hold gives nothing.
+    pub fn messages_before(
+        &self,
+        room: &str,
+        before: MessageId,
+        limit: usize,
+    ) -> Result<Vec<StoredMessage>, StoreError> {
+        let mut out = self.query_messages(
+            "SELECT m.id, m.hlc, m.author, m.name, m.kind, m.text
+             FROM message_index m, message_index b
+             WHERE b.room = (SELECT id FROM history_rooms WHERE topic = ?1) AND b.id = ?2
+               AND m.room = b.room AND (m.hlc, m.id) < (b.hlc, b.id)
+             ORDER BY m.hlc DESC, m.id DESC LIMIT ?3",
+            params![
+                room,
+                before.0.as_slice(),
+                limit.min(i64::MAX as usize) as i64
+            ],
+        )?;
+        out.reverse();
+        Ok(out)
+    }
+
     /// The newest `limit` messages of a room whose text holds every word of `words` (case and
     /// accents ignored, whole words or prefixes of them), oldest first.
     pub fn search_messages(

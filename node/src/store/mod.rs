@@ -60,7 +60,7 @@ CREATE TABLE IF NOT EXISTS rooms (
 ";
 
 mod history;
-pub use history::{StoredMessage, SEARCH_BATCH};
+pub use history::{ShardChunks, StoredMessage, SEARCH_BATCH};
 
 impl Store {
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {

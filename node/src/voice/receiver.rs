@@ -99,7 +99,7 @@ impl Receiver {
                     Some(message) => self.on_input(message).await,
                     None => break,
                 },
-                _ = tick.tick(), if !self.talkers.is_empty() => self.on_tick(crate::node::now_ms()).await,
+                _ = tick.tick(), if !self.talkers.is_empty() => self.on_tick(crate::clock::wall_ms()).await,
             }
         }
     }
@@ -112,7 +112,7 @@ impl Receiver {
                 name,
                 frame,
             } => {
-                self.on_frame(room, from, name, frame, crate::node::now_ms())
+                self.on_frame(room, from, name, frame, crate::clock::wall_ms())
                     .await
             }
             ReceiverInput::SetSink(sink) => self.sink = Some(sink),

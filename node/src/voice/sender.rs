@@ -60,7 +60,7 @@ fn talk(
         let frame = VoiceFrame {
             spurt,
             seq,
-            captured_ms: crate::node::now_ms(),
+            captured_ms: crate::clock::wall_ms(),
             frame_ms,
             last: captured != Captured::Frame,
             opus,

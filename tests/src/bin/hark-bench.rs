@@ -10,6 +10,8 @@
 //!   restarts with a link into the second: time until all six hold the same history.
 //! - voice: one talker, two listeners dropping 0, 5 and 10 % of frames: capture-to-playout
 //!   latency p50/p99, lost, recovered and concealed frames; codec CPU per talker.
+//! - scale: N real nodes in one process over the memory transport (`hark_tests::scale`), each
+//!   size in a child process of its own: delivery, latency, CPU per message, memory per node.
 //!
 //! Latency is measured as a bot sees it: from the moment the harness writes the `send` line to
 //! the sender's stdin until it reads the `message` line from a receiver's stdout, so it includes
@@ -17,13 +19,14 @@
 //!
 //! Usage: `hark-bench [fanout] [startup] [history] [convergence] [--sizes 10,50,200] [--rate 20]
 //! [--seconds 10] [--history-sizes 10000,100000] [--runs 3] [--group-messages 200]
-//! [--out target/bench]`; with no scenario named, all of them run. `HARK_NODE_BIN` picks the
+//! [--out target/bench] [scale --nodes 100,300,1000 --degree 8 --senders 4 --seed 1
+//! --data-root DIR]`; with no scenario named, all of them run. `HARK_NODE_BIN` picks the
 //! `hark-node` binary to measure (default: the one next to this binary).
 
 use std::collections::{HashMap, HashSet};
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -39,7 +42,8 @@ use serde_json::json;
 const USAGE: &str =
     "usage: hark-bench [fanout] [startup] [history] [convergence] [voice] [--sizes 10,50,200] \
 [--rate 20] [--seconds 10] [--history-sizes 10000,100000] [--runs 3] [--group-messages 200] \
-[--out target/bench]";
+[--out target/bench] [scale] [--nodes 100,300,1000] [--degree 8] [--senders 4] [--seed 1] \
+[--data-root DIR]";
 
 struct Options {
     fanout: bool,
@@ -47,6 +51,12 @@ struct Options {
     history: bool,
     convergence: bool,
     voice: bool,
+    scale: bool,
+    /// `scale-one`: one scale row in this process (what `scale` runs in a child per size).
+    scale_one: bool,
+    /// Options of the scale scenario; `--rate`/`--seconds` apply to it when given.
+    scale_opts: hark_tests::scale::ScaleOptions,
+    scale_nodes: Vec<usize>,
     sizes: Vec<usize>,
     rate: u32,
     seconds: u32,
@@ -71,6 +81,10 @@ fn parse_args() -> Result<Options> {
         history: false,
         convergence: false,
         voice: false,
+        scale: false,
+        scale_one: false,
+        scale_opts: hark_tests::scale::ScaleOptions::new(0),
+        scale_nodes: vec![100, 300, 1000],
         sizes: vec![10, 50, 200],
         rate: 20,
         seconds: 10,
@@ -87,21 +101,54 @@ fn parse_args() -> Result<Options> {
             "history" => opts.history = true,
             "convergence" => opts.convergence = true,
             "voice" => opts.voice = true,
+            "scale" => opts.scale = true,
+            "scale-one" => opts.scale_one = true,
+            "--nodes" => opts.scale_nodes = parse_list(args.next(), "--nodes")?,
+            "--degree" => {
+                opts.scale_opts.degree = args
+                    .next()
+                    .context("--degree needs a number")?
+                    .parse()
+                    .context("--degree")?
+            }
+            "--senders" => {
+                opts.scale_opts.senders = args
+                    .next()
+                    .context("--senders needs a number")?
+                    .parse()
+                    .context("--senders")?
+            }
+            "--seed" => {
+                opts.scale_opts.seed = args
+                    .next()
+                    .context("--seed needs a number")?
+                    .parse()
+                    .context("--seed")?
+            }
+            "--data-root" => {
+                opts.scale_opts.data_root = Some(PathBuf::from(
+                    args.next().context("--data-root needs a directory")?,
+                ))
+            }
             "--sizes" => opts.sizes = parse_list(args.next(), "--sizes")?,
             "--history-sizes" => opts.history_sizes = parse_list(args.next(), "--history-sizes")?,
             "--rate" => {
-                opts.rate = args
+                let rate: f64 = args
                     .next()
                     .context("--rate needs a number")?
                     .parse()
-                    .context("--rate")?
+                    .context("--rate")?;
+                opts.rate = rate.round().max(1.0) as u32;
+                opts.scale_opts.rate = rate;
             }
             "--seconds" => {
-                opts.seconds = args
+                let seconds: f64 = args
                     .next()
                     .context("--seconds needs a number")?
                     .parse()
-                    .context("--seconds")?
+                    .context("--seconds")?;
+                opts.seconds = seconds.round().max(1.0) as u32;
+                opts.scale_opts.seconds = seconds;
             }
             "--runs" => {
                 opts.runs = args
@@ -121,7 +168,15 @@ fn parse_args() -> Result<Options> {
             other => bail!("unknown argument {other:?}; {USAGE}"),
         }
     }
-    if !opts.fanout && !opts.startup && !opts.history && !opts.convergence && !opts.voice {
+    if !opts.fanout
+        && !opts.startup
+        && !opts.history
+        && !opts.convergence
+        && !opts.voice
+        && !opts.scale
+        && !opts.scale_one
+    {
+        opts.scale = true;
         opts.voice = true;
         opts.fanout = true;
         opts.startup = true;
@@ -168,7 +223,15 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run() -> Result<std::process::ExitCode> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("sim") {
+        hark_tests::sim::bench::run(&args[1..], Path::new("target/bench"))?;
+        return Ok(std::process::ExitCode::SUCCESS);
+    }
     let opts = parse_args()?;
+    if opts.scale_one {
+        return scale_one(&opts);
+    }
     // Benchmarks measure the node, not its debug logging.
     if std::env::var_os("HARK_TEST_LOG").is_none() {
         std::env::set_var("HARK_TEST_LOG", "warn");
@@ -418,6 +481,28 @@ fn run() -> Result<std::process::ExitCode> {
                 r["duplicates"]
             );
         }
+    }
+    if opts.scale {
+        let exe = std::env::current_exe()?;
+        let mut rows = Vec::new();
+        for &n in &opts.scale_nodes {
+            eprintln!("scale: {n} nodes in one process …");
+            let mut scale_opts = opts.scale_opts.clone();
+            scale_opts.nodes = n;
+            match hark_tests::scale::run_in_child(&exe, &scale_opts) {
+                Ok(row) => rows.push(row),
+                Err(e) => {
+                    eprintln!("  FAILED: {e:#}");
+                    failures.push(format!("scale {n} nodes: {e:#}"));
+                    rows.push(json!({"scenario": "scale", "nodes": n, "error": format!("{e:#}")}));
+                }
+            }
+        }
+        std::fs::write(
+            out_dir.join("scale.json"),
+            serde_json::to_string_pretty(&rows)?,
+        )?;
+        hark_tests::scale::print_table(&rows);
     }
     println!("\nresults written to {}/", out_dir.display());
     if !failures.is_empty() {
@@ -1199,4 +1284,26 @@ fn convergence(per_group: usize) -> Result<serde_json::Value> {
         "polls": polls,
         "messages_received_after_heal": arrivals,
     }))
+}
+
+/// `hark-bench scale-one --nodes N …`: one row of the scale scenario in this process, printed
+/// as one JSON line for the parent (`hark_tests::scale::run_in_child`).
+fn scale_one(opts: &Options) -> Result<std::process::ExitCode> {
+    let nodes = *opts
+        .scale_nodes
+        .first()
+        .context("scale-one needs --nodes N")?;
+    let mut scale_opts = opts.scale_opts.clone();
+    let defaults = hark_tests::scale::ScaleOptions::new(nodes);
+    scale_opts.nodes = nodes;
+    scale_opts.warmup_deadline = defaults.warmup_deadline;
+    let (row, code) = match hark_tests::scale::run(&scale_opts) {
+        Ok(row) => (row, std::process::ExitCode::SUCCESS),
+        Err(e) => (
+            json!({"scenario": "scale", "nodes": nodes, "error": format!("{e:#}")}),
+            std::process::ExitCode::FAILURE,
+        ),
+    };
+    println!("{}{row}", hark_tests::scale::RESULT_PREFIX);
+    Ok(code)
 }

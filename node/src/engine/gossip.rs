@@ -1,0 +1,128 @@
+//! A room's chat topic: what we publish on it, and the verdict on what arrives.
+
+use hark_proto::{seal, Body, Envelope, MessageId, Topic};
+use libp2p::gossipsub::{MessageAcceptance, MessageId as GossipId};
+use libp2p::PeerId;
+
+use super::{Engine, Output, Storage, MAX_NAMES};
+use crate::api::Event;
+use crate::validate::{self, Drop};
+
+impl<S: Storage> Engine<S> {
+    /// Seal and publish `body` in the room of `topic` under a fresh envelope id.
+    pub(super) fn publish(&mut self, topic: &Topic, body: Body) {
+        let id = MessageId::random(&mut self.rng);
+        self.publish_as(topic, id, body);
+    }
+
+    /// Seal and publish `body` under envelope id `id`. With no room peer reachable the swarm
+    /// sends nothing: typing and presence are ephemeral, and history reaches peers by sync.
+    pub(super) fn publish_as(&mut self, topic: &Topic, id: MessageId, body: Body) {
+        let Some(room) = self.rooms.get(topic).map(|r| r.room.clone()) else {
+            return;
+        };
+        let envelope = Envelope {
+            author: self.me.to_bytes(),
+            name: self.name.clone(),
+            id,
+            sent_at_ms: self.wall_ms(),
+            body,
+        };
+        let plain = match envelope.encode() {
+            Ok(plain) => plain,
+            Err(e) => {
+                self.emit(Event::error("too_long", e.to_string()));
+                return;
+            }
+        };
+        let data = seal::seal(&room.key, &room.chat_topic, &plain, &mut self.rng);
+        self.out.push(Output::Publish {
+            topic: room.chat_topic,
+            data,
+        });
+    }
+
+    pub(super) fn on_gossip(
+        &mut self,
+        id: GossipId,
+        from: PeerId,
+        source: Option<PeerId>,
+        topic: &str,
+        data: &[u8],
+    ) {
+        let Some(room) = self.book.by_topic(topic).cloned() else {
+            let acceptance = match self.book.by_voice_topic(topic).cloned() {
+                Some(room) => self.on_voice_gossip(&room, source, from, data),
+                None => MessageAcceptance::Ignore,
+            };
+            self.out.push(Output::Verdict {
+                id,
+                from,
+                acceptance,
+            });
+            return;
+        };
+        let source_bytes = source.map(|p| p.to_bytes());
+        let delivered = validate::check(&room, source_bytes.as_deref(), data, &mut self.seen)
+            .and_then(|envelope| self.deliver(&room.chat_topic, envelope, from));
+        let acceptance = match delivered {
+            Ok(()) => MessageAcceptance::Accept,
+            Err(drop) => {
+                self.count_drop(drop, from, room.name.as_str());
+                if drop.penalise() {
+                    MessageAcceptance::Reject
+                } else {
+                    MessageAcceptance::Ignore
+                }
+            }
+        };
+        self.out.push(Output::Verdict {
+            id,
+            from,
+            acceptance,
+        });
+    }
+
+    pub(super) fn count_drop(&mut self, drop: Drop, from: PeerId, room: &str) {
+        *self.drops.entry(drop).or_default() += 1;
+        if self.drop_warned.len() > 1_024 {
+            self.drop_warned.clear();
+        }
+        if self.drop_warned.insert((from, drop)) {
+            tracing::warn!(peer = %from, room, reason = drop.as_str(), "dropped a message (further drops of this kind from this peer are counted quietly)");
+        }
+    }
+
+    /// Act on a checked envelope. A history change that does not apply is the sender's fault
+    /// and comes back as a drop reason (gossipsub then penalises the sender).
+    fn deliver(&mut self, topic: &Topic, envelope: Envelope, from: PeerId) -> Result<(), Drop> {
+        let Ok(author) = PeerId::from_bytes(&envelope.author) else {
+            return Err(Drop::Malformed);
+        };
+        if self.names.len() >= MAX_NAMES && !self.names.contains_key(&author) {
+            self.names.clear();
+        }
+        self.names.insert(author, envelope.name.clone());
+        let Some(room_name) = self.rooms.get(topic).map(|r| r.room.name.to_string()) else {
+            return Ok(());
+        };
+        let (from_id, name) = (author.to_string(), envelope.name);
+        let event = match envelope.body {
+            Body::Change { shard, change } => {
+                return self.on_gossip_change(topic, shard, &change, &envelope.author, from);
+            }
+            Body::Typing => Event::Typing {
+                room: room_name,
+                from: from_id,
+                name,
+            },
+            Body::Presence => Event::Presence {
+                room: room_name,
+                from: from_id,
+                name,
+            },
+        };
+        self.emit(event);
+        Ok(())
+    }
+}

@@ -1,0 +1,396 @@
+//! History: sending messages as Automerge changes, applying changes that arrive by gossip,
+//! storing them through the [`Storage`] port, and reading history back.
+//!
+//! Every change is stored (one transaction) before it is reported `sent`, published, or shown
+//! as a `message`; a message is shown the first time its id enters the store's index, which
+//! makes "each id exactly once" hold across gossip, sync and restarts alike.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use hark_proto::{Body, MessageId, MessageKind, MessageRecord, Topic};
+use libp2p::PeerId;
+
+use super::{fail, CommandError, Engine, Storage, Timer};
+use crate::api::{Event, HistoryMessage};
+use crate::history::{authorship, Added, Applied, RoomHistory, Shard, ShardError};
+use crate::store::{StoredMessage, SEARCH_BATCH};
+use crate::validate::Drop;
+
+/// A shard stored as more chunks than this is compacted into one when it is loaded.
+const COMPACT_AFTER_CHUNKS: usize = 32;
+/// `history` answers with at most this many messages.
+pub const MAX_HISTORY_LIMIT: usize = 10_000;
+const DEFAULT_HISTORY_LIMIT: usize = 100;
+/// How long a change may wait for its dependencies by gossip before we sync for them.
+const DEPS_GRACE: Duration = Duration::from_millis(500);
+/// Search indexing runs this often while stored messages wait for it.
+const SEARCH_INDEX_EVERY: Duration = Duration::from_millis(100);
+
+impl<S: Storage> Engine<S> {
+    // ----- sending and reading -----
+
+    pub(super) fn send_message(
+        &mut self,
+        typed: &str,
+        kind: MessageKind,
+        text: String,
+    ) -> Result<(), CommandError> {
+        let topic = self.room_topic(typed)?;
+        if text.trim().is_empty() {
+            return Err(fail("bad_command", "text is empty"));
+        }
+        if text.len() > hark_proto::limits::MAX_TEXT_BYTES {
+            return Err(fail("too_long", "text is over the 16 KiB limit"));
+        }
+        let now = self.wall_ms();
+        let mut record = MessageRecord {
+            id: MessageId::random(&mut self.rng),
+            author: self.me.to_bytes(),
+            name: self.name.clone(),
+            hlc: self.clock.tick(now),
+            kind,
+            text,
+            signature: Vec::new(),
+        };
+        authorship::sign(&mut record, &self.identity, topic.as_str());
+        let added = self
+            .history(&topic)
+            .map_err(|e| fail("store_failed", e))?
+            .add_local(&record)
+            .map_err(|e| fail("history_failed", e.to_string()))?;
+        let (shard, change) = (added.shard, added.bytes.clone());
+        // Durable before anyone hears of it: `sent` means it survives kill -9.
+        self.persist(&topic, vec![added])
+            .map_err(|e| fail("store_failed", e))?;
+        let room = self.room_name(&topic);
+        self.emit(Event::Sent {
+            room,
+            id: record.id.to_hex(),
+        });
+        self.publish_as(&topic, record.id, Body::Change { shard, change });
+        Ok(())
+    }
+
+    pub(super) fn history_command(
+        &mut self,
+        typed: &str,
+        limit: Option<usize>,
+    ) -> Result<(), CommandError> {
+        let topic = self.room_topic(typed)?;
+        let limit = limit
+            .unwrap_or(DEFAULT_HISTORY_LIMIT)
+            .min(MAX_HISTORY_LIMIT);
+        let messages = self
+            .store
+            .messages(&topic, limit, None)
+            .map_err(|e| fail("store_failed", e))?
+            .into_iter()
+            .map(HistoryMessage::from)
+            .collect();
+        let room = self.room_name(&topic);
+        self.emit(Event::History { room, messages });
+        Ok(())
+    }
+
+    pub(super) fn search(
+        &mut self,
+        typed: &str,
+        text: String,
+        limit: Option<usize>,
+    ) -> Result<(), CommandError> {
+        let topic = self.room_topic(typed)?;
+        if text.trim().is_empty() {
+            return Err(fail("bad_command", "search needs some text"));
+        }
+        let limit = limit
+            .unwrap_or(DEFAULT_HISTORY_LIMIT)
+            .min(MAX_HISTORY_LIMIT);
+        let messages = self
+            .store
+            .search(&topic, &text, limit)
+            .map_err(|e| fail("store_failed", e))?
+            .into_iter()
+            .map(HistoryMessage::from)
+            .collect();
+        let room = self.room_name(&topic);
+        self.emit(Event::SearchResults {
+            room,
+            text,
+            messages,
+        });
+        Ok(())
+    }
+
+    pub(super) fn index_for_search(&mut self) {
+        if !self.search_backlog {
+            return;
+        }
+        match self.store.index_for_search(SEARCH_BATCH) {
+            Ok(indexed) => self.search_backlog = indexed == SEARCH_BATCH,
+            Err(e) => {
+                // A search indexes what is left before it answers; nothing is lost.
+                tracing::warn!("cannot index messages for search: {e}");
+                self.search_backlog = false;
+            }
+        }
+        if self.search_backlog {
+            self.set_timer(SEARCH_INDEX_EVERY, Timer::SearchIndex);
+        }
+    }
+
+    // ----- loading and storing -----
+
+    /// The room's history, loaded from the store on first use.
+    pub(super) fn history(&mut self, topic: &Topic) -> Result<&mut RoomHistory, String> {
+        let loaded = match self.rooms.get(topic) {
+            None => return Err("not in this room".to_owned()),
+            Some(room) if room.history.is_some() => None,
+            Some(_) => Some(self.load_history(topic)?),
+        };
+        let room = self
+            .rooms
+            .get_mut(topic)
+            .ok_or_else(|| "not in this room".to_owned())?;
+        if let Some(loaded) = loaded {
+            room.history = Some(loaded);
+        }
+        room.history
+            .as_mut()
+            .ok_or_else(|| "history not loaded".to_owned())
+    }
+
+    fn load_history(&mut self, topic: &Topic) -> Result<RoomHistory, String> {
+        let actor = self.me.to_bytes();
+        let room = self.room_name(topic);
+        let mut shards = BTreeMap::new();
+        for (shard, chunks) in self.store.history_chunks(topic)? {
+            match Shard::load(&actor, &chunks) {
+                Ok(doc) => {
+                    if chunks.len() > COMPACT_AFTER_CHUNKS {
+                        if let Err(e) = self.store.compact_shard(topic, shard, &doc.save()) {
+                            tracing::warn!(room, "cannot compact history: {e}");
+                        }
+                    }
+                    shards.insert(shard, doc);
+                }
+                // Kept in the store untouched; the shard starts empty in memory and is
+                // refilled by sync from peers.
+                Err(e) => tracing::error!(room, shard, "stored history shard does not load: {e}"),
+            }
+        }
+        tracing::debug!(room, shards = shards.len(), "history loaded");
+        Ok(RoomHistory::new(actor, shards))
+    }
+
+    /// `--relay`: load every room's history at start, so the first sync is answered at once.
+    pub(super) fn preload_histories(&mut self) {
+        let topics: Vec<Topic> = self.rooms.keys().cloned().collect();
+        for topic in topics {
+            if let Err(e) = self.history(&topic) {
+                tracing::warn!(room = self.room_name(&topic), "cannot load history: {e}");
+            }
+        }
+    }
+
+    /// Store what changes added and return the messages that are new to this node. On a store
+    /// failure the room's in-memory history is dropped, so memory never runs ahead of disk.
+    fn persist(&mut self, topic: &Topic, added: Vec<Added>) -> Result<Vec<StoredMessage>, String> {
+        // A catch-up brings thousands of messages from a handful of authors: base58 each once.
+        let mut authors: HashMap<Vec<u8>, Option<String>> = HashMap::new();
+        let chunks: Vec<(u32, Vec<u8>, Vec<StoredMessage>)> = added
+            .into_iter()
+            .map(|chunk| {
+                let messages = chunk
+                    .records
+                    .into_iter()
+                    .filter_map(|record| {
+                        let author = authors
+                            .entry(record.author)
+                            .or_insert_with_key(|bytes| {
+                                PeerId::from_bytes(bytes).ok().map(|p| p.to_string())
+                            })
+                            .clone()?;
+                        Some(StoredMessage {
+                            id: record.id,
+                            hlc: record.hlc,
+                            author,
+                            name: record.name,
+                            kind: record.kind,
+                            text: record.text,
+                        })
+                    })
+                    .collect();
+                (chunk.shard, chunk.bytes, messages)
+            })
+            .collect();
+        let batch: Vec<(u32, &[u8], &[StoredMessage])> = chunks
+            .iter()
+            .map(|(shard, bytes, messages)| (*shard, bytes.as_slice(), messages.as_slice()))
+            .collect();
+        match self.store.append_history(topic, &batch) {
+            Ok(fresh) => {
+                if fresh.iter().flatten().any(|new| *new) && !self.search_backlog {
+                    self.search_backlog = true;
+                    self.set_timer(SEARCH_INDEX_EVERY, Timer::SearchIndex);
+                }
+                Ok(chunks
+                    .into_iter()
+                    .zip(fresh)
+                    .flat_map(|((_, _, messages), fresh)| {
+                        messages
+                            .into_iter()
+                            .zip(fresh)
+                            .filter_map(|(m, new)| new.then_some(m))
+                    })
+                    .collect())
+            }
+            Err(e) => {
+                tracing::error!(room = self.room_name(topic), "cannot store history: {e}");
+                if let Some(room) = self.rooms.get_mut(topic) {
+                    room.history = None;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Store and announce everything a gossip change or sync message added (one transaction);
+    /// returns how many messages were new.
+    ///
+    /// `straight_from` is the peer the records came from over an authenticated channel (the
+    /// signed gossip source, the sync peer): its own records need no signature check, since
+    /// the transport already proved who sent them. Every other record must carry its author's
+    /// valid signature for this room, or it is never shown nor indexed (its change stays in the
+    /// document, where it harms nothing).
+    pub(super) fn take_in(
+        &mut self,
+        topic: &Topic,
+        mut added: Vec<Added>,
+        straight_from: &[u8],
+    ) -> usize {
+        let mut forged = 0usize;
+        for chunk in &mut added {
+            let verdicts = authorship::accepted(&chunk.records, topic.as_str(), straight_from);
+            forged += verdicts.iter().filter(|ok| !**ok).count();
+            let mut verdicts = verdicts.into_iter();
+            chunk.records.retain(|_| verdicts.next().unwrap_or(false));
+        }
+        let room = self.room_name(topic);
+        if forged > 0 {
+            tracing::warn!(
+                room,
+                forged,
+                "records without their author's valid signature were not shown"
+            );
+        }
+        if added.is_empty() {
+            return 0;
+        }
+        let Ok(fresh) = self.persist(topic, added) else {
+            return 0;
+        };
+        let count = fresh.len();
+        let now = self.wall_ms();
+        let me = self.me.to_string();
+        for message in fresh {
+            self.clock.observe(message.hlc, now);
+            if message.author != me {
+                self.emit(message_event(&room, message));
+            }
+        }
+        count
+    }
+
+    pub(super) fn on_gossip_change(
+        &mut self,
+        topic: &Topic,
+        shard: u32,
+        change: &[u8],
+        author: &[u8],
+        from: PeerId,
+    ) -> Result<(), Drop> {
+        let history = match self.history(topic) {
+            Ok(history) => history,
+            // Our store's problem, not the sender's: do not penalise it.
+            Err(_) => return Ok(()),
+        };
+        match history.apply_gossip(shard, change, author) {
+            Ok(Applied::New {
+                records,
+                bytes,
+                waiting,
+            }) => {
+                let added = Added {
+                    shard,
+                    records,
+                    bytes,
+                };
+                self.take_in(topic, vec![added], author);
+                if waiting {
+                    // Gossip often delivers the missing change a moment later; if it does not,
+                    // fetch it from the peer that sent this one.
+                    tracing::debug!(peer = %from, "change waits for its dependencies");
+                    if let Some(room) = self.rooms.get_mut(topic) {
+                        if room.deps_due.is_none() {
+                            room.deps_due = Some((self.now.at + DEPS_GRACE, from));
+                            self.set_timer(DEPS_GRACE, Timer::Dependencies(topic.clone()));
+                        }
+                    }
+                }
+                Ok(())
+            }
+            Ok(Applied::Known) => Ok(()),
+            Err(e) => {
+                tracing::debug!(room = self.room_name(topic), "bad history change: {e}");
+                self.forget_if_panicked(topic, &e);
+                Err(Drop::Malformed)
+            }
+        }
+    }
+
+    /// Automerge panicked on a room's document: drop the room's history from memory so that it
+    /// is reloaded from the store (the last state known to be sound) on next use.
+    pub(super) fn forget_if_panicked(&mut self, topic: &Topic, error: &ShardError) {
+        if *error != ShardError::Panicked {
+            return;
+        }
+        tracing::error!(
+            room = self.room_name(topic),
+            "Automerge failed on input from a peer; reloading the room's history"
+        );
+        if let Some(room) = self.rooms.get_mut(topic) {
+            room.history = None;
+            room.outbound.clear();
+            room.inbound.clear();
+        }
+    }
+
+    /// The topic of the joined room a user typed.
+    pub(super) fn room_topic(&self, typed: &str) -> Result<Topic, CommandError> {
+        self.book
+            .find(typed)
+            .map(|room| room.chat_topic.clone())
+            .ok_or_else(|| fail("not_joined", format!("not in a room named {typed:?}")))
+    }
+
+    /// The name of a joined room, for events and logs.
+    pub(super) fn room_name(&self, topic: &Topic) -> String {
+        self.rooms
+            .get(topic)
+            .map(|r| r.room.name.to_string())
+            .unwrap_or_default()
+    }
+}
+
+fn message_event(room: &str, message: StoredMessage) -> Event {
+    Event::Message {
+        room: room.to_owned(),
+        id: message.id.to_hex(),
+        from: message.author,
+        name: message.name,
+        ts: message.hlc.wall_ms(),
+        kind: message.kind.as_str().to_owned(),
+        text: message.text,
+    }
+}

@@ -1,0 +1,457 @@
+//! The engine: everything Hark itself decides, with no IO.
+//!
+//! [`Engine::handle`] takes one [`Input`] and the time, and returns what to do as
+//! [`Output`]s: publish, a gossip verdict, sync requests and responses, dials, subscriptions,
+//! client events, timers. The clock comes in as [`Now`]; randomness from a seeded RNG given at
+//! construction; durable state through the [`Storage`] port. The same engine runs in the node
+//! (driven by `node::driver`, which owns the swarm, SQLite and the client channel) and in the
+//! simulator (many engines, a virtual clock, a modelled network).
+//!
+//! State is one [`RoomState`] per room (by chat [`Topic`]) and one [`PeerState`] per connected
+//! peer; leaving a room or losing a peer drops one entry.
+//!
+//! The rules, by file:
+//! - `commands.rs`: the client's commands (send, join, leave, history, …).
+//! - `gossip.rs`: a message received on a room's chat topic: verdict, delivery.
+//! - `history.rs`: loading, storing and showing history (the [`Storage`] port).
+//! - `sync.rs`: `/hark/sync/1` sessions, both sides; anti-entropy, onward spread, dependencies.
+//! - `peers.rs`: connections, subscriptions, discovery, redial, presence.
+//! - `voice.rs`: voice frames in (checked, to playout) and out (sealed, published).
+
+mod commands;
+mod gossip;
+mod history;
+mod peers;
+mod room_state;
+pub mod storage;
+mod sync;
+pub mod timers;
+mod voice;
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use hark_proto::{HlcClock, Topic, VoiceFrame};
+use libp2p::gossipsub::{MessageAcceptance, MessageId as GossipId};
+use libp2p::identity::Keypair;
+use libp2p::{Multiaddr, PeerId};
+use rand::rngs::StdRng;
+
+use crate::api::{Command, Event};
+use crate::dialer::Redialer;
+use crate::rooms::{Room, RoomBook};
+use crate::sync::{SyncRequest, SyncResponse};
+use crate::validate::{Drop, SeenIds};
+use crate::voice::sender::Outgoing;
+
+pub use room_state::{PeerState, RoomState};
+pub use storage::{MemoryStore, Storage};
+pub use timers::{Timer, TimerQueue};
+pub use voice::frame_ms_supported;
+
+/// How many recent envelope ids are remembered to drop replays (≈ 2 MB).
+const SEEN_IDS: usize = 65_536;
+/// Names remembered for authors we hear (many may be behind relays).
+const MAX_NAMES: usize = 4_096;
+
+/// The time, as the engine sees it: a monotonic instant for timers, and the wall clock for
+/// message timestamps (HLC).
+#[derive(Clone, Copy, Debug)]
+pub struct Now {
+    pub at: Instant,
+    pub wall_ms: u64,
+}
+
+impl Now {
+    /// The real clocks.
+    pub fn system() -> Self {
+        Self {
+            at: Instant::now(),
+            wall_ms: crate::clock::wall_ms(),
+        }
+    }
+}
+
+/// What the engine is told.
+#[derive(Debug)]
+pub enum Input {
+    /// The node is listening and `ready` is out: dial static peers, start the timers.
+    Start,
+    Command(Command),
+    /// A connection to `peer` is up; `first` when it is the only one.
+    Connected {
+        peer: PeerId,
+        addr: Multiaddr,
+        first: bool,
+    },
+    /// A connection closed; `remaining` are still open.
+    Disconnected {
+        peer: PeerId,
+        addr: Multiaddr,
+        remaining: u32,
+    },
+    /// A dial of `peer` failed.
+    DialFailed {
+        peer: PeerId,
+    },
+    /// mDNS found peers.
+    Discovered(Vec<(PeerId, Multiaddr)>),
+    /// A peer subscribed to / unsubscribed from a gossipsub topic.
+    Subscribed {
+        peer: PeerId,
+        topic: String,
+    },
+    Unsubscribed {
+        peer: PeerId,
+        topic: String,
+    },
+    /// Gossipsub handed over a message for validation: `from` is the peer that forwarded it,
+    /// `source` the signed author.
+    Gossip {
+        id: GossipId,
+        from: PeerId,
+        source: Option<PeerId>,
+        topic: String,
+        data: Vec<u8>,
+    },
+    /// A sync request from `peer`; the answer goes out as [`Output::SyncResponse`] with `reply`.
+    SyncRequest {
+        peer: PeerId,
+        reply: u64,
+        request: SyncRequest,
+    },
+    /// The answer to our sync request to `peer` for the room `topic`.
+    SyncResponse {
+        peer: PeerId,
+        topic: Topic,
+        response: SyncResponse,
+    },
+    /// Our sync request to `peer` for `topic` failed (timeout, connection gone).
+    SyncFailed {
+        peer: PeerId,
+        topic: Topic,
+    },
+    /// A talk-spurt produced a frame, finished or failed.
+    VoiceOut(Outgoing),
+    Timer(Timer),
+}
+
+/// What the engine asks for, in the order it should happen.
+#[derive(Debug)]
+pub enum Output {
+    /// Publish sealed bytes on a gossipsub topic (signed by the swarm).
+    Publish {
+        topic: Topic,
+        data: Vec<u8>,
+    },
+    /// The verdict on a gossip message (gossipsub forwards, drops, or penalises).
+    Verdict {
+        id: GossipId,
+        from: PeerId,
+        acceptance: MessageAcceptance,
+    },
+    /// Send a sync request; its answer comes back as [`Input::SyncResponse`] for `topic`.
+    SyncRequest {
+        peer: PeerId,
+        topic: Topic,
+        request: SyncRequest,
+    },
+    SyncResponse {
+        reply: u64,
+        response: SyncResponse,
+    },
+    Dial {
+        peer: PeerId,
+        addr: Multiaddr,
+    },
+    Subscribe(Topic),
+    Unsubscribe(Topic),
+    /// An event for the client.
+    Event(Event),
+    /// Wake the engine with `timer` at `at`.
+    Timer {
+        at: Instant,
+        timer: Timer,
+    },
+    /// A checked voice frame for the playout task.
+    Play {
+        room: String,
+        from: PeerId,
+        name: String,
+        frame: VoiceFrame,
+    },
+    /// Play a WAV file into a room as one talk-spurt (a `voice` command).
+    TalkWav {
+        room: String,
+        wav: PathBuf,
+    },
+}
+
+/// What an engine is started with.
+pub struct EngineConfig {
+    pub identity: Keypair,
+    pub name: String,
+    /// Keeps every room's history loaded to answer sync at once (`--relay`).
+    pub relay: bool,
+    pub rooms: RoomBook,
+    pub static_peers: Vec<(PeerId, Multiaddr)>,
+    /// Test hook: shift the wall clock by this much.
+    pub clock_offset_ms: i64,
+    pub voice_frame_ms: u8,
+    /// Test hook: drop this share of received voice frames.
+    pub voice_drop_percent: u8,
+    /// The clock starts past this (the newest stored message).
+    pub newest_hlc: Option<hark_proto::Hlc>,
+}
+
+pub struct Engine<S> {
+    me: PeerId,
+    identity: Keypair,
+    name: String,
+    relay: bool,
+    store: S,
+    rng: StdRng,
+    clock: HlcClock,
+    clock_offset_ms: i64,
+    voice_frame_ms: u8,
+    voice_drop_percent: u8,
+    /// Name ↔ key ↔ topic of every joined room.
+    book: RoomBook,
+    rooms: HashMap<Topic, RoomState>,
+    peers: HashMap<PeerId, PeerState>,
+    /// Names of everyone heard, also through relays (voice, `peers`); bounded.
+    names: HashMap<PeerId, String>,
+    seen: SeenIds,
+    redial: Redialer,
+    /// mDNS peers we leave to dial us first, and when we dial them anyway.
+    mdns_waiting: HashMap<PeerId, (Multiaddr, Instant)>,
+    started: bool,
+    /// Stored messages may still wait to be indexed for search (done while idle).
+    search_backlog: bool,
+    drops: HashMap<Drop, u64>,
+    drop_warned: HashSet<(PeerId, Drop)>,
+    /// Outputs of the input being handled.
+    out: Vec<Output>,
+    now: Now,
+}
+
+impl<S: Storage> Engine<S> {
+    pub fn new(config: EngineConfig, store: S, rng: StdRng, now: Now) -> Self {
+        let me = config.identity.public().to_peer_id();
+        let mut clock = HlcClock::default();
+        if let Some(newest) = config.newest_hlc {
+            // Never stamp a new message below one we already hold, even if the wall clock
+            // stepped back while the node was down.
+            clock.observe(
+                newest,
+                now.wall_ms.saturating_add_signed(config.clock_offset_ms),
+            );
+        }
+        let mut redial = Redialer::default();
+        for (peer, addr) in config.static_peers {
+            redial.add(peer, addr, now.at);
+        }
+        let rooms = config
+            .rooms
+            .iter()
+            .map(|room| (room.chat_topic.clone(), RoomState::new(room.clone())))
+            .collect();
+        Self {
+            me,
+            identity: config.identity,
+            name: config.name,
+            relay: config.relay,
+            store,
+            rng,
+            clock,
+            clock_offset_ms: config.clock_offset_ms,
+            voice_frame_ms: config.voice_frame_ms,
+            voice_drop_percent: config.voice_drop_percent,
+            book: config.rooms,
+            rooms,
+            peers: HashMap::new(),
+            names: HashMap::new(),
+            seen: SeenIds::new(SEEN_IDS),
+            redial,
+            mdns_waiting: HashMap::new(),
+            started: false,
+            // A crash may have left some unindexed: look once.
+            search_backlog: true,
+            drops: HashMap::new(),
+            drop_warned: HashSet::new(),
+            out: Vec::new(),
+            now,
+        }
+    }
+
+    /// Handle one input at `now`; returns what to do, in order.
+    pub fn handle(&mut self, input: Input, now: Now) -> Vec<Output> {
+        self.now = now;
+        match input {
+            Input::Start => self.start(),
+            Input::Command(command) => self.on_command(command),
+            Input::Connected { peer, addr, first } => self.on_connected(peer, addr, first),
+            Input::Disconnected {
+                peer,
+                addr,
+                remaining,
+            } => self.on_disconnected(peer, addr, remaining),
+            Input::DialFailed { peer } => self.on_dial_failed(peer),
+            Input::Discovered(found) => self.on_discovered(found),
+            Input::Subscribed { peer, topic } => self.on_subscribed(peer, &topic),
+            Input::Unsubscribed { peer, topic } => self.on_unsubscribed(peer, &topic),
+            Input::Gossip {
+                id,
+                from,
+                source,
+                topic,
+                data,
+            } => self.on_gossip(id, from, source, &topic, &data),
+            Input::SyncRequest {
+                peer,
+                reply,
+                request,
+            } => {
+                let response = self.answer_sync(peer, request);
+                self.out.push(Output::SyncResponse { reply, response });
+            }
+            Input::SyncResponse {
+                peer,
+                topic,
+                response,
+            } => self.on_sync_response(peer, &topic, response),
+            Input::SyncFailed { peer, topic } => self.on_sync_failed(peer, &topic),
+            Input::VoiceOut(out) => self.on_voice_out(out),
+            Input::Timer(timer) => self.on_timer(timer),
+        }
+        std::mem::take(&mut self.out)
+    }
+
+    pub fn peer_id(&self) -> PeerId {
+        self.me
+    }
+
+    /// The joined room a user typed (`ops`, `#ops`).
+    pub fn find_room(&self, typed: &str) -> Option<&Room> {
+        self.book.find(typed)
+    }
+
+    pub fn rooms(&self) -> impl Iterator<Item = &Room> {
+        self.book.iter()
+    }
+
+    /// Gossip messages dropped, by reason.
+    pub fn drops(&self) -> &HashMap<Drop, u64> {
+        &self.drops
+    }
+
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// Give back the store (a simulated crash keeps it for the restart).
+    pub fn into_store(self) -> S {
+        self.store
+    }
+
+    /// How much the engine holds, for soak tests: entries in its bounded tables.
+    pub fn footprint(&self) -> Footprint {
+        Footprint {
+            rooms: self.rooms.len(),
+            peers: self.peers.len(),
+            names: self.names.len(),
+            seen_ids: self.seen.len(),
+            sessions: self.rooms.values().map(RoomState::session_count).sum(),
+            sync_states: self
+                .rooms
+                .values()
+                .filter_map(|r| r.history.as_ref())
+                .map(crate::history::RoomHistory::sync_state_count)
+                .sum(),
+            waiting_bytes: self
+                .rooms
+                .values()
+                .filter_map(|r| r.history.as_ref())
+                .map(crate::history::RoomHistory::waiting_bytes)
+                .sum(),
+            mdns_waiting: self.mdns_waiting.len(),
+        }
+    }
+
+    // ----- helpers for the rule files -----
+
+    fn emit(&mut self, event: Event) {
+        self.out.push(Output::Event(event));
+    }
+
+    fn set_timer(&mut self, after: Duration, timer: Timer) {
+        self.out.push(Output::Timer {
+            at: self.now.at + after,
+            timer,
+        });
+    }
+
+    /// The wall clock as this node sees it (shifted by the test hook's offset).
+    fn wall_ms(&self) -> u64 {
+        self.now.wall_ms.saturating_add_signed(self.clock_offset_ms)
+    }
+
+    fn on_timer(&mut self, timer: Timer) {
+        match timer {
+            Timer::Redial => self.redial_due(),
+            Timer::MdnsFallback(peer) => self.mdns_fallback(peer),
+            Timer::Presence(topic) => self.presence_due(&topic),
+            Timer::Dependencies(topic) => self.check_waiting(&topic),
+            Timer::Spread(topic) => self.spread_due(&topic),
+            Timer::AntiEntropy => self.anti_entropy(),
+            Timer::SessionTimeout(topic, peer) => self.session_timeout(&topic, peer),
+            Timer::SearchIndex => self.index_for_search(),
+        }
+    }
+
+    fn start(&mut self) {
+        if self.started {
+            return;
+        }
+        self.started = true;
+        if self.relay {
+            self.preload_histories();
+        }
+        self.set_timer(crate::sync::ANTI_ENTROPY_INTERVAL, Timer::AntiEntropy);
+        let topics: Vec<Topic> = self.rooms.keys().cloned().collect();
+        for topic in topics {
+            self.schedule_presence(&topic, peers::PRESENCE_INTERVAL);
+        }
+        self.redial_due();
+        if self.search_backlog {
+            self.set_timer(Duration::ZERO, Timer::SearchIndex);
+        }
+    }
+}
+
+/// Sizes of an engine's bounded tables (soak tests check that they stay flat).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Footprint {
+    pub rooms: usize,
+    pub peers: usize,
+    pub names: usize,
+    pub seen_ids: usize,
+    pub sessions: usize,
+    pub sync_states: usize,
+    pub waiting_bytes: usize,
+    pub mdns_waiting: usize,
+}
+
+/// A command that could not be carried out; the client gets it as an `error` event.
+struct CommandError {
+    code: &'static str,
+    detail: String,
+}
+
+fn fail(code: &'static str, detail: impl Into<String>) -> CommandError {
+    CommandError {
+        code,
+        detail: detail.into(),
+    }
+}

@@ -1,0 +1,183 @@
+//! Peers: connections, gossipsub subscriptions, mDNS discovery, redial of static peers, and
+//! presence announcements in rooms.
+
+use std::time::Duration;
+
+use hark_proto::{Body, Topic};
+use libp2p::{Multiaddr, PeerId};
+
+use super::{Engine, Output, Storage, Timer};
+use crate::api::Event;
+
+/// Presence is re-announced this often, and soon after a peer joins one of our rooms.
+pub(super) const PRESENCE_INTERVAL: Duration = Duration::from_secs(60);
+pub(super) const PRESENCE_SOON: Duration = Duration::from_millis(500);
+/// mDNS: only the peer with the smaller id dials, so a pair ends up with one connection;
+/// the other dials after this grace period if still unconnected.
+const MDNS_DIAL_GRACE: Duration = Duration::from_secs(2);
+
+impl<S: Storage> Engine<S> {
+    pub(super) fn on_connected(&mut self, peer: PeerId, addr: Multiaddr, first: bool) {
+        self.redial.on_connected(&peer);
+        self.mdns_waiting.remove(&peer);
+        self.peers.entry(peer).or_default().addrs.push(addr);
+        if first {
+            tracing::info!(%peer, "peer connected");
+            self.emit(Event::PeerConnected {
+                peer_id: peer.to_string(),
+            });
+        }
+    }
+
+    pub(super) fn on_disconnected(&mut self, peer: PeerId, addr: Multiaddr, remaining: u32) {
+        if remaining > 0 {
+            if let Some(state) = self.peers.get_mut(&peer) {
+                if let Some(pos) = state.addrs.iter().position(|a| *a == addr) {
+                    state.addrs.remove(pos);
+                }
+            }
+            return;
+        }
+        self.peers.remove(&peer);
+        self.names.remove(&peer);
+        for room in self.rooms.values_mut() {
+            room.forget_peer(&peer);
+        }
+        self.redial.on_disconnected(&peer, self.now.at);
+        self.schedule_redial();
+        tracing::info!(%peer, "peer disconnected");
+        self.emit(Event::PeerDisconnected {
+            peer_id: peer.to_string(),
+        });
+    }
+
+    pub(super) fn on_dial_failed(&mut self, peer: PeerId) {
+        self.redial.on_dial_failed(&peer, self.now.at);
+        self.schedule_redial();
+    }
+
+    pub(super) fn on_discovered(&mut self, found: Vec<(PeerId, Multiaddr)>) {
+        for (peer, addr) in found {
+            if peer == self.me || self.peers.contains_key(&peer) {
+                continue;
+            }
+            if self.me < peer {
+                self.out.push(Output::Dial { peer, addr });
+            } else if !self.mdns_waiting.contains_key(&peer) {
+                self.mdns_waiting
+                    .insert(peer, (addr, self.now.at + MDNS_DIAL_GRACE));
+                self.set_timer(MDNS_DIAL_GRACE, Timer::MdnsFallback(peer));
+            }
+        }
+    }
+
+    pub(super) fn mdns_fallback(&mut self, peer: PeerId) {
+        let Some((_, at)) = self.mdns_waiting.get(&peer) else {
+            return;
+        };
+        if *at > self.now.at {
+            return;
+        }
+        if let Some((addr, _)) = self.mdns_waiting.remove(&peer) {
+            if !self.peers.contains_key(&peer) {
+                self.out.push(Output::Dial { peer, addr });
+            }
+        }
+    }
+
+    pub(super) fn redial_due(&mut self) {
+        if !self.started {
+            return;
+        }
+        for (peer, addr) in self.redial.due(self.now.at) {
+            self.out.push(Output::Dial { peer, addr });
+        }
+        self.schedule_redial();
+    }
+
+    fn schedule_redial(&mut self) {
+        if let Some(at) = self.redial.next_due() {
+            self.out.push(Output::Timer {
+                at: at.max(self.now.at),
+                timer: Timer::Redial,
+            });
+        }
+    }
+
+    pub(super) fn on_subscribed(&mut self, peer: PeerId, topic: &str) {
+        let Some(state) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        state.topics.insert(topic.to_owned());
+        let Some(topic) = self.book.by_topic(topic).map(|r| r.chat_topic.clone()) else {
+            return;
+        };
+        tracing::debug!(%peer, "peer joined a room of ours");
+        // One session per pair: the peer with the smaller id starts it (it is two-way, so
+        // both sides catch up). Messages written while alone go out here.
+        if self.me < peer {
+            self.start_sync(peer, &topic);
+        }
+        self.schedule_presence(&topic, PRESENCE_SOON);
+    }
+
+    pub(super) fn on_unsubscribed(&mut self, peer: PeerId, topic: &str) {
+        if let Some(state) = self.peers.get_mut(&peer) {
+            state.topics.remove(topic);
+        }
+    }
+
+    /// The room's peers, as their subscriptions tell, in a stable order.
+    pub(super) fn room_peers(&self, topic: &Topic) -> Vec<PeerId> {
+        let mut peers: Vec<PeerId> = self
+            .peers
+            .iter()
+            .filter(|(_, state)| state.in_room(topic))
+            .map(|(peer, _)| *peer)
+            .collect();
+        // Hash maps iterate in a random order; the simulator needs the same run every time.
+        peers.sort();
+        peers
+    }
+
+    /// Announce ourselves in `topic` within `after` (earlier than planned, never later).
+    pub(super) fn schedule_presence(&mut self, topic: &Topic, after: Duration) {
+        let at = self.now.at + after;
+        let Some(room) = self.rooms.get_mut(topic) else {
+            return;
+        };
+        if room.presence_at.is_some_and(|planned| planned <= at) {
+            return;
+        }
+        room.presence_at = Some(at);
+        self.set_timer(after, Timer::Presence(topic.clone()));
+    }
+
+    pub(super) fn presence_due(&mut self, topic: &Topic) {
+        let Some(room) = self.rooms.get_mut(topic) else {
+            return;
+        };
+        if room.presence_at.is_none_or(|at| at > self.now.at) {
+            return;
+        }
+        room.presence_at = None;
+        self.publish(topic, Body::Presence);
+        self.schedule_presence(topic, PRESENCE_INTERVAL);
+    }
+
+    pub(super) fn peer_list(&self) -> Vec<crate::api::PeerInfo> {
+        let mut peers: Vec<crate::api::PeerInfo> = self
+            .peers
+            .iter()
+            .map(|(peer, state)| crate::api::PeerInfo {
+                peer_id: peer.to_string(),
+                name: self.names.get(peer).cloned().unwrap_or_default(),
+                addrs: state.addrs.iter().map(ToString::to_string).collect(),
+                // Only gossipsub knows scores: the driver fills them in.
+                score: 0.0,
+            })
+            .collect();
+        peers.sort_by(|a, b| a.peer_id.cmp(&b.peer_id));
+        peers
+    }
+}

@@ -1,0 +1,232 @@
+//! The engine's one port to durable state: what it reads and writes of rooms and history.
+//!
+//! The engine calls it synchronously on purpose: "stored before `sent`" and "a message is shown
+//! the first time its id enters the index" are rules of the engine, and both need the store's
+//! answer before the next step. The node's driver plugs in SQLite ([`Store`]); engine tests and
+//! the simulator plug in [`MemoryStore`], which a simulated node keeps across a crash.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use hark_proto::{MessageId, RoomName, Topic};
+
+use crate::store::{ShardChunks, Store, StoredMessage, StoredRoom};
+
+/// A chunk to append: a shard, its Automerge bytes (may be empty) and the messages they hold.
+pub type Chunk<'a> = (u32, &'a [u8], &'a [StoredMessage]);
+
+/// Durable state as the engine needs it. Errors are one-line reasons.
+pub trait Storage {
+    fn save_room(&mut self, room: &StoredRoom, now_ms: u64) -> Result<(), String>;
+    fn forget_room(&mut self, name: &RoomName) -> Result<(), String>;
+    /// A room's stored shards, each as its chunks in write order.
+    fn history_chunks(&mut self, room: &Topic) -> Result<Vec<ShardChunks>, String>;
+    /// Replace a shard's chunks with one saved document.
+    fn compact_shard(&mut self, room: &Topic, shard: u32, saved: &[u8]) -> Result<(), String>;
+    /// Append chunks and index their messages, all or nothing. Returns, per chunk and message,
+    /// whether the message was new to the index.
+    fn append_history(&mut self, room: &Topic, chunks: &[Chunk]) -> Result<Vec<Vec<bool>>, String>;
+    /// The newest `limit` messages before `before` (all when `None`), oldest first.
+    fn messages(
+        &mut self,
+        room: &Topic,
+        limit: usize,
+        before: Option<MessageId>,
+    ) -> Result<Vec<StoredMessage>, String>;
+    fn search(
+        &mut self,
+        room: &Topic,
+        text: &str,
+        limit: usize,
+    ) -> Result<Vec<StoredMessage>, String>;
+    /// Index up to `limit` stored messages for search; returns how many were indexed.
+    fn index_for_search(&mut self, limit: usize) -> Result<usize, String>;
+}
+
+impl Storage for Store {
+    fn save_room(&mut self, room: &StoredRoom, now_ms: u64) -> Result<(), String> {
+        Store::save_room(self, room, now_ms).map_err(|e| e.to_string())
+    }
+
+    fn forget_room(&mut self, name: &RoomName) -> Result<(), String> {
+        Store::forget_room(self, name).map_err(|e| e.to_string())
+    }
+
+    fn history_chunks(&mut self, room: &Topic) -> Result<Vec<ShardChunks>, String> {
+        Store::history_chunks(self, room.as_str()).map_err(|e| e.to_string())
+    }
+
+    fn compact_shard(&mut self, room: &Topic, shard: u32, saved: &[u8]) -> Result<(), String> {
+        Store::compact_shard(self, room.as_str(), shard, saved).map_err(|e| e.to_string())
+    }
+
+    fn append_history(&mut self, room: &Topic, chunks: &[Chunk]) -> Result<Vec<Vec<bool>>, String> {
+        self.append_history_batch(room.as_str(), chunks)
+            .map_err(|e| e.to_string())
+    }
+
+    fn messages(
+        &mut self,
+        room: &Topic,
+        limit: usize,
+        before: Option<MessageId>,
+    ) -> Result<Vec<StoredMessage>, String> {
+        match before {
+            None => self.recent_messages(room.as_str(), limit),
+            Some(id) => self.messages_before(room.as_str(), id, limit),
+        }
+        .map_err(|e| e.to_string())
+    }
+
+    fn search(
+        &mut self,
+        room: &Topic,
+        text: &str,
+        limit: usize,
+    ) -> Result<Vec<StoredMessage>, String> {
+        self.search_messages(room.as_str(), text, limit)
+            .map_err(|e| e.to_string())
+    }
+
+    fn index_for_search(&mut self, limit: usize) -> Result<usize, String> {
+        Store::index_for_search(self, limit).map_err(|e| e.to_string())
+    }
+}
+
+/// Everything in memory: for engine tests and the simulator. Cloning it is a crash: the clone
+/// is what a restarted node finds on its disk.
+#[derive(Clone, Default)]
+pub struct MemoryStore {
+    rooms: BTreeMap<String, StoredRoom>,
+    chunks: HashMap<Topic, BTreeMap<u32, Vec<Vec<u8>>>>,
+    index: HashMap<Topic, RoomIndex>,
+    /// Fails every write from now on (a full disk), for tests.
+    pub failing: bool,
+}
+
+#[derive(Clone, Default)]
+struct RoomIndex {
+    ids: HashSet<MessageId>,
+    messages: Vec<StoredMessage>,
+}
+
+impl MemoryStore {
+    /// The rooms a restarted node would find.
+    pub fn rooms(&self) -> Vec<StoredRoom> {
+        self.rooms.values().cloned().collect()
+    }
+
+    /// Every indexed message of a room in (HLC, id) order.
+    pub fn all_messages(&self, room: &Topic) -> Vec<StoredMessage> {
+        let mut all = self
+            .index
+            .get(room)
+            .map(|i| i.messages.clone())
+            .unwrap_or_default();
+        all.sort_by_key(|m| (m.hlc, m.id));
+        all
+    }
+
+    pub fn message_count(&self, room: &Topic) -> usize {
+        self.index.get(room).map_or(0, |i| i.ids.len())
+    }
+
+    fn check_writable(&self) -> Result<(), String> {
+        if self.failing {
+            Err("disk full (test)".to_owned())
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl Storage for MemoryStore {
+    fn save_room(&mut self, room: &StoredRoom, _now_ms: u64) -> Result<(), String> {
+        self.check_writable()?;
+        self.rooms.insert(room.name.to_string(), room.clone());
+        Ok(())
+    }
+
+    fn forget_room(&mut self, name: &RoomName) -> Result<(), String> {
+        self.check_writable()?;
+        self.rooms.remove(name.as_str());
+        Ok(())
+    }
+
+    fn history_chunks(&mut self, room: &Topic) -> Result<Vec<ShardChunks>, String> {
+        Ok(self
+            .chunks
+            .get(room)
+            .map(|shards| shards.iter().map(|(s, c)| (*s, c.clone())).collect())
+            .unwrap_or_default())
+    }
+
+    fn compact_shard(&mut self, room: &Topic, shard: u32, saved: &[u8]) -> Result<(), String> {
+        self.check_writable()?;
+        self.chunks
+            .entry(room.clone())
+            .or_default()
+            .insert(shard, vec![saved.to_vec()]);
+        Ok(())
+    }
+
+    fn append_history(&mut self, room: &Topic, chunks: &[Chunk]) -> Result<Vec<Vec<bool>>, String> {
+        self.check_writable()?;
+        let shards = self.chunks.entry(room.clone()).or_default();
+        let index = self.index.entry(room.clone()).or_default();
+        let mut fresh = Vec::with_capacity(chunks.len());
+        for (shard, bytes, messages) in chunks {
+            if !bytes.is_empty() {
+                shards.entry(*shard).or_default().push(bytes.to_vec());
+            }
+            fresh.push(
+                messages
+                    .iter()
+                    .map(|m| {
+                        let new = index.ids.insert(m.id);
+                        if new {
+                            index.messages.push(m.clone());
+                        }
+                        new
+                    })
+                    .collect(),
+            );
+        }
+        Ok(fresh)
+    }
+
+    fn messages(
+        &mut self,
+        room: &Topic,
+        limit: usize,
+        before: Option<MessageId>,
+    ) -> Result<Vec<StoredMessage>, String> {
+        let all = self.all_messages(room);
+        let end = match before {
+            None => all.len(),
+            Some(id) => all.iter().position(|m| m.id == id).unwrap_or(0),
+        };
+        Ok(all[end.saturating_sub(limit)..end].to_vec())
+    }
+
+    fn search(
+        &mut self,
+        room: &Topic,
+        text: &str,
+        limit: usize,
+    ) -> Result<Vec<StoredMessage>, String> {
+        let words: Vec<String> = text.split_whitespace().map(str::to_lowercase).collect();
+        let found: Vec<StoredMessage> = self
+            .all_messages(room)
+            .into_iter()
+            .filter(|m| {
+                let text = m.text.to_lowercase();
+                words.iter().all(|w| text.contains(w.as_str()))
+            })
+            .collect();
+        Ok(found[found.len().saturating_sub(limit)..].to_vec())
+    }
+
+    fn index_for_search(&mut self, _limit: usize) -> Result<usize, String> {
+        Ok(0)
+    }
+}

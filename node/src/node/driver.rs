@@ -1,0 +1,558 @@
+//! The driver: the thin IO loop around the [`Engine`]. It owns the libp2p swarm, the client's
+//! channels, the voice threads and the timers; it turns what happens into [`Input`]s and
+//! carries out the engine's [`Output`]s. It decides nothing about Hark itself.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use hark_proto::Topic;
+use libp2p::core::transport::ListenerId;
+use libp2p::gossipsub::{self, IdentTopic, PublishError};
+use libp2p::multiaddr::Protocol;
+use libp2p::pnet::PreSharedKey;
+use libp2p::request_response::{self, Message as RrMessage, OutboundRequestId, ResponseChannel};
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
+use libp2p::swarm::{DialError, ListenError, SwarmEvent};
+use libp2p::{mdns, Multiaddr, PeerId, Swarm};
+use tokio::sync::mpsc;
+
+use super::events::EventSink;
+use super::READY_SETTLE;
+use crate::api::{Command, Event};
+use crate::engine::{Engine, Input, Now, Output, TimerQueue};
+use crate::netkey::explain_failure;
+use crate::store::Store;
+use crate::swarm::{self, Behaviour, BehaviourEvent};
+use crate::sync::{SyncRequest, SyncResponse};
+use crate::voice::receiver::ReceiverInput;
+use crate::voice::sender::{self, Outgoing};
+use crate::voice::{AudioSink, AudioSource};
+
+/// The same connection failure is logged at most this often.
+const FAILURE_LOG_INTERVAL: Duration = Duration::from_secs(30);
+/// A `lagged` notice that found no room is retried this often.
+const LAG_RETRY: Duration = Duration::from_millis(50);
+
+/// Requests from an embedding client that cannot travel as JSON (devices, not files).
+pub enum Control {
+    /// Talk in a room from this source until it says the spurt is over.
+    Talk {
+        room: String,
+        source: Box<dyn AudioSource>,
+    },
+    /// Play received voice here.
+    SetSink(Box<dyn AudioSink>),
+    /// Stop (or resume) playing one peer's voice.
+    Mute { peer: PeerId, muted: bool },
+}
+
+/// What a driver is made of.
+pub struct Parts {
+    pub swarm: Swarm<Behaviour>,
+    pub engine: Engine<Store>,
+    pub events: mpsc::Sender<Event>,
+    pub listeners: HashSet<ListenerId>,
+    pub network_key: Option<PreSharedKey>,
+    pub name: String,
+    pub voice_frame_ms: u8,
+    pub voice_out: Option<PathBuf>,
+}
+
+pub struct Driver {
+    swarm: Swarm<Behaviour>,
+    engine: Engine<Store>,
+    timers: TimerQueue,
+    events: EventSink,
+    /// Events raised before `ready`, which must come first.
+    before_ready: Vec<Event>,
+    listeners_pending: HashSet<ListenerId>,
+    listen_addrs: Vec<Multiaddr>,
+    ready: bool,
+    /// When `ready` is due, once every listener has reported an address.
+    ready_at: Option<tokio::time::Instant>,
+    name: String,
+    network_key: Option<PreSharedKey>,
+    failure_logged: HashMap<String, Instant>,
+    /// Our sync requests in flight: which session each answers.
+    requests: HashMap<OutboundRequestId, (PeerId, Topic)>,
+    /// Peers' sync requests waiting for the engine's answer.
+    replies: HashMap<u64, ResponseChannel<SyncResponse>>,
+    next_reply: u64,
+    voice_frame_ms: u8,
+    /// Talk-spurt threads send their frames here.
+    voice_out_tx: mpsc::Sender<Outgoing>,
+    voice_out_rx: mpsc::Receiver<Outgoing>,
+    /// The playout task.
+    playout: mpsc::Sender<ReceiverInput>,
+    /// Voice frames dropped because the playout task was behind.
+    playout_overloaded: u64,
+}
+
+impl Driver {
+    pub fn new(parts: Parts) -> Self {
+        let (voice_out_tx, voice_out_rx) = mpsc::channel(256);
+        let playout = crate::voice::receiver::spawn(parts.voice_out, parts.events.clone());
+        let mut driver = Self {
+            swarm: parts.swarm,
+            engine: parts.engine,
+            timers: TimerQueue::default(),
+            events: EventSink::new(parts.events),
+            before_ready: Vec::new(),
+            listeners_pending: parts.listeners,
+            listen_addrs: Vec::new(),
+            ready: false,
+            ready_at: None,
+            name: parts.name,
+            network_key: parts.network_key,
+            failure_logged: HashMap::new(),
+            requests: HashMap::new(),
+            replies: HashMap::new(),
+            next_reply: 0,
+            voice_frame_ms: parts.voice_frame_ms,
+            voice_out_tx,
+            voice_out_rx,
+            playout,
+            playout_overloaded: 0,
+        };
+        let topics: Vec<Topic> = driver
+            .engine
+            .rooms()
+            .flat_map(|room| [room.chat_topic.clone(), room.voice_topic.clone()])
+            .collect();
+        for topic in topics {
+            driver.subscribe(&topic);
+        }
+        driver
+    }
+
+    pub async fn run(
+        mut self,
+        mut commands: mpsc::Receiver<Command>,
+        mut control: mpsc::Receiver<Control>,
+    ) {
+        loop {
+            let next_timer = self.timers.next_at().map(tokio::time::Instant::from_std);
+            tokio::select! {
+                event = self.swarm.select_next_some() => self.on_swarm_event(event),
+                command = commands.recv() => match command {
+                    Some(Command::Quit) | None => break,
+                    Some(command) => self.handle(Input::Command(command)),
+                },
+                Some(out) = self.voice_out_rx.recv() => self.handle(Input::VoiceOut(out)),
+                Some(request) = control.recv() => self.on_control(request).await,
+                _ = tokio::time::sleep_until(next_timer.unwrap_or_else(tokio::time::Instant::now)),
+                    if next_timer.is_some() => self.fire_timers(),
+                _ = tokio::time::sleep_until(self.ready_at.unwrap_or_else(tokio::time::Instant::now)),
+                    if self.ready_at.is_some() && !self.ready => self.send_ready(),
+                _ = tokio::time::sleep(LAG_RETRY), if self.events.lagging() => {
+                    self.events.flush_lag();
+                }
+            }
+        }
+        tracing::info!(
+            drops = ?self.engine.drops(),
+            playout_overloaded = self.playout_overloaded,
+            "node stopped"
+        );
+    }
+
+    /// Give the engine one input and carry out what it asks, including the inputs that doing
+    /// so produces (a dial that cannot start).
+    fn handle(&mut self, input: Input) {
+        let mut inputs = VecDeque::from([input]);
+        while let Some(input) = inputs.pop_front() {
+            for output in self.engine.handle(input, Now::system()) {
+                if let Some(next) = self.carry_out(output) {
+                    inputs.push_back(next);
+                }
+            }
+        }
+    }
+
+    fn fire_timers(&mut self) {
+        let now = Instant::now();
+        while let Some(timer) = self.timers.pop_due(now) {
+            self.handle(Input::Timer(timer));
+        }
+    }
+
+    fn carry_out(&mut self, output: Output) -> Option<Input> {
+        match output {
+            Output::Publish { topic, data } => self.publish(&topic, data),
+            Output::Verdict {
+                id,
+                from,
+                acceptance,
+            } => {
+                self.swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .report_message_validation_result(&id, &from, acceptance);
+            }
+            Output::SyncRequest {
+                peer,
+                topic,
+                request,
+            } => {
+                let id = self.swarm.behaviour_mut().sync.send_request(&peer, request);
+                self.requests.insert(id, (peer, topic));
+            }
+            Output::SyncResponse { reply, response } => {
+                let sent = self.replies.remove(&reply).map(|channel| {
+                    self.swarm
+                        .behaviour_mut()
+                        .sync
+                        .send_response(channel, response)
+                });
+                if !matches!(sent, Some(Ok(()))) {
+                    tracing::debug!("sync response not sent: connection gone");
+                }
+            }
+            Output::Dial { peer, addr } => return self.dial(peer, addr),
+            Output::Subscribe(topic) => self.subscribe(&topic),
+            Output::Unsubscribe(topic) => {
+                let topic = IdentTopic::new(topic.as_str());
+                self.swarm.behaviour_mut().gossipsub.unsubscribe(&topic);
+            }
+            Output::Event(event) => self.emit(event),
+            Output::Timer { at, timer } => self.timers.set(at, timer),
+            Output::Play {
+                room,
+                from,
+                name,
+                frame,
+            } => {
+                let input = ReceiverInput::Frame {
+                    room,
+                    from,
+                    name,
+                    frame,
+                };
+                // A full playout queue means the receiver is far behind: drop, never block.
+                if self.playout.try_send(input).is_err() {
+                    self.playout_overloaded += 1;
+                }
+            }
+            Output::TalkWav { room, wav } => {
+                sender::spawn_wav(room, wav, self.voice_frame_ms, self.voice_out_tx.clone());
+            }
+        }
+        None
+    }
+
+    fn emit(&mut self, event: Event) {
+        let event = match event {
+            // Only gossipsub knows its scores.
+            Event::Peers { mut peers } => {
+                let gossipsub = &self.swarm.behaviour().gossipsub;
+                for peer in &mut peers {
+                    if let Ok(id) = peer.peer_id.parse::<PeerId>() {
+                        peer.score = gossipsub.peer_score(&id).unwrap_or(0.0);
+                    }
+                }
+                Event::Peers { peers }
+            }
+            event => event,
+        };
+        if self.ready {
+            self.events.send(event);
+        } else {
+            self.before_ready.push(event);
+        }
+    }
+
+    fn publish(&mut self, topic: &Topic, data: Vec<u8>) {
+        let gossip_topic = IdentTopic::new(topic.as_str());
+        match self
+            .swarm
+            .behaviour_mut()
+            .gossipsub
+            .publish(gossip_topic, data)
+        {
+            Ok(_) | Err(PublishError::NoPeersSubscribedToTopic) | Err(PublishError::Duplicate) => {}
+            Err(e) => {
+                tracing::warn!(%topic, "cannot publish: {e}");
+                let chat = self.engine.rooms().any(|room| room.chat_topic == *topic);
+                if chat {
+                    self.emit(Event::error("publish_failed", format!("cannot send: {e}")));
+                }
+            }
+        }
+    }
+
+    fn subscribe(&mut self, topic: &Topic) {
+        let topic = IdentTopic::new(topic.as_str());
+        let gossipsub = &mut self.swarm.behaviour_mut().gossipsub;
+        if let Err(e) = gossipsub.subscribe(&topic) {
+            tracing::warn!("cannot subscribe: {e}");
+        }
+        if let Err(e) = gossipsub.set_topic_params(topic, swarm::topic_score_params()) {
+            tracing::warn!("cannot set topic score parameters: {e}");
+        }
+    }
+
+    fn dial(&mut self, peer: PeerId, addr: Multiaddr) -> Option<Input> {
+        let opts = DialOpts::peer_id(peer)
+            .addresses(vec![addr])
+            .condition(PeerCondition::DisconnectedAndNotDialing)
+            .build();
+        match self.swarm.dial(opts) {
+            Ok(()) | Err(DialError::DialPeerConditionFalse(_)) => None,
+            Err(e) => {
+                tracing::debug!(%peer, "dial not started: {e}");
+                Some(Input::DialFailed { peer })
+            }
+        }
+    }
+
+    async fn on_control(&mut self, control: Control) {
+        match control {
+            Control::Talk { room, source } => match self.engine.find_room(&room) {
+                Some(room) => sender::spawn(
+                    room.name.to_string(),
+                    source,
+                    self.voice_frame_ms,
+                    self.voice_out_tx.clone(),
+                ),
+                None => self.emit(Event::error(
+                    "not_joined",
+                    format!("not in a room named {room:?}"),
+                )),
+            },
+            Control::SetSink(sink) => {
+                let _ = self.playout.send(ReceiverInput::SetSink(sink)).await;
+            }
+            Control::Mute { peer, muted } => {
+                let _ = self.playout.send(ReceiverInput::Mute { peer, muted }).await;
+            }
+        }
+    }
+
+    // ----- ready -----
+
+    /// Every listener has an address: `ready` goes out after a short quiet spell, so that a
+    /// wildcard listener's other interface addresses (reported one by one) are in it too.
+    fn maybe_ready(&mut self) {
+        if self.ready || !self.listeners_pending.is_empty() {
+            return;
+        }
+        self.ready_at = Some(tokio::time::Instant::now() + READY_SETTLE);
+    }
+
+    fn send_ready(&mut self) {
+        self.ready = true;
+        let peer = self.engine.peer_id();
+        let listen = self
+            .listen_addrs
+            .iter()
+            .map(|a| a.clone().with(Protocol::P2p(peer)).to_string())
+            .collect();
+        tracing::info!(peer_id = %peer, "ready");
+        self.events.send(Event::Ready {
+            peer_id: peer.to_string(),
+            name: self.name.clone(),
+            listen,
+        });
+        for event in std::mem::take(&mut self.before_ready) {
+            self.events.send(event);
+        }
+        // Static peers are dialled only now, so their events follow `ready`.
+        self.handle(Input::Start);
+    }
+
+    // ----- swarm events -----
+
+    fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        match event {
+            SwarmEvent::NewListenAddr {
+                listener_id,
+                address,
+            } => {
+                tracing::info!(%address, "listening");
+                self.listen_addrs.push(address);
+                self.listeners_pending.remove(&listener_id);
+                if let Some(at) = self.ready_at.as_mut() {
+                    *at = tokio::time::Instant::now() + READY_SETTLE;
+                }
+                self.maybe_ready();
+            }
+            SwarmEvent::ListenerClosed {
+                listener_id,
+                addresses,
+                reason,
+            } => {
+                tracing::warn!(?addresses, ?reason, "listener closed");
+                self.listeners_pending.remove(&listener_id);
+                self.maybe_ready();
+            }
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                endpoint,
+                num_established,
+                ..
+            } => self.handle(Input::Connected {
+                peer: peer_id,
+                addr: endpoint.get_remote_address().clone(),
+                first: num_established.get() == 1,
+            }),
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                endpoint,
+                num_established,
+                ..
+            } => {
+                if num_established == 0 {
+                    self.requests.retain(|_, (peer, _)| *peer != peer_id);
+                }
+                self.handle(Input::Disconnected {
+                    peer: peer_id,
+                    addr: endpoint.get_remote_address().clone(),
+                    remaining: num_established,
+                });
+            }
+            SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
+                self.log_dial_error(peer_id, &error);
+                if let Some(peer) = peer_id {
+                    self.handle(Input::DialFailed { peer });
+                }
+            }
+            SwarmEvent::IncomingConnectionError {
+                send_back_addr,
+                error,
+                ..
+            } => self.log_listen_error(&send_back_addr, &error),
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(event)) => self.on_gossip(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Sync(event)) => self.on_sync_event(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(found))) => {
+                self.handle(Input::Discovered(found));
+            }
+            _ => {}
+        }
+    }
+
+    fn on_gossip(&mut self, event: gossipsub::Event) {
+        let input = match event {
+            gossipsub::Event::Message {
+                propagation_source,
+                message_id,
+                message,
+            } => Input::Gossip {
+                id: message_id,
+                from: propagation_source,
+                source: message.source,
+                topic: message.topic.into_string(),
+                data: message.data,
+            },
+            gossipsub::Event::Subscribed { peer_id, topic } => Input::Subscribed {
+                peer: peer_id,
+                topic: topic.into_string(),
+            },
+            gossipsub::Event::Unsubscribed { peer_id, topic } => Input::Unsubscribed {
+                peer: peer_id,
+                topic: topic.into_string(),
+            },
+            _ => return,
+        };
+        self.handle(input);
+    }
+
+    fn on_sync_event(&mut self, event: request_response::Event<SyncRequest, SyncResponse>) {
+        match event {
+            request_response::Event::Message { peer, message, .. } => match message {
+                RrMessage::Request {
+                    request, channel, ..
+                } => {
+                    let reply = self.next_reply;
+                    self.next_reply += 1;
+                    self.replies.insert(reply, channel);
+                    self.handle(Input::SyncRequest {
+                        peer,
+                        reply,
+                        request,
+                    });
+                    // The engine answers at once; a request it could not answer is not kept.
+                    self.replies.remove(&reply);
+                }
+                RrMessage::Response {
+                    request_id,
+                    response,
+                } => {
+                    if let Some((peer, topic)) = self.requests.remove(&request_id) {
+                        self.handle(Input::SyncResponse {
+                            peer,
+                            topic,
+                            response,
+                        });
+                    }
+                }
+            },
+            request_response::Event::OutboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            } => {
+                tracing::debug!(%peer, "sync request failed: {error}");
+                if let Some((peer, topic)) = self.requests.remove(&request_id) {
+                    self.handle(Input::SyncFailed { peer, topic });
+                }
+            }
+            request_response::Event::InboundFailure { peer, error, .. } => {
+                tracing::debug!(%peer, "sync request not answered: {error}");
+            }
+            request_response::Event::ResponseSent { .. } => {}
+        }
+    }
+
+    // ----- connection failures, in plain words -----
+
+    fn should_log_failure(&mut self, key: String) -> bool {
+        let now = Instant::now();
+        if self
+            .failure_logged
+            .get(&key)
+            .is_some_and(|at| now.duration_since(*at) < FAILURE_LOG_INTERVAL)
+        {
+            return false;
+        }
+        if self.failure_logged.len() > 1_024 {
+            self.failure_logged.clear();
+        }
+        self.failure_logged.insert(key, now);
+        true
+    }
+
+    fn log_dial_error(&mut self, peer: Option<PeerId>, error: &DialError) {
+        match error {
+            DialError::Transport(attempts) => {
+                for (addr, error) in attempts {
+                    if self.should_log_failure(format!("out {addr}")) {
+                        let why = explain_failure(error, self.network_key.as_ref());
+                        tracing::warn!("cannot connect to {addr}: {why}");
+                    }
+                }
+            }
+            DialError::WrongPeerId { obtained, .. } => {
+                tracing::warn!(
+                    "dialled {peer:?} but reached {obtained}: check the /p2p/ part of --peer"
+                );
+            }
+            other => tracing::debug!(?peer, "dial failed: {other}"),
+        }
+    }
+
+    fn log_listen_error(&mut self, from: &Multiaddr, error: &ListenError) {
+        if !self.should_log_failure(format!("in {from}")) {
+            return;
+        }
+        match error {
+            ListenError::Transport(error) => {
+                let why = explain_failure(error, self.network_key.as_ref());
+                tracing::warn!("connection from {from} failed: {why}");
+            }
+            other => tracing::debug!("incoming connection from {from} failed: {other}"),
+        }
+    }
+}
