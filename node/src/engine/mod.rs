@@ -455,3 +455,6 @@ fn fail(code: &'static str, detail: impl Into<String>) -> CommandError {
         detail: detail.into(),
     }
 }
+
+#[cfg(test)]
+mod tests;

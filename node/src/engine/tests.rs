@@ -1,0 +1,415 @@
+//! The engine's rules, without sockets: engines wired to each other by hand, time passed in.
+
+use std::time::{Duration, Instant};
+
+use hark_proto::{RoomName, Topic};
+use libp2p::gossipsub::{MessageAcceptance, MessageId as GossipId};
+use libp2p::identity::Keypair;
+use libp2p::{Multiaddr, PeerId};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+
+use super::*;
+use crate::api::{Command, Event};
+use crate::rooms::{Room, RoomBook};
+
+fn lobby() -> Room {
+    Room::public(RoomName::parse("lobby").unwrap())
+}
+
+struct Clock {
+    base: Instant,
+    ms: u64,
+}
+
+impl Clock {
+    fn now(&self) -> Now {
+        Now {
+            at: self.base + Duration::from_millis(self.ms),
+            wall_ms: 1_796_083_200_000 + self.ms,
+        }
+    }
+}
+
+fn engine(seed: u8, clock: &Clock) -> Engine<MemoryStore> {
+    let identity = Keypair::ed25519_from_bytes([seed; 32]).unwrap();
+    let mut rooms = RoomBook::default();
+    rooms.insert(lobby()).unwrap();
+    let mut engine = Engine::new(
+        EngineConfig {
+            identity,
+            name: format!("n{seed}"),
+            relay: false,
+            rooms,
+            static_peers: Vec::new(),
+            clock_offset_ms: 0,
+            voice_frame_ms: 20,
+            voice_drop_percent: 0,
+            newest_hlc: None,
+        },
+        MemoryStore::default(),
+        StdRng::seed_from_u64(seed as u64),
+        clock.now(),
+    );
+    engine.handle(Input::Start, clock.now());
+    engine
+}
+
+fn send(engine: &mut Engine<MemoryStore>, clock: &Clock, text: &str) -> Vec<Output> {
+    engine.handle(
+        Input::Command(Command::Send {
+            room: "lobby".into(),
+            text: text.into(),
+        }),
+        clock.now(),
+    )
+}
+
+fn events(outputs: &[Output]) -> Vec<&Event> {
+    outputs
+        .iter()
+        .filter_map(|o| match o {
+            Output::Event(e) => Some(e),
+            _ => None,
+        })
+        .collect()
+}
+
+fn published(outputs: &[Output]) -> Vec<(Topic, Vec<u8>)> {
+    outputs
+        .iter()
+        .filter_map(|o| match o {
+            Output::Publish { topic, data } => Some((topic.clone(), data.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn gossip(from: PeerId, topic: &Topic, data: Vec<u8>, n: u8) -> Input {
+    Input::Gossip {
+        id: GossipId::new(&[n]),
+        from,
+        source: Some(from),
+        topic: topic.as_str().to_owned(),
+        data,
+    }
+}
+
+fn verdict(outputs: &[Output]) -> Option<MessageAcceptance> {
+    outputs.iter().find_map(|o| match o {
+        Output::Verdict { acceptance, .. } => Some(acceptance.clone()),
+        _ => None,
+    })
+}
+
+fn connect(
+    a: &mut Engine<MemoryStore>,
+    b: &mut Engine<MemoryStore>,
+    clock: &Clock,
+) -> Vec<(bool, Output)> {
+    let addr: Multiaddr = "/memory/1".parse().unwrap();
+    let topic = lobby().chat_topic.as_str().to_owned();
+    let mut out = Vec::new();
+    for (x, y, x_is_a) in [(&mut *a, b.peer_id(), true)] {
+        out.extend(
+            x.handle(
+                Input::Connected {
+                    peer: y,
+                    addr: addr.clone(),
+                    first: true,
+                },
+                clock.now(),
+            )
+            .into_iter()
+            .map(|o| (x_is_a, o)),
+        );
+        out.extend(
+            x.handle(
+                Input::Subscribed {
+                    peer: y,
+                    topic: topic.clone(),
+                },
+                clock.now(),
+            )
+            .into_iter()
+            .map(|o| (x_is_a, o)),
+        );
+    }
+    let a_peer = a.peer_id();
+    out.extend(
+        b.handle(
+            Input::Connected {
+                peer: a_peer,
+                addr,
+                first: true,
+            },
+            clock.now(),
+        )
+        .into_iter()
+        .map(|o| (false, o)),
+    );
+    out.extend(
+        b.handle(
+            Input::Subscribed {
+                peer: a_peer,
+                topic,
+            },
+            clock.now(),
+        )
+        .into_iter()
+        .map(|o| (false, o)),
+    );
+    out
+}
+
+/// Carry sync requests and responses between two engines until none is left; returns every
+/// output that was not sync traffic, tagged with whether `a` produced it.
+fn settle(
+    a: &mut Engine<MemoryStore>,
+    b: &mut Engine<MemoryStore>,
+    clock: &Clock,
+    mut pending: Vec<(bool, Output)>,
+) -> Vec<(bool, Output)> {
+    let mut rest = Vec::new();
+    for _ in 0..1_000 {
+        let Some((from_a, output)) = pending.pop() else {
+            return rest;
+        };
+        let (me, other) = if from_a {
+            (&mut *a, &mut *b)
+        } else {
+            (&mut *b, &mut *a)
+        };
+        match output {
+            Output::SyncRequest { topic, request, .. } => {
+                let answer = other.handle(
+                    Input::SyncRequest {
+                        peer: me.peer_id(),
+                        reply: 0,
+                        request,
+                    },
+                    clock.now(),
+                );
+                for o in answer {
+                    match o {
+                        Output::SyncResponse { response, .. } => {
+                            let back = me.handle(
+                                Input::SyncResponse {
+                                    peer: other.peer_id(),
+                                    topic: topic.clone(),
+                                    response,
+                                },
+                                clock.now(),
+                            );
+                            pending.extend(back.into_iter().map(|o| (from_a, o)));
+                        }
+                        o => pending.push((!from_a, o)),
+                    }
+                }
+            }
+            o => rest.push((from_a, o)),
+        }
+    }
+    panic!("sync did not settle");
+}
+
+#[test]
+fn a_message_is_stored_before_it_is_reported_sent_and_then_published() {
+    let clock = Clock {
+        base: Instant::now(),
+        ms: 0,
+    };
+    let mut a = engine(1, &clock);
+    let out = send(&mut a, &clock, "hello");
+    let sent = out
+        .iter()
+        .position(|o| matches!(o, Output::Event(Event::Sent { .. })))
+        .expect("sent");
+    let publish = out
+        .iter()
+        .position(|o| matches!(o, Output::Publish { .. }))
+        .expect("publish");
+    assert!(sent < publish, "sent, then published");
+    assert_eq!(
+        a.store().message_count(&lobby().chat_topic),
+        1,
+        "stored by then"
+    );
+
+    let out = send(&mut a, &clock, "   ");
+    assert!(matches!(events(&out)[..], [Event::Error { code, .. }] if code == "bad_command"));
+    let out = a.handle(
+        Input::Command(Command::Send {
+            room: "nowhere".into(),
+            text: "x".into(),
+        }),
+        clock.now(),
+    );
+    assert!(matches!(events(&out)[..], [Event::Error { code, .. }] if code == "not_joined"));
+}
+
+#[test]
+fn a_full_disk_refuses_the_send_and_reports_nothing_as_sent() {
+    let clock = Clock {
+        base: Instant::now(),
+        ms: 0,
+    };
+    let identity = Keypair::ed25519_from_bytes([9; 32]).unwrap();
+    let mut rooms = RoomBook::default();
+    rooms.insert(lobby()).unwrap();
+    let mut store = MemoryStore::default();
+    store.failing = true;
+    let mut a = Engine::new(
+        EngineConfig {
+            identity,
+            name: "a".into(),
+            relay: false,
+            rooms,
+            static_peers: vec![],
+            clock_offset_ms: 0,
+            voice_frame_ms: 20,
+            voice_drop_percent: 0,
+            newest_hlc: None,
+        },
+        store,
+        StdRng::seed_from_u64(1),
+        clock.now(),
+    );
+    let out = send(&mut a, &clock, "hello");
+    assert!(published(&out).is_empty());
+    assert!(matches!(events(&out)[..], [Event::Error { code, .. }] if code == "store_failed"));
+}
+
+#[test]
+fn gossip_is_shown_once_and_a_replay_or_a_forged_author_is_rejected() {
+    let clock = Clock {
+        base: Instant::now(),
+        ms: 0,
+    };
+    let mut a = engine(1, &clock);
+    let mut b = engine(2, &clock);
+    let mut c = engine(3, &clock);
+    let (topic, data) = published(&send(&mut a, &clock, "hello"))[0].clone();
+
+    let out = b.handle(gossip(a.peer_id(), &topic, data.clone(), 1), clock.now());
+    assert_eq!(verdict(&out), Some(MessageAcceptance::Accept));
+    assert!(matches!(events(&out)[..], [Event::Message { text, .. }] if text == "hello"));
+
+    let out = b.handle(gossip(a.peer_id(), &topic, data.clone(), 2), clock.now());
+    assert_eq!(verdict(&out), Some(MessageAcceptance::Reject), "a replay");
+    assert!(events(&out).is_empty());
+
+    // c passes a's envelope off as its own: the signed source is not the author.
+    let out = c.handle(gossip(b.peer_id(), &topic, data, 3), clock.now());
+    assert_eq!(verdict(&out), Some(MessageAcceptance::Reject));
+    assert!(events(&out).is_empty());
+    assert_eq!(c.drops().values().sum::<u64>(), 1);
+}
+
+#[test]
+fn peers_that_meet_sync_what_they_wrote_alone_and_both_report_it() {
+    let clock = Clock {
+        base: Instant::now(),
+        ms: 0,
+    };
+    let mut a = engine(1, &clock);
+    let mut b = engine(2, &clock);
+    send(&mut a, &clock, "from a while alone");
+    send(&mut b, &clock, "from b while alone");
+    let first = connect(&mut a, &mut b, &clock);
+    let starts = first
+        .iter()
+        .filter(|(_, o)| matches!(o, Output::SyncRequest { .. }))
+        .count();
+    assert_eq!(
+        starts, 1,
+        "one session per pair: the smaller peer id starts it"
+    );
+    let rest = settle(&mut a, &mut b, &clock, first);
+    for (side, engine) in [(true, &a), (false, &b)] {
+        assert_eq!(engine.store().message_count(&lobby().chat_topic), 2);
+        let shown: Vec<&Event> = rest
+            .iter()
+            .filter(|(s, _)| *s == side)
+            .filter_map(|(_, o)| match o {
+                Output::Event(e @ Event::Message { .. }) => Some(e),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(shown.len(), 1, "each side shows the other's message once");
+        assert!(rest
+            .iter()
+            .any(|(s, o)| *s == side
+                && matches!(o, Output::Event(Event::Synced { received: 1, .. }))));
+    }
+    assert_eq!(
+        a.footprint().sessions + b.footprint().sessions,
+        0,
+        "sessions end"
+    );
+}
+
+#[test]
+fn leaving_a_room_drops_its_state_and_its_timers_find_nothing() {
+    let mut clock = Clock {
+        base: Instant::now(),
+        ms: 0,
+    };
+    let mut a = engine(1, &clock);
+    let out = a.handle(
+        Input::Command(Command::Join {
+            room: Some("ops".into()),
+            invite: None,
+        }),
+        clock.now(),
+    );
+    let ops = Room::public(RoomName::parse("ops").unwrap()).chat_topic;
+    assert!(out
+        .iter()
+        .any(|o| matches!(o, Output::Subscribe(t) if *t == ops)));
+    assert!(out
+        .iter()
+        .any(|o| matches!(o, Output::Timer { timer: Timer::Presence(t), .. } if *t == ops)));
+    assert_eq!(a.footprint().rooms, 2);
+    let out = a.handle(
+        Input::Command(Command::Leave { room: "ops".into() }),
+        clock.now(),
+    );
+    assert!(matches!(events(&out)[..], [Event::Left { .. }]));
+    assert_eq!(a.footprint().rooms, 1);
+    clock.ms += 1_000;
+    let out = a.handle(Input::Timer(Timer::Presence(ops)), clock.now());
+    assert!(out.is_empty(), "a timer of a room left does nothing");
+}
+
+#[test]
+fn presence_is_announced_when_due_and_re_armed() {
+    let mut clock = Clock {
+        base: Instant::now(),
+        ms: 0,
+    };
+    let mut a = engine(1, &clock);
+    let topic = lobby().chat_topic;
+    // Too early (a stale timer): nothing.
+    let out = a.handle(Input::Timer(Timer::Presence(topic.clone())), clock.now());
+    assert!(out.is_empty());
+    clock.ms += 60_000;
+    let out = a.handle(Input::Timer(Timer::Presence(topic.clone())), clock.now());
+    assert_eq!(published(&out).len(), 1);
+    assert!(out
+        .iter()
+        .any(|o| matches!(o, Output::Timer { timer: Timer::Presence(t), .. } if *t == topic)));
+}
+
+#[test]
+fn the_same_seed_gives_the_same_outputs() {
+    let clock = Clock {
+        base: Instant::now(),
+        ms: 0,
+    };
+    let run = || {
+        let mut a = engine(1, &clock);
+        published(&send(&mut a, &clock, "same"))
+    };
+    assert_eq!(run(), run());
+}
