@@ -1,6 +1,7 @@
 # Hark: `make run` starts the terminal client, `make test` runs every test, `make bench` the
-# benchmarks. Each installs the Debian packages it needs first (apt-get as root, otherwise it
-# prints the command to run).
+# benchmarks, `make dist` the packages in target/dist/ (`make dist-check` tests them). Each
+# installs the Debian packages it needs first (apt-get as root, otherwise it prints the command
+# to run).
 
 SHELL := /bin/bash
 CARGO ?= cargo
@@ -11,12 +12,17 @@ ARGS ?=
 # Tests: iproute2 for the network-namespace (mDNS) tests; tmux to drive the terminal UI;
 # espeak-ng and sox to make and measure speech for the voice tests.
 PACKAGES := gcc libc6-dev pkg-config cmake libasound2-dev iproute2 tmux espeak-ng sox
+# make dist: dpkg-dev (dpkg-shlibdeps) for the packages' Depends, binutils (objcopy) to strip
+# the binaries, git for the commit. make dist-check also: man-db to read the man pages,
+# systemd for systemd-analyze verify, iproute2 for the offline build in a network namespace.
+DIST_PACKAGES := dpkg-dev binutils git man-db systemd iproute2
 
-.PHONY: run test bench fuzz deps build fmt clippy
+.PHONY: run test bench fuzz deps dist-deps dist dist-check build fmt clippy
 
-deps:
+# Installs the Debian packages named in $(1) that are missing.
+define install_missing
 	@missing=""; \
-	for p in $(PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "installing:$$missing"; \
@@ -26,7 +32,19 @@ deps:
 	    echo "run: sudo apt-get install -y$$missing"; exit 1; \
 	  fi; \
 	fi
+endef
+
+deps:
+	$(call install_missing,$(PACKAGES))
 	@command -v $(CARGO) >/dev/null || { echo "cargo not found: install the Rust toolchain (rustup) first"; exit 1; }
+	@need=$$(sed -n 's/^rust-version *= *"\(.*\)"/\1/p' Cargo.toml); \
+	have=$$($${RUSTC:-rustc} --version 2>/dev/null | cut -d' ' -f2); \
+	if [ -z "$$have" ] || [ "$$(printf '%s\n%s\n' "$$need" "$$have" | sort -V | head -n1)" != "$$need" ]; then \
+	  echo "Hark needs Rust $$need or newer, found rustc $${have:-none}: run rustup update stable (or install Rust >= $$need)"; exit 1; \
+	fi
+
+dist-deps:
+	$(call install_missing,$(DIST_PACKAGES))
 
 run: deps
 	$(CARGO) build --release -p hark-tui -p hark-node
@@ -51,6 +69,19 @@ fuzz: deps
 	cd fuzz && for t in envelope_decode sealed_payload invite_decode sync_body; do \
 	  RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run $$t -- -max_total_time=$(FUZZ_SECONDS) || exit 1; \
 	done
+
+# Debian packages, a binary tarball, the vendored source bundle and SHA256SUMS in target/dist/
+# (packaging/dist.sh). CARGO_TARGET_DIR, if set, is where the release build goes.
+dist: deps dist-deps
+	CARGO=$(CARGO) packaging/dist.sh
+
+# Tests the packages as an operator would use them (tests/tests/dist.rs, as root: it installs
+# them into this machine, chats with a build of this tree, removes them, keeping /etc/hark and
+# /var/lib/hark), and builds the source bundle offline in a network namespace. Slow (release
+# build, then a full build from the bundle), so not part of `make test`. The tests run in the
+# release profile that `make dist` has built already.
+dist-check: dist
+	HARK_DIST_DIR=$(CURDIR)/target/dist $(CARGO) test --release --locked -p hark-tests --test dist -- --ignored --test-threads=1 --nocapture
 
 fmt:
 	$(CARGO) fmt --all

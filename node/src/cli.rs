@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::Args;
+use clap::{Args, Parser, Subcommand};
 use libp2p::multiaddr::Protocol;
 use libp2p::Multiaddr;
 use thiserror::Error;
@@ -162,6 +162,75 @@ fn one_line(text: &str) -> String {
         .map(str::trim)
         .collect();
     lines.join(" ").trim_start_matches("error: ").to_owned()
+}
+
+/// The version both programs print: the crate version and the git commit it was built from
+/// (`unknown` outside a git checkout, unless the source bundle recorded it; see build.rs).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("HARK_COMMIT"),
+    ")"
+);
+
+/// The command line of `hark`. Defined here, beside [`NodeCli`], so that the man pages and
+/// shell completions (`hark-dist docs`) are generated from the very definitions the programs
+/// parse.
+#[derive(Parser, Debug)]
+#[command(
+    name = "hark",
+    version = VERSION,
+    about = "Hark: chat and push-to-talk for private networks with no internet and no server",
+    long_about = "Hark: chat and push-to-talk for private networks with no internet and no server. \
+                  The terminal client runs a node of its own: it joins the room `lobby` (and any \
+                  --join rooms), finds peers on the LAN by mDNS and --peer, and keeps every room's \
+                  history in its data dir. Logs go to hark.log in the data dir.",
+    after_help = "Inside hark, F1 lists the keys and commands."
+)]
+pub struct HarkCli {
+    #[command(flatten)]
+    pub node: NodeArgs,
+}
+
+/// The command line of `hark-node`.
+#[derive(Parser, Debug)]
+#[command(
+    name = "hark-node",
+    version = VERSION,
+    propagate_version = true,
+    about = "Hark node without a screen: relay, bot, or JSON-lines control",
+    long_about = "Runs the Hark node headless. It joins the room `lobby` (and any --join rooms), finds \
+                  peers by mDNS and --peer, and relays room traffic. With --json it reads commands \
+                  and writes events as JSON lines (see docs/protocol.md); logs go to stderr."
+)]
+pub struct NodeCli {
+    #[command(subcommand)]
+    pub command: Option<NodeSub>,
+    #[command(flatten)]
+    pub node: NodeArgs,
+    /// Read JSON commands on stdin, write JSON events on stdout, one per line. The node quits
+    /// when stdin closes.
+    #[arg(long)]
+    pub json: bool,
+    /// Run as an always-on relay: keep every room's full history loaded and answer history
+    /// sync for any room member, so late joiners catch up after the senders are gone.
+    #[arg(long)]
+    pub relay: bool,
+    /// Write every received push-to-talk spurt to DIR as a WAV file (48 kHz mono); the path is
+    /// reported in the `voice_end` event.
+    #[arg(long, value_name = "DIR")]
+    pub voice_out: Option<PathBuf>,
+}
+
+/// The sub-commands of `hark-node`.
+#[derive(Subcommand, Debug)]
+pub enum NodeSub {
+    /// Write a new private-network key file (swarm.key format, mode 0600).
+    Keygen {
+        /// Where to write the key; an existing file is never overwritten.
+        #[arg(long, value_name = "FILE")]
+        network: PathBuf,
+    },
 }
 
 #[cfg(test)]

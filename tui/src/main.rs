@@ -3,24 +3,11 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-use hark_node::cli::NodeArgs;
+use hark_node::cli::HarkCli as Cli;
 use hark_tui::audio::DeviceVoice;
 use hark_tui::run::{run, Options};
 use hark_tui::style::LocalTime;
 use hark_tui::voice::{NoVoice, Voice};
-
-#[derive(Parser, Debug)]
-#[command(
-    name = "hark",
-    version,
-    about = "Hark: chat and push-to-talk for private networks with no internet and no server",
-    after_help = "Inside hark, F1 lists the keys and commands."
-)]
-struct Cli {
-    #[command(flatten)]
-    node: NodeArgs,
-}
 
 fn main() -> ExitCode {
     // The local time zone can only be read while the process has a single thread.

@@ -2,51 +2,11 @@
 //! lines on stdin/stdout (`--json`, SPEC §2.1).
 
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
-use hark_node::cli::NodeArgs;
+use hark_node::cli::{NodeCli as Cli, NodeSub as Sub};
 use hark_node::{netkey, Command, Event, Node};
 use tokio::io::AsyncBufReadExt;
-
-#[derive(Parser, Debug)]
-#[command(
-    name = "hark-node",
-    version,
-    about = "Hark node without a screen: relay, bot, or JSON-lines control",
-    long_about = "Runs the Hark node headless. It joins the room `lobby` (and any --join rooms), finds \
-                  peers by mDNS and --peer, and relays room traffic. With --json it reads commands \
-                  and writes events as JSON lines (see docs/protocol.md); logs go to stderr."
-)]
-struct Cli {
-    #[command(subcommand)]
-    command: Option<Sub>,
-    #[command(flatten)]
-    node: NodeArgs,
-    /// Read JSON commands on stdin, write JSON events on stdout, one per line. The node quits
-    /// when stdin closes.
-    #[arg(long)]
-    json: bool,
-    /// Run as an always-on relay: keep every room's full history loaded and answer history
-    /// sync for any room member, so late joiners catch up after the senders are gone.
-    #[arg(long)]
-    relay: bool,
-    /// Write every received push-to-talk spurt to DIR as a WAV file (48 kHz mono); the path is
-    /// reported in the `voice_end` event.
-    #[arg(long, value_name = "DIR")]
-    voice_out: Option<PathBuf>,
-}
-
-#[derive(Subcommand, Debug)]
-enum Sub {
-    /// Write a new private-network key file (swarm.key format, mode 0600).
-    Keygen {
-        /// Where to write the key; an existing file is never overwritten.
-        #[arg(long, value_name = "FILE")]
-        network: PathBuf,
-    },
-}
 
 fn main() -> ExitCode {
     let cli: Cli = match hark_node::cli::parse_args("hark-node") {
