@@ -188,12 +188,16 @@ if [ -d "$root/vendor" ] && [ "$from_git" = 0 ]; then
     cp -r "$root/vendor" "$s/vendor"
     cp "$root/.cargo/config.toml" "$s/.cargo/config.toml"
 else
-    (cd "$s" && "$cargo" vendor --quiet --locked --versioned-dirs vendor > .cargo/config.toml.new)
-    {
-        echo "# Build from vendor/ only, never from the network: cargo build --offline --locked"
-        cat "$s/.cargo/config.toml.new"
-    } > "$s/.cargo/config.toml"
-    rm "$s/.cargo/config.toml.new"
+    (cd "$s" && "$cargo" vendor --quiet --locked --versioned-dirs vendor >/dev/null) \
+        || die "cargo vendor failed (it needs the network, or the crates in ~/.cargo)"
+    cat > "$s/.cargo/config.toml" <<'EOF'
+# Build from vendor/ only, never from the network: cargo build --offline --locked
+[source.crates-io]
+replace-with = "vendored-sources"
+
+[source.vendored-sources]
+directory = "vendor"
+EOF
 fi
 tar -C "$stage/src" --owner=0 --group=0 --numeric-owner -czf "$out/$src-src.tar.gz" "$src"
 
