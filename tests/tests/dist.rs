@@ -394,7 +394,7 @@ fn packages_install_chat_upgrade_and_remove() {
     let fresh_dir = tempfile::tempdir().unwrap();
     let (relay_id, texts) = {
         let mut relay = start_installed();
-        let mut fresh = start_fresh(fresh_dir.path(), &relay.addr.clone());
+        let mut fresh = start_fresh(fresh_dir.path(), &relay.addr);
         let relay_id = relay.peer_id.clone();
         let fresh_id = fresh.peer_id.clone();
         fresh.wait("connection to the relay", STEP, |e| {
@@ -529,7 +529,7 @@ fn man_pages_agree_with_help() {
         ("hark", "hark.1", None),
     ] {
         let bin = top.join("bin").join(program);
-        let mut args = Vec::from_iter(sub);
+        let mut args: Vec<&str> = sub.into_iter().collect();
         args.push("--help");
         let help = ok(30, bin.to_str().unwrap(), &args);
         let man = rendered_man(&man1.join(page));
