@@ -84,7 +84,9 @@ impl ScaleOptions {
             seconds: 20.0,
             idle_seconds: 5.0,
             drain: Duration::from_secs(15),
-            warmup_coverage: 0.99,
+            // Below 100 % the run goes on and reports the coverage reached (1000 nodes on two
+            // cores never get there: see docs/performance.md, "Scale").
+            warmup_coverage: 0.5,
             warmup_deadline: Duration::from_secs(60 + nodes as u64 / 5),
             data_root: None,
         }
@@ -208,10 +210,8 @@ async fn record(mut events: mpsc::Receiver<Event>, log: Arc<Mutex<NodeLog>>) {
             Event::Sent { .. } => log.sent += 1,
             Event::PeerConnected { .. } => log.connected += 1,
             Event::PeerDisconnected { .. } => log.connected = log.connected.saturating_sub(1),
-            Event::Error { code, detail } => {
-                if log.errors.len() < 5 {
-                    log.errors.push(format!("{code}: {detail}"));
-                }
+            Event::Error { code, detail } if log.errors.len() < 5 => {
+                log.errors.push(format!("{code}: {detail}"));
             }
             _ => {}
         }
