@@ -106,19 +106,19 @@ impl<S: Storage> Engine<S> {
         let Some(room_name) = self.rooms.get(topic).map(|r| r.room.name.to_string()) else {
             return Ok(());
         };
-        let (from_id, name) = (author.to_string(), envelope.name);
+        let name = envelope.name;
         let event = match envelope.body {
             Body::Change { shard, change } => {
                 return self.on_gossip_change(topic, shard, &change, &envelope.author, from);
             }
             Body::Typing => Event::Typing {
                 room: room_name,
-                from: from_id,
+                from: self.peer_text(&envelope.author),
                 name,
             },
             Body::Presence => Event::Presence {
                 room: room_name,
-                from: from_id,
+                from: self.peer_text(&envelope.author),
                 name,
             },
         };

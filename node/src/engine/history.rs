@@ -5,7 +5,7 @@
 //! as a `message`; a message is shown the first time its id enters the store's index, which
 //! makes "each id exactly once" hold across gossip, sync and restarts alike.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use hark_proto::{Body, MessageId, MessageKind, MessageRecord, Topic};
@@ -197,7 +197,6 @@ impl<S: Storage> Engine<S> {
     /// failure the room's in-memory history is dropped, so memory never runs ahead of disk.
     fn persist(&mut self, topic: &Topic, added: Vec<Added>) -> Result<Vec<StoredMessage>, String> {
         // A catch-up brings thousands of messages from a handful of authors: base58 each once.
-        let mut authors: HashMap<Vec<u8>, Option<String>> = HashMap::new();
         let chunks: Vec<(u32, Vec<u8>, Vec<StoredMessage>)> = added
             .into_iter()
             .map(|chunk| {
@@ -205,12 +204,10 @@ impl<S: Storage> Engine<S> {
                     .records
                     .into_iter()
                     .filter_map(|record| {
-                        let author = authors
-                            .entry(record.author)
-                            .or_insert_with_key(|bytes| {
-                                PeerId::from_bytes(bytes).ok().map(|p| p.to_string())
-                            })
-                            .clone()?;
+                        let author = self.peer_text(&record.author);
+                        if author.is_empty() {
+                            return None;
+                        }
                         Some(StoredMessage {
                             id: record.id,
                             hlc: record.hlc,
@@ -292,7 +289,7 @@ impl<S: Storage> Engine<S> {
         };
         let count = fresh.len();
         let now = self.wall_ms();
-        let me = self.me.to_string();
+        let me = self.peer_text(&self.me.to_bytes());
         for message in fresh {
             self.clock.observe(message.hlc, now);
             if message.author != me {

@@ -222,6 +222,9 @@ pub struct Engine<S> {
     peers: HashMap<PeerId, PeerState>,
     /// Names of everyone heard, also through relays (voice, `peers`); bounded.
     names: HashMap<PeerId, String>,
+    /// Peer ids as text (base58), by their bytes: every event names its author, and encoding
+    /// one costs more than opening the message. Bounded like `names`.
+    peer_texts: HashMap<Vec<u8>, String>,
     seen: SeenIds,
     redial: Redialer,
     /// mDNS peers we leave to dial us first, and when we dial them anyway.
@@ -272,6 +275,7 @@ impl<S: Storage> Engine<S> {
             rooms,
             peers: HashMap::new(),
             names: HashMap::new(),
+            peer_texts: HashMap::new(),
             seen: SeenIds::new(SEEN_IDS),
             redial,
             mdns_waiting: HashMap::new(),
@@ -380,6 +384,21 @@ impl<S: Storage> Engine<S> {
     }
 
     // ----- helpers for the rule files -----
+
+    /// A peer id's text (base58) from its bytes, remembered; empty for bytes that are no id.
+    fn peer_text(&mut self, bytes: &[u8]) -> String {
+        if let Some(text) = self.peer_texts.get(bytes) {
+            return text.clone();
+        }
+        let text = PeerId::from_bytes(bytes)
+            .map(|p| p.to_string())
+            .unwrap_or_default();
+        if self.peer_texts.len() >= MAX_NAMES {
+            self.peer_texts.clear();
+        }
+        self.peer_texts.insert(bytes.to_vec(), text.clone());
+        text
+    }
 
     fn emit(&mut self, event: Event) {
         self.out.push(Output::Event(event));

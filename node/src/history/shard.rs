@@ -204,6 +204,8 @@ impl Shard {
             });
         }
         let before = self.doc.get_heads();
+        let nothing_queued = self.queued_bytes == 0;
+        let raw = change.raw_bytes().to_vec();
         self.doc
             .apply_changes([change])
             .map_err(|e| ShardError::Rejected(e.to_string()))?;
@@ -215,6 +217,11 @@ impl Shard {
         }
         let bytes = if self.doc.get_heads() == before {
             Vec::new()
+        } else if nothing_queued && !waiting {
+            // The common case: this change alone was applied, so it alone is what to store
+            // (the document's own encoding of it; `save_after` would re-derive the same from
+            // the change graph at a cost that grows with the document).
+            raw
         } else {
             self.doc.save_after(&before)
         };

@@ -70,7 +70,9 @@ pub fn run(args: &[String], out_dir: &Path) -> Result<()> {
         ),
     };
     eprintln!("sim {scenario}: {nodes} nodes, seed {seed} …");
-    let report = Sim::new(config).run();
+    let mut sim = Sim::new(config);
+    sim.progress = true;
+    let report = sim.run();
     let result = to_json(scenario, &report);
     println!(
         "sim {scenario}: {} nodes, seed {}: {} messages, live {:.4} %, final {:.4} %, converged {}, trace {} ({:.0} s simulated in {:.1} s)",

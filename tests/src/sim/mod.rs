@@ -34,6 +34,8 @@ pub use network::LinkModel;
 
 /// The virtual wall clock starts here (2026-12-01 00:00 UTC), so every run stamps the same.
 const EPOCH_MS: u64 = 1_796_083_200_000;
+/// `Sim::progress` prints a line this often (simulated time).
+const PROGRESS_EVERY: Duration = Duration::from_secs(60);
 /// A message counts as delivered live when gossip brought it within this long.
 pub const LIVE_WINDOW: Duration = Duration::from_secs(5);
 
@@ -209,6 +211,8 @@ pub struct Sim {
     report: SimReport,
     healed_at: Option<Duration>,
     heal_sync_bytes_start: u64,
+    /// Print progress on stderr (benchmarks).
+    pub progress: bool,
 }
 
 impl Sim {
@@ -287,6 +291,7 @@ impl Sim {
             report,
             healed_at: None,
             heal_sync_bytes_start: 0,
+            progress: false,
         }
     }
 
@@ -312,11 +317,22 @@ impl Sim {
             self.schedule(every, 0, What::Sample);
         }
         let end = self.config.write_for + self.config.settle;
+        let mut next_progress = PROGRESS_EVERY;
         while let Some(Reverse(next)) = self.queue.pop() {
             if next.at > end {
                 break;
             }
             self.now = next.at;
+            if self.progress && self.now >= next_progress {
+                next_progress += PROGRESS_EVERY;
+                eprintln!(
+                    "  {:>6.0} s simulated in {:>6.1} s: {} messages, {} events pending",
+                    self.now.as_secs_f64(),
+                    started.elapsed().as_secs_f64(),
+                    self.messages.len(),
+                    self.queue.len()
+                );
+            }
             self.step(next);
         }
         self.now = end;
