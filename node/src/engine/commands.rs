@@ -5,7 +5,6 @@ use std::time::Duration;
 use hark_proto::envelope::check_nick;
 use hark_proto::{Body, MessageKind, RoomKey, RoomName, Topic};
 
-use super::peers::PRESENCE_SOON;
 use super::{fail, CommandError, Engine, Output, RoomState, Storage};
 use crate::api::{Command, Event};
 use crate::rooms::{parse_invite, parse_join_target, JoinError, Room};
@@ -144,7 +143,8 @@ impl<S: Storage> Engine<S> {
         self.out.push(Output::Subscribe(room.voice_topic.clone()));
         self.rooms.insert(topic.clone(), RoomState::new(room));
         self.sync_new_room(&topic);
-        self.schedule_presence(&topic, PRESENCE_SOON);
+        let soon = self.presence_soon();
+        self.schedule_presence(&topic, soon);
         Ok(())
     }
 

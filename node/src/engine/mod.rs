@@ -440,7 +440,8 @@ impl<S: Storage> Engine<S> {
         self.set_timer(crate::sync::ANTI_ENTROPY_INTERVAL, Timer::AntiEntropy);
         let topics: Vec<Topic> = self.rooms.keys().cloned().collect();
         for topic in topics {
-            self.schedule_presence(&topic, peers::PRESENCE_INTERVAL);
+            let interval = self.presence_interval();
+            self.schedule_presence(&topic, interval);
         }
         self.redial_due();
         if self.search_backlog {

@@ -5,12 +5,18 @@ use std::time::Duration;
 
 use hark_proto::{Body, Topic};
 use libp2p::{Multiaddr, PeerId};
+use rand::Rng;
 
 use super::{Engine, Output, Storage, Timer};
 use crate::api::Event;
 
-/// Presence is re-announced this often, and soon after a peer joins one of our rooms.
+/// Presence is re-announced this often at least, and soon after a peer joins one of our rooms.
+/// Every announcement reaches the whole room, so a room of N costs N² deliveries per interval:
+/// past 60 peers heard, the interval grows by [`PRESENCE_PER_PEER`] for each (one
+/// announcement per second in the whole room), and every interval is jittered by ±25 % so that
+/// nodes started together do not announce in waves.
 pub(super) const PRESENCE_INTERVAL: Duration = Duration::from_secs(60);
+const PRESENCE_PER_PEER: Duration = Duration::from_secs(1);
 pub(super) const PRESENCE_SOON: Duration = Duration::from_millis(500);
 /// mDNS: only the peer with the smaller id dials, so a pair ends up with one connection;
 /// the other dials after this grace period if still unconnected.
@@ -118,7 +124,8 @@ impl<S: Storage> Engine<S> {
         if self.me < peer {
             self.start_sync(peer, &topic);
         }
-        self.schedule_presence(&topic, PRESENCE_SOON);
+        let soon = self.presence_soon();
+        self.schedule_presence(&topic, soon);
     }
 
     pub(super) fn on_unsubscribed(&mut self, peer: PeerId, topic: &str) {
@@ -162,7 +169,21 @@ impl<S: Storage> Engine<S> {
         }
         room.presence_at = None;
         self.publish(topic, Body::Presence);
-        self.schedule_presence(topic, PRESENCE_INTERVAL);
+        let interval = self.presence_interval();
+        self.schedule_presence(topic, interval);
+    }
+
+    /// The next regular announcement: see [`PRESENCE_INTERVAL`].
+    pub(super) fn presence_interval(&mut self) -> Duration {
+        let heard = u32::try_from(self.names.len()).unwrap_or(u32::MAX);
+        let base = PRESENCE_INTERVAL.max(PRESENCE_PER_PEER.saturating_mul(heard));
+        base.mul_f64(self.rng.gen_range(0.75..1.25))
+    }
+
+    /// Soon after a peer joins: within [`PRESENCE_SOON`] to three times that, at random, so
+    /// that the members a newcomer meets do not all answer at once.
+    pub(super) fn presence_soon(&mut self) -> Duration {
+        PRESENCE_SOON.mul_f64(self.rng.gen_range(1.0..3.0))
     }
 
     pub(super) fn peer_list(&self) -> Vec<crate::api::PeerInfo> {
