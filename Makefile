@@ -78,10 +78,13 @@ dist: deps dist-deps
 # Tests the packages as an operator would use them (tests/tests/dist.rs, as root: it installs
 # them into this machine, chats with a build of this tree, removes them, keeping /etc/hark and
 # /var/lib/hark), and builds the source bundle offline in a network namespace. Slow (release
-# build, then a full build from the bundle), so not part of `make test`. The tests run in the
-# release profile that `make dist` has built already.
+# build, then a debug build of the bundle from scratch), so not part of `make test`; CI runs
+# it after `make test`. The tests and the "fresh build" they chat with are the debug build of
+# `make test`, with the same package and feature selection (--workspace), so after `make test`
+# nothing but the dist test itself is compiled; only `make dist` builds release.
 dist-check: dist
-	HARK_DIST_DIR=$(CURDIR)/target/dist $(CARGO) test --release --locked -p hark-tests --test dist -- --ignored --test-threads=1 --nocapture
+	$(CARGO) build --workspace --bins
+	HARK_DIST_DIR=$(CURDIR)/target/dist $(CARGO) test --workspace --locked --test dist -- --ignored --test-threads=1 --nocapture
 
 fmt:
 	$(CARGO) fmt --all
