@@ -58,9 +58,11 @@ test: deps
 	  echo; echo "!!! Some tests could not run here and were SKIPPED:"; cat target/tmp/skipped-tests.txt; echo; \
 	fi
 
+# Without ARGS: every scenario, then the simulator at 1000 nodes (a few minutes).
 bench: deps
 	$(CARGO) build --release -p hark-node -p hark-tests
 	./target/release/hark-bench $(ARGS)
+	@if [ -z "$(ARGS)" ]; then ./target/release/hark-bench sim --nodes 1000 --seed 1; fi
 
 # Each fuzz target for FUZZ_SECONDS (cargo fuzz on the stable toolchain via RUSTC_BOOTSTRAP).
 FUZZ_SECONDS ?= 30
