@@ -30,11 +30,14 @@ pub enum Command {
     Create { room: String },
     /// Leave a room and forget its key.
     Leave { room: String },
-    /// The newest `limit` stored messages of a room (default 100, at most 10 000), oldest first.
+    /// The newest `limit` stored messages of a room (default 100, at most 10 000), oldest first;
+    /// with `before` (a message id), those older than that message: a page further back.
     History {
         room: String,
         #[serde(default)]
         limit: Option<usize>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        before: Option<String>,
     },
     /// Search a room's stored history for messages holding every word of `text` (whole words
     /// or their beginnings; case and accents ignored). Answered with [`Event::SearchResults`].
@@ -112,6 +115,13 @@ pub enum Event {
     Sent {
         room: String,
         id: String,
+    },
+    /// A message of ours that this run sent is held by at least one peer: a history sync
+    /// session with `peers` that began after it was stored has completed.
+    Delivered {
+        room: String,
+        id: String,
+        peers: Vec<String>,
     },
     PeerConnected {
         peer_id: String,
@@ -225,6 +235,20 @@ pub enum Event {
     Error {
         code: String,
         detail: String,
+    },
+    /// The answer to `subscribe` (control socket and `--json`): the rooms and kinds this
+    /// client follows from now on (absent: all).
+    Subscribed {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rooms: Option<Vec<String>>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        kinds: Option<Vec<String>>,
+    },
+    /// A client asked to key (`start`) or release (`stop`) the microphone of `hark` in `room`;
+    /// `hark` acts on it, and the asker gets it back as its answer.
+    Ptt {
+        room: String,
+        action: String,
     },
     /// This client fell behind and `missed` events were not delivered to it (the node never
     /// waits for a slow client). Typing and presence are dropped quietly; anything that was

@@ -231,6 +231,12 @@ pub enum NodeSub {
         #[arg(long, value_name = "FILE")]
         network: PathBuf,
     },
+    /// Talk to a running node (hark or hark-node) through its control socket,
+    /// DATA_DIR/control.sock. Exit 0 done, 1 refused by the node, 2 usage or no node running.
+    Ctl(crate::control::ctl::CtlArgs),
+    /// Send one message and stay until a peer holds it: exit 0 then, or a one-line reason on
+    /// stderr and exit 1 after --deliver-timeout. Takes the usual network options.
+    Send(crate::control::oneshot::SendArgs),
 }
 
 #[cfg(test)]

@@ -37,6 +37,7 @@ pub mod api;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod control;
 pub mod dialer;
 pub mod engine;
 pub mod history;

@@ -62,6 +62,9 @@ pub struct Session {
     /// The initiator's last request carried no sync messages (see the module doc: an exchange
     /// where neither side sends any ends the session).
     pub sent_nothing: bool,
+    /// How many messages of ours the node had stored when the session began: once it
+    /// completes, the peer holds all of them (engine/delivery.rs).
+    pub own_stored: u64,
 }
 
 impl Session {
@@ -72,6 +75,7 @@ impl Session {
             received: 0,
             started: now,
             sent_nothing: false,
+            own_stored: 0,
         }
     }
 }

@@ -245,6 +245,7 @@ impl App {
             Command::History {
                 room: room.clone(),
                 limit: Some(limit),
+                before: None,
             },
             Some(Request::History { room, reason }),
         )

@@ -15,7 +15,7 @@ fn history_requests(effects: &[Effect]) -> Vec<(String, usize)> {
     effects
         .iter()
         .filter_map(|e| match e {
-            Effect::Node(Command::History { room, limit }) => {
+            Effect::Node(Command::History { room, limit, .. }) => {
                 Some((room.clone(), limit.unwrap_or(0)))
             }
             _ => None,

@@ -14,6 +14,12 @@ fn main() -> ExitCode {
         Err(code) => return code,
     };
     init_logging();
+    // The control socket's client, and the one-shot sender (node/src/control/).
+    match &cli.command {
+        Some(Sub::Ctl(args)) => return hark_node::control::ctl::main(args),
+        Some(Sub::Send(args)) => return hark_node::control::oneshot::main_send(args),
+        _ => {}
+    }
     if let Some(Sub::Keygen { network }) = cli.command {
         return match netkey::generate(&network) {
             Ok(key) => {
@@ -73,6 +79,17 @@ async fn run(config: hark_node::NodeConfig, json: bool) -> ExitCode {
         Ok(started) => started,
         Err(e) => return fail(e),
     };
+    if json {
+        // stdin/stdout as a client of the node, like a control socket client; at the end of
+        // stdin it waits for its messages to reach a peer (node/src/control/oneshot.rs).
+        return hark_node::control::oneshot::run_json(
+            node,
+            events,
+            hark_node::control::oneshot::DEFAULT_DELIVER_TIMEOUT,
+            |_| {},
+        )
+        .await;
+    }
     let mut stdin = tokio::io::BufReader::new(tokio::io::stdin()).lines();
     // Commands are read only after `ready`, which must be the first line out.
     let mut reading = false;

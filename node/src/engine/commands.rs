@@ -18,7 +18,11 @@ impl<S: Storage> Engine<S> {
             Command::Send { room, text } => self.send_message(&room, MessageKind::Text, text),
             Command::Me { room, text } => self.send_message(&room, MessageKind::Me, text),
             Command::Alert { room, text } => self.send_message(&room, MessageKind::Alert, text),
-            Command::History { room, limit } => self.history_command(&room, limit),
+            Command::History {
+                room,
+                limit,
+                before,
+            } => self.history_command(&room, limit, before.as_deref()),
             Command::Search { room, text, limit } => self.search(&room, text, limit),
             Command::Nick { name } => self.set_nick(name),
             Command::Invite { room } => self.invite(&room),

@@ -69,6 +69,7 @@ impl<S: Storage> Engine<S> {
             id: record.id.to_hex(),
         });
         self.publish_as(&topic, record.id, Body::Change { shard, change });
+        self.stored_own(&topic, record.id);
         Ok(())
     }
 
@@ -76,14 +77,26 @@ impl<S: Storage> Engine<S> {
         &mut self,
         typed: &str,
         limit: Option<usize>,
+        before: Option<&str>,
     ) -> Result<(), CommandError> {
         let topic = self.room_topic(typed)?;
         let limit = limit
             .unwrap_or(DEFAULT_HISTORY_LIMIT)
             .min(MAX_HISTORY_LIMIT);
+        let before = before
+            .map(|id| {
+                hex::decode(id)
+                    .ok()
+                    .and_then(|bytes| <[u8; 16]>::try_from(bytes).ok())
+                    .map(MessageId)
+                    .ok_or_else(|| {
+                        fail("bad_command", format!("before: {id:?} is not a message id"))
+                    })
+            })
+            .transpose()?;
         let messages = self
             .store
-            .messages(&topic, limit, None)
+            .messages(&topic, limit, before)
             .map_err(|e| fail("store_failed", e))?
             .into_iter()
             .map(HistoryMessage::from)

@@ -19,6 +19,7 @@
 //! - `voice.rs`: voice frames in (checked, to playout) and out (sealed, published).
 
 mod commands;
+mod delivery;
 mod gossip;
 mod history;
 mod peers;
@@ -135,6 +136,9 @@ pub enum Input {
     /// A talk-spurt produced a frame, finished or failed.
     VoiceOut(Outgoing),
     Timer(Timer),
+    /// The client must know that its messages reached a peer (a one-shot sender): sync with
+    /// room peers until each message this run sent is confirmed by [`Event::Delivered`].
+    ConfirmDelivery,
 }
 
 /// What the engine asks for, in the order it should happen.
@@ -234,6 +238,13 @@ pub struct Engine<S> {
     search_backlog: bool,
     drops: HashMap<Drop, u64>,
     drop_warned: HashSet<(PeerId, Drop)>,
+    /// Messages of ours stored so far this run (a sequence, to compare with sessions' starts).
+    stored_seq: u64,
+    /// Our messages no peer is known to hold yet, with their place in `stored_seq`.
+    undelivered: HashMap<Topic, Vec<(hark_proto::MessageId, u64)>>,
+    /// The client asked to have delivery confirmed.
+    confirming: bool,
+    chase_timer: bool,
     /// Outputs of the input being handled.
     out: Vec<Output>,
     now: Now,
@@ -284,6 +295,10 @@ impl<S: Storage> Engine<S> {
             search_backlog: true,
             drops: HashMap::new(),
             drop_warned: HashSet::new(),
+            stored_seq: 0,
+            undelivered: HashMap::new(),
+            confirming: false,
+            chase_timer: false,
             out: Vec::new(),
             now,
         }
@@ -328,6 +343,7 @@ impl<S: Storage> Engine<S> {
             Input::SyncFailed { peer, topic } => self.on_sync_failed(peer, &topic),
             Input::VoiceOut(out) => self.on_voice_out(out),
             Input::Timer(timer) => self.on_timer(timer),
+            Input::ConfirmDelivery => self.confirm_delivery(),
         }
         std::mem::take(&mut self.out)
     }
@@ -426,6 +442,7 @@ impl<S: Storage> Engine<S> {
             Timer::AntiEntropy => self.anti_entropy(),
             Timer::SessionTimeout(topic, peer) => self.session_timeout(&topic, peer),
             Timer::SearchIndex => self.index_for_search(),
+            Timer::Deliver => self.chase_due(),
         }
     }
 

@@ -28,9 +28,12 @@ impl<S: Storage> Engine<S> {
     /// Start a sync session with `peer` for the room of `topic`, unless one is running.
     pub(super) fn start_sync(&mut self, peer: PeerId, topic: &Topic) {
         let now = self.now.at;
+        let own_stored = self.stored_seq;
         match self.rooms.get_mut(topic) {
             Some(room) if !room.outbound.contains_key(&peer) => {
-                room.outbound.insert(peer, Session::new(now));
+                let mut session = Session::new(now);
+                session.own_stored = own_stored;
+                room.outbound.insert(peer, session);
             }
             _ => return,
         }
@@ -241,11 +244,14 @@ impl<S: Storage> Engine<S> {
             .map(|theirs| history.differing(theirs));
         let digests = starts.then(|| history.digests());
         let now = self.now.at;
+        let own_stored = self.stored_seq;
         let Some(state) = self.rooms.get_mut(&topic) else {
             return SyncResponse::refused("not in this room");
         };
         if starts || !state.inbound.contains_key(&peer) {
-            state.inbound.insert(peer, Session::new(now));
+            let mut session = Session::new(now);
+            session.own_stored = own_stored;
+            state.inbound.insert(peer, session);
             self.set_timer(SESSION_TIMEOUT, Timer::SessionTimeout(topic.clone(), peer));
         }
         let Some(session) = self.session(Side::Inbound, peer, &topic) else {
@@ -270,7 +276,7 @@ impl<S: Storage> Engine<S> {
         };
         if body.messages.is_empty() && reply.messages.is_empty() {
             if let Some(session) = self.finish(Side::Inbound, peer, &topic) {
-                self.synced(&topic, peer, session.received);
+                self.synced(&topic, peer, &session);
             }
         }
         SyncResponse {
@@ -340,7 +346,7 @@ impl<S: Storage> Engine<S> {
         session.received += received;
         if session.sent_nothing && body.messages.is_empty() {
             if let Some(session) = self.finish(Side::Outbound, peer, topic) {
-                self.synced(topic, peer, session.received);
+                self.synced(topic, peer, &session);
             }
             return;
         }
@@ -372,7 +378,8 @@ impl<S: Storage> Engine<S> {
         self.finish(Side::Outbound, peer, topic);
     }
 
-    fn synced(&mut self, topic: &Topic, peer: PeerId, received: usize) {
+    fn synced(&mut self, topic: &Topic, peer: PeerId, session: &Session) {
+        let received = session.received;
         tracing::debug!(%peer, received, "history synced");
         let room = self.room_name(topic);
         self.emit(Event::Synced {
@@ -380,6 +387,7 @@ impl<S: Storage> Engine<S> {
             peer_id: peer.to_string(),
             received,
         });
+        self.session_completed(topic, peer, session.own_stored);
     }
 }
 

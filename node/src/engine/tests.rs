@@ -97,11 +97,12 @@ fn gossip(from: PeerId, topic: &Topic, data: Vec<u8>, n: u8) -> Input {
 
 fn verdict(outputs: &[Output]) -> Option<MessageAcceptance> {
     outputs.iter().find_map(|o| match o {
-        Output::Verdict { acceptance, .. } => Some(acceptance.clone()),
+        Output::Verdict { acceptance, .. } => Some(*acceptance),
         _ => None,
     })
 }
 
+#[allow(clippy::single_element_loop)]
 fn connect(
     a: &mut Engine<MemoryStore>,
     b: &mut Engine<MemoryStore>,
@@ -413,4 +414,91 @@ fn the_same_seed_gives_the_same_outputs() {
         published(&send(&mut a, &clock, "same"))
     };
     assert_eq!(run(), run());
+}
+
+fn delivered(outputs: &[(bool, Output)], by_a: bool) -> Vec<(String, Vec<String>)> {
+    outputs
+        .iter()
+        .filter_map(|(from_a, o)| match o {
+            Output::Event(Event::Delivered { id, peers, .. }) if *from_a == by_a => {
+                Some((id.clone(), peers.clone()))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+fn sent_id(outputs: &[Output]) -> String {
+    outputs
+        .iter()
+        .find_map(|o| match o {
+            Output::Event(Event::Sent { id, .. }) => Some(id.clone()),
+            _ => None,
+        })
+        .expect("sent")
+}
+
+#[test]
+fn a_message_written_alone_is_delivered_by_the_sync_on_meeting() {
+    let mut clock = Clock {
+        base: Instant::now(),
+        ms: 0,
+    };
+    let mut a = engine(1, &clock);
+    let mut b = engine(2, &clock);
+    let out = send(&mut a, &clock, "written alone");
+    let id = sent_id(&out);
+    assert!(
+        !events(&out)
+            .iter()
+            .any(|e| matches!(e, Event::Delivered { .. })),
+        "nobody holds it yet"
+    );
+    clock.ms += 10;
+    let wired = connect(&mut a, &mut b, &clock);
+    let rest = settle(&mut a, &mut b, &clock, wired);
+    assert_eq!(
+        delivered(&rest, true),
+        vec![(id, vec![b.peer_id().to_string()])],
+        "the completed session proves b holds it, once"
+    );
+    assert!(delivered(&rest, false).is_empty(), "b sent nothing");
+}
+
+#[test]
+fn confirming_delivery_syncs_after_a_send_and_gossip_alone_proves_nothing() {
+    let mut clock = Clock {
+        base: Instant::now(),
+        ms: 0,
+    };
+    let mut a = engine(1, &clock);
+    let mut b = engine(2, &clock);
+    let wired = connect(&mut a, &mut b, &clock);
+    settle(&mut a, &mut b, &clock, wired);
+    clock.ms += 10;
+    // Published to a connected room peer: gossip may or may not get there.
+    let out = send(&mut a, &clock, "fire");
+    let id = sent_id(&out);
+    assert!(
+        !out.iter().any(|o| matches!(o, Output::SyncRequest { .. })),
+        "no extra sync unless a client must know"
+    );
+    // A one-shot sender asks: a syncs with its room peer, and the session confirms it.
+    clock.ms += 10;
+    let out = a.handle(Input::ConfirmDelivery, clock.now());
+    assert!(out.iter().any(|o| matches!(o, Output::SyncRequest { .. })));
+    let rest = settle(
+        &mut a,
+        &mut b,
+        &clock,
+        out.into_iter().map(|o| (true, o)).collect(),
+    );
+    assert_eq!(
+        delivered(&rest, true),
+        vec![(id, vec![b.peer_id().to_string()])]
+    );
+    // Nothing is left to confirm: the retry timer finds nothing to do.
+    clock.ms += 1_000;
+    let out = a.handle(Input::Timer(Timer::Deliver), clock.now());
+    assert!(!out.iter().any(|o| matches!(o, Output::SyncRequest { .. })));
 }

@@ -29,6 +29,8 @@ pub enum Timer {
     SessionTimeout(Topic, PeerId),
     /// Index stored messages for search while idle.
     SearchIndex,
+    /// Confirming delivery: sync again with the room peers of unconfirmed messages.
+    Deliver,
 }
 
 /// Timers waiting to fire, earliest first; equal instants fire in the order they were set.

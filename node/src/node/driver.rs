@@ -21,6 +21,7 @@ use tokio::sync::mpsc;
 use super::events::EventSink;
 use super::READY_SETTLE;
 use crate::api::{Command, Event};
+use crate::control::{Answered, ClientId, Filter, Origin, Request, PRIMARY};
 use crate::engine::{Engine, Input, Now, Output, TimerQueue};
 use crate::netkey::explain_failure;
 use crate::store::Store;
@@ -46,6 +47,17 @@ pub enum Control {
     SetSink(Box<dyn AudioSink>),
     /// Stop (or resume) playing one peer's voice.
     Mute { peer: PeerId, muted: bool },
+    /// The embedding client keys its microphone on `ptt` requests (`hark`): pass them on.
+    AcceptPtt,
+    /// Make sure messages sent by this run reach a peer: sync with room peers until a session
+    /// confirms each (`delivered`). A one-shot `hark-node` asks for this before it exits.
+    ConfirmDelivery,
+}
+
+/// A client attached to the node (the control socket, `hark-node --json`'s stdin).
+struct Client {
+    sink: EventSink<Answered>,
+    filter: Filter,
 }
 
 /// What a driver is made of.
@@ -64,9 +76,20 @@ pub struct Driver {
     swarm: Swarm<Behaviour>,
     engine: Engine<Store>,
     timers: TimerQueue,
+    /// The embedding client (`hark`'s UI, `hark-node`'s own output).
     events: EventSink,
+    /// Attached clients, each with its own queue and filter.
+    clients: HashMap<ClientId, Client>,
+    /// The origin of the command being handled: its events answer that client only.
+    answering: Option<Origin>,
+    /// `ready`, for clients that attach later.
+    ready_event: Option<Event>,
+    /// Whether the embedding client acts on `ptt`.
+    ptt_handler: bool,
+    /// Voice events from the playout task.
+    voice_events: mpsc::Receiver<Event>,
     /// Events raised before `ready`, which must come first.
-    before_ready: Vec<Event>,
+    before_ready: Vec<(Event, Option<Origin>)>,
     listeners_pending: HashSet<ListenerId>,
     listen_addrs: Vec<Multiaddr>,
     ready: bool,
@@ -93,12 +116,18 @@ pub struct Driver {
 impl Driver {
     pub fn new(parts: Parts) -> Self {
         let (voice_out_tx, voice_out_rx) = mpsc::channel(256);
-        let playout = crate::voice::receiver::spawn(parts.voice_out, parts.events.clone());
+        let (voice_events_tx, voice_events) = mpsc::channel(1_024);
+        let playout = crate::voice::receiver::spawn(parts.voice_out, voice_events_tx);
         let mut driver = Self {
             swarm: parts.swarm,
             engine: parts.engine,
             timers: TimerQueue::default(),
             events: EventSink::new(parts.events),
+            clients: HashMap::new(),
+            answering: None,
+            ready_event: None,
+            ptt_handler: false,
+            voice_events,
             before_ready: Vec::new(),
             listeners_pending: parts.listeners,
             listen_addrs: Vec::new(),
@@ -129,25 +158,29 @@ impl Driver {
 
     pub async fn run(
         mut self,
-        mut commands: mpsc::Receiver<Command>,
+        mut commands: mpsc::Receiver<Request>,
         mut control: mpsc::Receiver<Control>,
     ) {
         loop {
             let next_timer = self.timers.next_at().map(tokio::time::Instant::from_std);
             tokio::select! {
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
-                command = commands.recv() => match command {
-                    Some(Command::Quit) | None => break,
-                    Some(command) => self.handle(Input::Command(command)),
+                request = commands.recv() => match request {
+                    Some(Request::Command { command: Command::Quit, .. }) | None => break,
+                    Some(request) => self.on_request(request),
                 },
+                Some(event) = self.voice_events.recv() => self.emit(event),
                 Some(out) = self.voice_out_rx.recv() => self.handle(Input::VoiceOut(out)),
                 Some(request) = control.recv() => self.on_control(request).await,
                 _ = tokio::time::sleep_until(next_timer.unwrap_or_else(tokio::time::Instant::now)),
                     if next_timer.is_some() => self.fire_timers(),
                 _ = tokio::time::sleep_until(self.ready_at.unwrap_or_else(tokio::time::Instant::now)),
                     if self.ready_at.is_some() && !self.ready => self.send_ready(),
-                _ = tokio::time::sleep(LAG_RETRY), if self.events.lagging() => {
+                _ = tokio::time::sleep(LAG_RETRY), if self.lagging() => {
                     self.events.flush_lag();
+                    for client in self.clients.values_mut() {
+                        client.sink.flush_lag();
+                    }
                 }
             }
         }
@@ -156,6 +189,98 @@ impl Driver {
             playout_overloaded = self.playout_overloaded,
             "node stopped"
         );
+    }
+
+    fn lagging(&self) -> bool {
+        self.events.lagging() || self.clients.values().any(|c| c.sink.lagging())
+    }
+
+    /// A client's request: commands go to the engine, their events back to the asker.
+    fn on_request(&mut self, request: Request) {
+        match request {
+            Request::Command { origin, command } => {
+                self.answering = origin;
+                self.handle(Input::Command(command));
+                self.answering = None;
+            }
+            Request::Subscribe { origin, filter } => {
+                let event = Event::Subscribed {
+                    rooms: filter.rooms.as_ref().map(sorted),
+                    kinds: filter.kinds.as_ref().map(sorted),
+                };
+                if let Some(client) = self.clients.get_mut(&origin.client) {
+                    client.filter = filter;
+                }
+                self.answer(origin, event);
+            }
+            Request::Ptt {
+                origin,
+                room,
+                start,
+            } => {
+                let event = match self.engine.find_room(&room) {
+                    None => Event::error("not_joined", format!("not in a room named {room:?}")),
+                    Some(_) if !self.ptt_handler => Event::error(
+                        "no_microphone",
+                        "this node has no microphone: ptt keys a running hark",
+                    ),
+                    Some(found) => {
+                        let event = Event::Ptt {
+                            room: found.name.to_string(),
+                            action: if start { "start" } else { "stop" }.to_owned(),
+                        };
+                        self.events.send(event.clone());
+                        event
+                    }
+                };
+                self.answer(origin, event);
+            }
+            Request::Attach {
+                client,
+                sink,
+                filter,
+            } => {
+                let mut sink = EventSink::new(sink);
+                if let Some(ready) = &self.ready_event {
+                    sink.send(Answered::broadcast(ready.clone()));
+                }
+                self.clients.insert(client, Client { sink, filter });
+            }
+            Request::Detach { client } => {
+                self.clients.remove(&client);
+            }
+        }
+    }
+
+    fn answer(&mut self, origin: Origin, event: Event) {
+        self.answering = Some(origin);
+        self.emit(event);
+        self.answering = None;
+    }
+
+    /// Hand an event to the clients: an answer to the client that asked, anything else to the
+    /// embedding client and to every attached client that follows it.
+    fn deliver(&mut self, event: Event, origin: Option<Origin>) {
+        match origin {
+            Some(origin) if origin.client != PRIMARY => {
+                if let Some(client) = self.clients.get_mut(&origin.client) {
+                    client.sink.send(Answered {
+                        event,
+                        origin: Some(origin),
+                    });
+                }
+            }
+            Some(_) => self.events.send(event),
+            None => {
+                self.clients.retain(|_, client| !client.sink.closed());
+                for client in self.clients.values_mut() {
+                    if client.filter.passes(&event) {
+                        client.sink.send(Answered::broadcast(event.clone()));
+                    }
+                }
+                self.events.send(event);
+            }
+        }
     }
 
     /// Give the engine one input and carry out what it asks, including the inputs that doing
@@ -256,10 +381,11 @@ impl Driver {
             }
             event => event,
         };
+        let origin = self.answering.clone();
         if self.ready {
-            self.events.send(event);
+            self.deliver(event, origin);
         } else {
-            self.before_ready.push(event);
+            self.before_ready.push((event, origin));
         }
     }
 
@@ -327,6 +453,8 @@ impl Driver {
             Control::Mute { peer, muted } => {
                 let _ = self.playout.send(ReceiverInput::Mute { peer, muted }).await;
             }
+            Control::AcceptPtt => self.ptt_handler = true,
+            Control::ConfirmDelivery => self.handle(Input::ConfirmDelivery),
         }
     }
 
@@ -350,13 +478,15 @@ impl Driver {
             .map(|a| a.clone().with(Protocol::P2p(peer)).to_string())
             .collect();
         tracing::info!(peer_id = %peer, "ready");
-        self.events.send(Event::Ready {
+        let ready = Event::Ready {
             peer_id: peer.to_string(),
             name: self.name.clone(),
             listen,
-        });
-        for event in std::mem::take(&mut self.before_ready) {
-            self.events.send(event);
+        };
+        self.ready_event = Some(ready.clone());
+        self.deliver(ready, None);
+        for (event, origin) in std::mem::take(&mut self.before_ready) {
+            self.deliver(event, origin);
         }
         // Static peers are dialled only now, so their events follow `ready`.
         self.handle(Input::Start);
@@ -555,4 +685,10 @@ impl Driver {
             other => tracing::debug!("incoming connection from {from} failed: {other}"),
         }
     }
+}
+
+fn sorted(set: &HashSet<String>) -> Vec<String> {
+    let mut list: Vec<String> = set.iter().cloned().collect();
+    list.sort();
+    list
 }

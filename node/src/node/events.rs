@@ -13,25 +13,59 @@
 use tokio::sync::mpsc::{self, error::TrySendError};
 
 use crate::api::Event;
+use crate::control::Answered;
 
 /// Typing and presence are dropped once this many events wait.
 pub const EPHEMERAL_BACKLOG: usize = 1_024;
 
-pub struct EventSink {
-    tx: mpsc::Sender<Event>,
+/// What a client's queue holds: the embedding client's plain events, or a socket client's
+/// events with the origin of the command they answer.
+pub trait Queued {
+    fn lagged(missed: u64) -> Self;
+    /// Typing and presence (never an answer to a command).
+    fn ephemeral(&self) -> bool;
+}
+
+impl Queued for Event {
+    fn lagged(missed: u64) -> Self {
+        Event::Lagged { missed }
+    }
+
+    fn ephemeral(&self) -> bool {
+        matches!(self, Event::Typing { .. } | Event::Presence { .. })
+    }
+}
+
+impl Queued for Answered {
+    fn lagged(missed: u64) -> Self {
+        Answered::broadcast(Event::Lagged { missed })
+    }
+
+    fn ephemeral(&self) -> bool {
+        self.origin.is_none() && self.event.ephemeral()
+    }
+}
+
+pub struct EventSink<T = Event> {
+    tx: mpsc::Sender<T>,
     /// Events the client missed and has not been told about yet.
     missed: u64,
 }
 
-impl EventSink {
-    pub fn new(tx: mpsc::Sender<Event>) -> Self {
+impl<T: Queued> EventSink<T> {
+    pub fn new(tx: mpsc::Sender<T>) -> Self {
         Self { tx, missed: 0 }
     }
 
+    /// Whether the client has gone (its end of the queue is dropped).
+    pub fn closed(&self) -> bool {
+        self.tx.is_closed()
+    }
+
     /// Hand `event` to the client without waiting.
-    pub fn send(&mut self, event: Event) {
+    pub fn send(&mut self, event: T) {
         let queued = self.tx.max_capacity() - self.tx.capacity();
-        let ephemeral = matches!(event, Event::Typing { .. } | Event::Presence { .. });
+        let ephemeral = event.ephemeral();
         if ephemeral && (queued >= EPHEMERAL_BACKLOG || self.missed > 0) {
             return;
         }
@@ -52,9 +86,7 @@ impl EventSink {
         if self.missed == 0 {
             return true;
         }
-        match self.tx.try_send(Event::Lagged {
-            missed: self.missed,
-        }) {
+        match self.tx.try_send(T::lagged(self.missed)) {
             Ok(()) => {
                 tracing::warn!(missed = self.missed, "the client fell behind and was told");
                 self.missed = 0;

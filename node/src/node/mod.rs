@@ -19,6 +19,7 @@ use tokio::task::JoinHandle;
 
 use crate::api::{Command, Event};
 use crate::config::NodeConfig;
+use crate::control::{Answered, ClientId, Filter, Request};
 use crate::engine::{Engine, EngineConfig, Now};
 use crate::rooms::{parse_join_target, JoinError, Room, RoomBook};
 use crate::store::{Store, StoreError};
@@ -52,16 +53,83 @@ pub enum StartError {
 
 /// The client's end of a running node.
 pub struct NodeHandle {
-    commands: mpsc::Sender<Command>,
+    link: ClientLink,
     control: mpsc::Sender<Control>,
     task: JoinHandle<()>,
     peer_id: PeerId,
 }
 
+/// A way in for further clients (the control socket, `hark-node --json`'s stdin): attach one
+/// with its own queue of events, and send requests that carry their origin.
+#[derive(Clone)]
+pub struct ClientLink {
+    requests: mpsc::Sender<Request>,
+    next_client: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// An attached client's end: its id (for the origin of its requests) and its events.
+pub struct Attached {
+    pub client: ClientId,
+    pub events: mpsc::Receiver<Answered>,
+}
+
+impl ClientLink {
+    /// Attach a new client that follows events per `filter`; `ready` is its first event.
+    pub async fn attach(&self, filter: Filter) -> Result<Attached, NodeStopped> {
+        let client = self
+            .next_client
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let (sink, events) = mpsc::channel(EVENT_QUEUE);
+        self.request(Request::Attach {
+            client,
+            sink,
+            filter,
+        })
+        .await?;
+        Ok(Attached { client, events })
+    }
+
+    pub async fn request(&self, request: Request) -> Result<(), NodeStopped> {
+        self.requests.send(request).await.map_err(|_| NodeStopped)
+    }
+
+    /// A client going away (best effort: the node also notices a dropped queue).
+    pub fn detach(&self, client: ClientId) {
+        let _ = self.requests.try_send(Request::Detach { client });
+    }
+
+    /// Resolves when the node has stopped.
+    pub async fn stopped(&self) {
+        self.requests.closed().await;
+    }
+}
+
 impl NodeHandle {
     /// Queue a command. Fails only when the node has stopped.
     pub async fn send(&self, command: Command) -> Result<(), NodeStopped> {
-        self.commands.send(command).await.map_err(|_| NodeStopped)
+        self.link
+            .request(Request::Command {
+                origin: None,
+                command,
+            })
+            .await
+    }
+
+    /// The way in for further clients.
+    pub fn link(&self) -> ClientLink {
+        self.link.clone()
+    }
+
+    /// This client keys a microphone on `ptt` requests from other clients (it gets them as
+    /// [`Event::Ptt`]); without this, `ptt` is answered with an error.
+    pub async fn accept_ptt(&self) -> Result<(), NodeStopped> {
+        self.control(Control::AcceptPtt).await
+    }
+
+    /// Sync with room peers until each message this run sent is confirmed held by one
+    /// ([`Event::Delivered`]).
+    pub async fn confirm_delivery(&self) -> Result<(), NodeStopped> {
+        self.control(Control::ConfirmDelivery).await
     }
 
     /// Talk in `room` from `source` (a microphone) until the source ends the spurt.
@@ -184,9 +252,17 @@ impl Node {
             voice_out: config.voice_out,
         });
         let task = tokio::spawn(driver.run(command_rx, control_rx));
+        let link = ClientLink {
+            requests: command_tx,
+            // 0 is the embedding client.
+            next_client: std::sync::Arc::new(std::sync::atomic::AtomicU64::new(1)),
+        };
+        if let Err(e) = crate::control::socket::serve(&config.data_dir, link.clone()) {
+            tracing::warn!("no control socket: {e}");
+        }
         Ok((
             NodeHandle {
-                commands: command_tx,
+                link,
                 control: control_tx,
                 task,
                 peer_id,

@@ -1,0 +1,177 @@
+//! The control socket: `DATA_DIR/control.sock` (mode 0600), the JSON lines of `--json` to many
+//! clients at once. Each connection is an attached client with its own bounded queue (the
+//! slow-client policy of `node/events.rs`: the network never waits for a client) and its own
+//! filter (`subscribe`). Commands are read after `ready`, the first line out.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use tokio::io::{AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+
+use super::lines::{Line, LineReader};
+use super::{line_error, parse_line, Answered, Filter, Request, MAX_LINE, SOCKET_NAME};
+use crate::api::{Command, Event};
+use crate::node::ClientLink;
+
+/// The socket's path in a data dir.
+pub fn socket_path(data_dir: &Path) -> PathBuf {
+    data_dir.join(SOCKET_NAME)
+}
+
+/// Listen on the data dir's control socket and serve clients until the node stops. A socket
+/// file left by a node that died is replaced: the data dir's lock already keeps out a second
+/// live node.
+pub fn serve(data_dir: &Path, link: ClientLink) -> std::io::Result<()> {
+    let path = socket_path(data_dir);
+    match std::fs::remove_file(&path) {
+        Ok(()) => tracing::debug!(path = %path.display(), "removed a stale control socket"),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let listener = UnixListener::bind(&path)
+        .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    tracing::debug!(path = %path.display(), "control socket listening");
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, _)) => {
+                        tokio::spawn(serve_client(stream, link.clone()));
+                    }
+                    Err(e) => {
+                        tracing::warn!("control socket: {e}");
+                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    }
+                },
+                _ = link.stopped() => break,
+            }
+        }
+        let _ = std::fs::remove_file(&path);
+    });
+    Ok(())
+}
+
+async fn serve_client(stream: UnixStream, link: ClientLink) {
+    let Ok(attached) = link.attach(Filter::all()).await else {
+        return;
+    };
+    let (read, write) = stream.into_split();
+    let client = attached.client;
+    serve_lines(BufReader::new(read), write, attached, &link, false, |_| {}).await;
+    link.detach(client);
+}
+
+/// One client's conversation: its events out as lines, its lines in as requests. Used by the
+/// socket and by `hark-node --json` on stdin/stdout (`allow_quit`: only the node's own client
+/// may stop it). Returns when the node stops or the output is gone; at end of input it keeps
+/// writing events, and returns with `input_closed` set.
+pub async fn serve_lines<R, W>(
+    read: R,
+    mut write: W,
+    attached: crate::node::Attached,
+    link: &ClientLink,
+    allow_quit: bool,
+    mut observe: impl FnMut(&Answered),
+) -> Ended
+where
+    R: tokio::io::AsyncBufRead + Unpin,
+    W: tokio::io::AsyncWrite + Unpin,
+{
+    let crate::node::Attached { client, mut events } = attached;
+    let mut lines = LineReader::new(read, MAX_LINE);
+    let mut reading = false;
+    let mut input_open = true;
+    loop {
+        tokio::select! {
+            item = events.recv() => match item {
+                Some(answered) if answered.origin.as_ref().is_some_and(|o| o.cmd == BARRIER) => {
+                    // Every answer to the commands before the end of input is out.
+                    return Ended::InputClosed(events);
+                }
+                Some(answered) => {
+                    reading |= matches!(answered.event, Event::Ready { .. });
+                    observe(&answered);
+                    if write_line(&mut write, &answered).await.is_err() {
+                        return Ended::OutputGone;
+                    }
+                }
+                None => return Ended::NodeStopped,
+            },
+            line = lines.next_line(), if reading && input_open => match line {
+                Ok(Some(line)) => {
+                    let reply = match &line {
+                        Line::Text(text) => match parse_line(client, text) {
+                            Ok(None) => None,
+                            Ok(Some(Request::Command { command: Command::Quit, origin }))
+                                if !allow_quit =>
+                            {
+                                Some(Answered {
+                                    event: Event::error(
+                                        "bad_command",
+                                        "quit is not taken on the control socket: stop the node's process",
+                                    ),
+                                    origin,
+                                })
+                            }
+                            Ok(Some(request)) => {
+                                if link.request(request).await.is_err() {
+                                    return Ended::NodeStopped;
+                                }
+                                None
+                            }
+                            Err(error) => Some(*error),
+                        },
+                        other => line_error(client, other),
+                    };
+                    if let Some(reply) = reply {
+                        if write_line(&mut write, &reply).await.is_err() {
+                            return Ended::OutputGone;
+                        }
+                    }
+                }
+                // End of input: keep sending events until the node stops or the output goes.
+                Ok(None) | Err(_) => {
+                    input_open = false;
+                    if allow_quit {
+                        // The node answers in order: once this is answered, so is the rest.
+                        let barrier = Request::Command {
+                            origin: Some(super::Origin {
+                                client,
+                                id: None,
+                                cmd: BARRIER.to_owned(),
+                            }),
+                            command: Command::Peers,
+                        };
+                        if link.request(barrier).await.is_err() {
+                            return Ended::NodeStopped;
+                        }
+                    }
+                }
+            },
+        }
+    }
+}
+
+/// The name of the command sent at the end of input, whose answer means all others are out
+/// (not a name a client can send: it is not valid as a JSON-lines command).
+const BARRIER: &str = "\u{0}end of input";
+
+/// Why [`serve_lines`] returned.
+pub enum Ended {
+    NodeStopped,
+    OutputGone,
+    /// End of input (only for the node's own client): the events that still come.
+    InputClosed(tokio::sync::mpsc::Receiver<Answered>),
+}
+
+pub async fn write_line<W: tokio::io::AsyncWrite + Unpin>(
+    write: &mut W,
+    answered: &Answered,
+) -> std::io::Result<()> {
+    let mut line = answered.to_line();
+    line.push('\n');
+    write.write_all(line.as_bytes()).await?;
+    write.flush().await
+}
