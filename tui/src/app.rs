@@ -534,6 +534,11 @@ impl App {
                     room.people.set_talking(&from, &name, false);
                 }
             }
+            // `hark-node ctl ptt …` through the control socket keys our microphone.
+            Event::Ptt { room, action } => {
+                let action = self.ptt.remote(&room, action == "start");
+                effects.extend(self.ptt_action(action, now));
+            }
             // Events this client does not show (`voice_sent` answers a WAV the UI never sends).
             _ => {}
         }

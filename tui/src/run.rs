@@ -57,6 +57,8 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     if let Some(sink) = voice.take_sink() {
         let _ = node.set_audio_sink(sink).await;
     }
+    // `ptt` on the control socket keys this microphone.
+    let _ = node.accept_ptt().await;
     let mut app = App::new(&rooms, network_key, ptt, clock);
     let result = event_loop(
         &mut terminal,

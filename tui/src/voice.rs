@@ -116,6 +116,27 @@ impl Ptt {
         }
     }
 
+    /// Another program asked through the control socket (`hark-node ctl ptt start|stop ROOM`,
+    /// a foot pedal, a hotkey daemon): start talking in `room`, or stop, whatever the mode.
+    pub fn remote(&mut self, room: &str, start: bool) -> PttAction {
+        if !start {
+            return match self.talking.take() {
+                Some(_) => PttAction::Stop,
+                None => PttAction::None,
+            };
+        }
+        if let Err(reason) = &self.available {
+            return PttAction::Unavailable(reason.clone());
+        }
+        if self.talking.is_some() {
+            return PttAction::None;
+        }
+        self.talking = Some(room.to_owned());
+        PttAction::Start {
+            room: room.to_owned(),
+        }
+    }
+
     /// Starting failed after all (the device went away): back to idle.
     pub fn failed(&mut self) {
         self.talking = None;
@@ -153,6 +174,25 @@ pub fn meter(peak: u16) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_remote_ptt_starts_and_stops_in_either_mode() {
+        for mode in [PttMode::Hold, PttMode::Toggle] {
+            let mut ptt = Ptt::new(mode, Ok(()));
+            assert_eq!(
+                ptt.remote("ops", true),
+                PttAction::Start { room: "ops".into() }
+            );
+            assert_eq!(ptt.remote("ops", true), PttAction::None, "already talking");
+            assert_eq!(ptt.remote("ops", false), PttAction::Stop);
+            assert_eq!(ptt.remote("ops", false), PttAction::None);
+        }
+        let mut none = Ptt::new(PttMode::Toggle, Err("no microphone".into()));
+        assert_eq!(
+            none.remote("ops", true),
+            PttAction::Unavailable("no microphone".into())
+        );
+    }
 
     #[test]
     fn hold_talks_while_held_and_toggle_flips() {
