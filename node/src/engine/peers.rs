@@ -125,7 +125,7 @@ impl<S: Storage> Engine<S> {
             self.start_sync(peer, &topic);
         }
         let soon = self.presence_soon();
-        self.schedule_presence(&topic, soon);
+        self.schedule_presence_answer(&topic, soon);
     }
 
     pub(super) fn on_unsubscribed(&mut self, peer: PeerId, topic: &str) {
@@ -149,6 +149,15 @@ impl<S: Storage> Engine<S> {
 
     /// Announce ourselves in `topic` within `after` (earlier than planned, never later).
     pub(super) fn schedule_presence(&mut self, topic: &Topic, after: Duration) {
+        self.plan_presence(topic, after, false);
+    }
+
+    /// The same, to answer a newcomer: never held back (see [`Self::presence_due`]).
+    fn schedule_presence_answer(&mut self, topic: &Topic, after: Duration) {
+        self.plan_presence(topic, after, true);
+    }
+
+    fn plan_presence(&mut self, topic: &Topic, after: Duration, soon: bool) {
         let at = self.now.at + after;
         let Some(room) = self.rooms.get_mut(topic) else {
             return;
@@ -157,6 +166,7 @@ impl<S: Storage> Engine<S> {
             return;
         }
         room.presence_at = Some(at);
+        room.presence_soon = soon;
         self.set_timer(after, Timer::Presence(topic.clone()));
     }
 
@@ -167,9 +177,22 @@ impl<S: Storage> Engine<S> {
         if room.presence_at.is_none_or(|at| at > self.now.at) {
             return;
         }
+        let (soon, last) = (room.presence_soon, room.last_presence);
         room.presence_at = None;
-        self.publish(topic, Body::Presence);
         let interval = self.presence_interval();
+        // A regular announcement planned while the mesh looked small (at start) waits for
+        // the interval the mesh it has grown into calls for.
+        if let (false, Some(last)) = (soon, last) {
+            let due = last + interval.mul_f64(0.75);
+            if due > self.now.at {
+                self.schedule_presence(topic, due - self.now.at);
+                return;
+            }
+        }
+        if let Some(room) = self.rooms.get_mut(topic) {
+            room.last_presence = Some(self.now.at);
+        }
+        self.publish(topic, Body::Presence);
         self.schedule_presence(topic, interval);
     }
 

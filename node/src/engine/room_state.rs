@@ -18,6 +18,10 @@ pub struct RoomState {
     pub history: Option<RoomHistory>,
     /// When we next announce ourselves here (a timer is set for it).
     pub presence_at: Option<Instant>,
+    /// Whether that announcement answers a newcomer (never held back) or is a regular one.
+    pub presence_soon: bool,
+    /// When we last announced ourselves here.
+    pub last_presence: Option<Instant>,
     /// When we last told the room we are typing.
     pub last_typing: Option<Instant>,
     /// Changes wait for their dependencies: when to sync for them, and with whom.
@@ -37,6 +41,8 @@ impl RoomState {
             room,
             history: None,
             presence_at: None,
+            presence_soon: false,
+            last_presence: None,
             last_typing: None,
             deps_due: None,
             last_spread: None,
