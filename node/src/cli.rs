@@ -3,12 +3,12 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
-use libp2p::multiaddr::Protocol;
 use libp2p::Multiaddr;
 use thiserror::Error;
 
-use crate::config::{default_data_dir, default_name, NodeConfig};
-use crate::netkey::{self, NetKeyError};
+use crate::config::NodeConfig;
+use crate::netkey::NetKeyError;
+use crate::settings::{Origin, Settings};
 
 #[derive(Args, Clone, Debug)]
 pub struct NodeArgs {
@@ -35,9 +35,23 @@ pub struct NodeArgs {
     /// A room name or invite to join at start, beside lobby and the rooms joined before (repeatable).
     #[arg(long = "join", value_name = "ROOM|INVITE")]
     pub join: Vec<String>,
+    /// A file of rooms and invites to join, one a line (`#` comments), readable by its owner
+    /// only (mode 0600): keeps invites off the command line.
+    #[arg(long, value_name = "FILE")]
+    pub join_file: Option<PathBuf>,
     /// Voice frame length in milliseconds: 20 (default) or 10 (lower latency, more packets).
-    #[arg(long, value_name = "MS", default_value_t = 20, value_parser = parse_frame_ms)]
-    pub voice_frame_ms: u8,
+    #[arg(long, value_name = "MS", value_parser = parse_frame_ms)]
+    pub voice_frame_ms: Option<u8>,
+    /// The config file: TOML, one key per long option (`name = "bob"`, `peer = [...]`).
+    /// Default: $XDG_CONFIG_HOME/hark/config.toml (~/.config/hark/config.toml), if it exists.
+    /// Every option can also be set as HARK_NAME, HARK_DATA_DIR, HARK_PEER (comma-separated), ….
+    /// The command line wins over the environment, which wins over the file.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Print the configuration in effect (command line, environment, file and defaults) as
+    /// TOML, and exit.
+    #[arg(long)]
+    pub print_config: bool,
 }
 
 fn parse_frame_ms(text: &str) -> Result<u8, String> {
@@ -49,15 +63,11 @@ fn parse_frame_ms(text: &str) -> Result<u8, String> {
 }
 
 fn parse_multiaddr(text: &str) -> Result<Multiaddr, String> {
-    text.parse().map_err(|e| format!("not a multiaddr ({e})"))
+    crate::settings::parse_multiaddr(text)
 }
 
 fn parse_peer(text: &str) -> Result<Multiaddr, String> {
-    let addr = parse_multiaddr(text)?;
-    match addr.iter().last() {
-        Some(Protocol::P2p(_)) => Ok(addr),
-        _ => Err("must end in /p2p/PEER_ID".to_owned()),
-    }
+    crate::settings::parse_peer(text)
 }
 
 #[derive(Debug, Error)]
@@ -66,51 +76,111 @@ pub enum ConfigError {
     NoDataDir,
     #[error(transparent)]
     NetKey(#[from] NetKeyError),
-    #[error("--name {0:?}: {1}")]
-    BadName(String, &'static str),
+    /// A bad value, a bad or missing config file: the whole one-line message.
+    #[error("{0}")]
+    Invalid(String),
     #[error("HARK_CLOCK_OFFSET_MS={0:?} is not a whole number of milliseconds")]
     BadClockOffset(String),
     #[error("HARK_VOICE_DROP_PERCENT={0:?} is not a whole number from 0 to 100")]
     BadVoiceDrop(String),
-    #[error("--join {0:?}: {1}")]
-    BadJoin(String, crate::rooms::JoinError),
 }
 
 impl NodeArgs {
-    /// Turn the options into a node configuration, reading the network key file.
+    /// Turn the options (with the environment and the config file) into a node
+    /// configuration, reading the network key file.
     pub fn into_config(self) -> Result<NodeConfig, ConfigError> {
-        let name = self.name.unwrap_or_else(default_name);
-        hark_proto::envelope::check_nick(&name)
-            .map_err(|why| ConfigError::BadName(name.clone(), why))?;
-        for target in &self.join {
-            crate::rooms::parse_join_target(target)
-                .map_err(|e| ConfigError::BadJoin(target.clone(), e))?;
-        }
-        let data_dir = self
-            .data_dir
-            .or_else(default_data_dir)
-            .ok_or(ConfigError::NoDataDir)?;
-        let network_key = self.network_key.as_deref().map(netkey::load).transpose()?;
-        Ok(NodeConfig {
-            name,
-            data_dir,
-            listen: self.listen,
-            peers: self.peer,
-            mdns: !self.no_mdns,
-            network_key,
-            join: self.join,
-            relay: false,
-            clock_offset_ms: clock_offset_from_env()?,
+        self.settings(Settings::default())?.node_config()
+    }
+
+    /// What the command line itself sets (a switch that is off is "not set").
+    pub fn command_line(&self) -> Settings {
+        let strings = |addrs: &[Multiaddr]| {
+            (!addrs.is_empty()).then(|| addrs.iter().map(ToString::to_string).collect())
+        };
+        Settings {
+            name: self.name.clone(),
+            data_dir: self.data_dir.clone(),
+            listen: strings(&self.listen),
+            peer: strings(&self.peer),
+            no_mdns: self.no_mdns.then_some(true),
+            network_key: self.network_key.clone(),
+            join: (!self.join.is_empty()).then(|| self.join.clone()),
+            join_file: self.join_file.clone(),
             voice_frame_ms: self.voice_frame_ms,
-            voice_out: None,
-            voice_drop_percent: voice_drop_from_env()?,
-            memory_transport: false,
-        })
+            ..Settings::default()
+        }
+    }
+
+    /// The settings in effect: these options and `extra` (the program's own options, from its
+    /// command line), over the `HARK_*` environment, over the config file. Each source is
+    /// checked on its own; a missing default config file is no error, a missing `--config`
+    /// (or `HARK_CONFIG`) file is.
+    pub fn settings(&self, extra: Settings) -> Result<Settings, ConfigError> {
+        let cli = self.command_line().or(extra);
+        cli.check(&Origin::CommandLine)?;
+        let env = Settings::from_env()?;
+        env.check(&Origin::Env)?;
+        let from_env = std::env::var_os("HARK_CONFIG")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from);
+        let file = match self.config.clone().or(from_env) {
+            Some(path) => Settings::from_file(&path, true)?,
+            None => match crate::settings::default_config_file() {
+                Some(path) => Settings::from_file(&path, false)?,
+                None => Settings::default(),
+            },
+        };
+        Ok(cli.or(env).or(file))
+    }
+}
+
+/// [`NodeArgs::settings`] for a program's `main`: a problem is one line on stderr
+/// (`PROGRAM: …`) and exit code 2; `--print-config` prints the settings in effect and gives
+/// exit code 0.
+pub fn settings_or_exit(
+    program: &str,
+    args: &NodeArgs,
+    extra: Settings,
+) -> Result<Settings, std::process::ExitCode> {
+    match args.settings(extra) {
+        Ok(settings) if args.print_config => {
+            let source = match (&args.config, std::env::var_os("HARK_CONFIG")) {
+                (Some(path), _) => path.display().to_string(),
+                (None, Some(path)) if !path.is_empty() => PathBuf::from(path).display().to_string(),
+                _ => crate::settings::default_config_file()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_else(|| "no config file".to_owned()),
+            };
+            print!(
+                "# {program}: the configuration in effect (command line > HARK_* > {source} > defaults)\n{}",
+                settings.effective().to_toml()
+            );
+            Err(std::process::ExitCode::SUCCESS)
+        }
+        Ok(settings) => Ok(settings),
+        Err(e) => {
+            eprintln!("{program}: {e}");
+            Err(std::process::ExitCode::from(2))
+        }
+    }
+}
+
+/// The test-only switches the production binaries read: each one set gets a warning at start,
+/// so that a node running with a shifted clock or dropped voice is never a mystery. Call once
+/// logging is set up.
+pub fn warn_test_switches() {
+    for var in ["HARK_CLOCK_OFFSET_MS", "HARK_VOICE_DROP_PERCENT"] {
+        if let Some(value) = std::env::var_os(var) {
+            tracing::warn!(
+                "TEST-ONLY SWITCH {var}={} IS SET: this node is running with a test hook; unset it for real use",
+                value.to_string_lossy()
+            );
+        }
     }
 }
 
 /// The test hook `HARK_CLOCK_OFFSET_MS`: milliseconds to add to this node's wall clock.
-fn clock_offset_from_env() -> Result<i64, ConfigError> {
+pub(crate) fn clock_offset_from_env() -> Result<i64, ConfigError> {
     match std::env::var("HARK_CLOCK_OFFSET_MS") {
         Ok(text) => text
             .trim()
@@ -121,7 +191,7 @@ fn clock_offset_from_env() -> Result<i64, ConfigError> {
 }
 
 /// The test hook `HARK_VOICE_DROP_PERCENT`: the share of received voice frames to drop.
-fn voice_drop_from_env() -> Result<u8, ConfigError> {
+pub(crate) fn voice_drop_from_env() -> Result<u8, ConfigError> {
     match std::env::var("HARK_VOICE_DROP_PERCENT") {
         Ok(text) => text
             .trim()
@@ -220,6 +290,23 @@ pub struct NodeCli {
     /// reported in the `voice_end` event.
     #[arg(long, value_name = "DIR")]
     pub voice_out: Option<PathBuf>,
+    /// Without --json, print every message (room, sender, text) on stdout, and so into the
+    /// journal. Off by default: a relay's log holds no message text.
+    #[arg(long)]
+    pub print_messages: bool,
+}
+
+impl NodeCli {
+    /// The options only `hark-node` has, as settings (a switch that is off is "not set").
+    pub fn own_settings(&self) -> Settings {
+        Settings {
+            relay: self.relay.then_some(true),
+            json: self.json.then_some(true),
+            voice_out: self.voice_out.clone(),
+            print_messages: self.print_messages.then_some(true),
+            ..Settings::default()
+        }
+    }
 }
 
 /// The sub-commands of `hark-node`.

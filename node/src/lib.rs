@@ -7,6 +7,9 @@
 //! A map of the crate:
 //! - [`config`]: [`NodeConfig`], everything a node is started with, and [`cli::NodeArgs`],
 //!   the command-line options `hark` and `hark-node` share.
+//! - [`settings`]: where the options come from: the command line over `HARK_*` variables over
+//!   the TOML config file, merged and checked ([`settings::Settings`], `--print-config`).
+//! - [`sd_notify`]: systemd readiness and watchdog pings (`Type=notify`), for `hark-node`.
 //! - [`api`]: [`Command`]s in, [`Event`]s out: the whole surface a client sees. The JSON-lines
 //!   control of `hark-node --json` is these two types serialised.
 //! - [`store`]: SQLite in the data dir: identity key, joined rooms (with keys), room history
@@ -44,6 +47,8 @@ pub mod history;
 pub mod netkey;
 pub mod node;
 pub mod rooms;
+pub mod sd_notify;
+pub mod settings;
 pub mod store;
 pub mod swarm;
 pub mod sync;

@@ -143,6 +143,8 @@ impl NodeProcess {
                 "RUST_LOG",
                 std::env::var("HARK_TEST_LOG").unwrap_or_else(|_| "hark_node=debug,warn".into()),
             )
+            // Never a developer's ~/.config/hark/config.toml: a config home with no file.
+            .env("XDG_CONFIG_HOME", data_dir.path().join("no-config"))
             .envs(env.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

@@ -16,7 +16,12 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(code) => return code,
     };
-    let config = match cli.node.into_config() {
+    // Options: command line > HARK_* > config file > defaults; --print-config exits here.
+    let settings = match hark_node::cli::settings_or_exit("hark", &cli.node, Default::default()) {
+        Ok(settings) => settings,
+        Err(code) => return code,
+    };
+    let config = match settings.node_config() {
         Ok(config) => config,
         Err(e) => {
             eprintln!("hark: {e}");
@@ -30,6 +35,7 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(2);
     }
+    hark_node::cli::warn_test_switches();
     if !std::io::IsTerminal::is_terminal(&std::io::stdout()) {
         eprintln!("hark: needs a terminal (for scripts and bots, use hark-node --json)");
         return ExitCode::from(2);

@@ -33,17 +33,29 @@ fn main() -> ExitCode {
             Err(e) => fail(e),
         };
     }
-    let mut config = match cli.node.into_config() {
+    // Options: command line > HARK_* > config file > defaults; --print-config exits here.
+    let settings =
+        match hark_node::cli::settings_or_exit("hark-node", &cli.node, cli.own_settings()) {
+            Ok(settings) => settings,
+            Err(code) => return code,
+        };
+    hark_node::cli::warn_test_switches();
+    let mut config = match settings.node_config() {
         Ok(config) => config,
         Err(e) => return fail(e),
     };
-    config.relay = cli.relay;
-    if let Some(dir) = &cli.voice_out {
+    config.relay = settings.relay.unwrap_or(false);
+    if let Some(dir) = &settings.voice_out {
         if let Err(e) = std::fs::create_dir_all(dir) {
             return fail(format!("--voice-out {}: {e}", dir.display()));
         }
     }
-    config.voice_out = cli.voice_out;
+    config.voice_out = settings.voice_out.clone();
+    PRINT_MESSAGES.store(
+        settings.print_messages.unwrap_or(false),
+        std::sync::atomic::Ordering::Relaxed,
+    );
+    let json = settings.json.unwrap_or(false);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -51,7 +63,7 @@ fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(e) => return fail(e),
     };
-    let code = runtime.block_on(run(config, cli.json));
+    let code = runtime.block_on(run(config, json));
     // A read of stdin still blocked in tokio's pool (a supervisor that keeps the pipe open)
     // must not keep a stopped node's process alive; the node has flushed everything by now.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
@@ -86,7 +98,8 @@ async fn run(config: hark_node::NodeConfig, json: bool) -> ExitCode {
             node,
             events,
             hark_node::control::oneshot::DEFAULT_DELIVER_TIMEOUT,
-            |_| {},
+            // systemd (Type=notify): ready once `ready` is out, then watchdog pings.
+            |peer_id| hark_node::sd_notify::ready(&format!("ready as {peer_id}")),
         )
         .await;
     }
@@ -101,6 +114,10 @@ async fn run(config: hark_node::NodeConfig, json: bool) -> ExitCode {
                 Some(event) => {
                     reading |= json && matches!(event, Event::Ready { .. });
                     print_event(&event, json);
+                    if let Event::Ready { peer_id, .. } = &event {
+                        // systemd (Type=notify): ready once `ready` is out, then watchdog pings.
+                        hark_node::sd_notify::ready(&format!("ready as {peer_id}"));
+                    }
                 }
                 None => break,
             },
@@ -123,6 +140,7 @@ async fn run(config: hark_node::NodeConfig, json: bool) -> ExitCode {
             _ = shutdown_signal(), if !quitting => {
                 quitting = true;
                 tracing::info!("stopping");
+                hark_node::sd_notify::stopping();
                 let _ = node.send(Command::Quit).await;
             }
         }
@@ -158,15 +176,19 @@ fn print_event(event: &Event, json: bool) {
     let _ = writeln!(out, "{line}").and_then(|_| out.flush());
 }
 
-/// Plain lines for an operator watching a relay.
+/// `--print-messages`: plain output includes message text (off: no text in the journal).
+static PRINT_MESSAGES: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Plain lines for an operator watching a relay; message text only with `--print-messages`.
 fn human(event: &Event) -> Option<String> {
+    let messages = PRINT_MESSAGES.load(std::sync::atomic::Ordering::Relaxed);
     Some(match event {
         Event::Ready {
             peer_id,
             name,
             listen,
         } => format!("ready: {name} {peer_id}\n  {}", listen.join("\n  ")),
-        Event::Message { .. } => return event.message_line(),
+        Event::Message { .. } if messages => return event.message_line(),
         Event::PeerConnected { peer_id } => format!("peer connected: {peer_id}"),
         Event::PeerDisconnected { peer_id } => format!("peer disconnected: {peer_id}"),
         Event::Error { code, detail } => format!("error ({code}): {detail}"),
