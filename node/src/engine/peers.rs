@@ -14,9 +14,13 @@ use crate::api::Event;
 /// Every announcement reaches the whole room, so a room of N costs N² deliveries per interval:
 /// past 60 peers heard, the interval grows by [`PRESENCE_PER_PEER`] for each (one
 /// announcement per second in the whole room), and every interval is jittered by ±25 % so that
-/// nodes started together do not announce in waves.
+/// nodes started together do not announce in waves. Answers to newcomers are limited the same
+/// way in a big mesh.
 pub(super) const PRESENCE_INTERVAL: Duration = Duration::from_secs(60);
 const PRESENCE_PER_PEER: Duration = Duration::from_secs(1);
+/// Up to this many peers heard, every newcomer is answered at once.
+const PRESENCE_SMALL_MESH: usize = 60;
+const PRESENCE_ANSWER_GAP: Duration = Duration::from_secs(30);
 pub(super) const PRESENCE_SOON: Duration = Duration::from_millis(500);
 /// mDNS: only the peer with the smaller id dials, so a pair ends up with one connection;
 /// the other dials after this grace period if still unconnected.
@@ -152,8 +156,19 @@ impl<S: Storage> Engine<S> {
         self.plan_presence(topic, after, false);
     }
 
-    /// The same, to answer a newcomer: never held back (see [`Self::presence_due`]).
+    /// The same, to answer a newcomer (see [`Self::presence_due`]). In a big mesh an answer
+    /// reaches everyone, so one at most every [`PRESENCE_ANSWER_GAP`]: a newcomer who joins
+    /// just after hears us at the next regular announcement.
     fn schedule_presence_answer(&mut self, topic: &Topic, after: Duration) {
+        let big = self.names.len() > PRESENCE_SMALL_MESH;
+        let recent = self
+            .rooms
+            .get(topic)
+            .and_then(|r| r.last_presence)
+            .is_some_and(|last| self.now.at.saturating_duration_since(last) < PRESENCE_ANSWER_GAP);
+        if big && recent {
+            return;
+        }
         self.plan_presence(topic, after, true);
     }
 
