@@ -42,6 +42,8 @@ pub struct NodeArgs {
     /// Voice frame length in milliseconds: 20 (default) or 10 (lower latency, more packets).
     #[arg(long, value_name = "MS", value_parser = parse_frame_ms)]
     pub voice_frame_ms: Option<u8>,
+    #[command(flatten)]
+    pub http: crate::http::HttpArgs,
     /// The config file: TOML, one key per long option (`name = "bob"`, `peer = [...]`).
     /// Default: $XDG_CONFIG_HOME/hark/config.toml (~/.config/hark/config.toml), if it exists.
     /// Every option can also be set as HARK_NAME, HARK_DATA_DIR, HARK_PEER (comma-separated), ….
@@ -311,6 +313,8 @@ impl NodeCli {
 
 /// The sub-commands of `hark-node`.
 #[derive(Subcommand, Debug)]
+// Parsed once at start: the size of `Send`'s node options does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum NodeSub {
     /// Write a new private-network key file (swarm.key format, mode 0600).
     Keygen {

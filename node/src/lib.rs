@@ -44,6 +44,7 @@ pub mod control;
 pub mod dialer;
 pub mod engine;
 pub mod history;
+pub mod http;
 pub mod netkey;
 pub mod node;
 pub mod rooms;

@@ -16,6 +16,11 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(code) => return code,
     };
+    // --http: a non-loopback address without --http-token is refused here (exit 2).
+    let http = match hark_node::http::plan_or_exit("hark", &cli.node.http) {
+        Ok(http) => http,
+        Err(code) => return code,
+    };
     // Options: command line > HARK_* > config file > defaults; --print-config exits here.
     let settings = match hark_node::cli::settings_or_exit("hark", &cli.node, Default::default()) {
         Ok(settings) => settings,
@@ -61,6 +66,7 @@ fn main() -> ExitCode {
         config,
         clock,
         voice,
+        http,
     };
     let result = runtime.block_on(run(options));
     // Background tasks (the node's) must not keep the process alive after the UI has gone.

@@ -32,6 +32,8 @@ pub struct Options {
     pub config: NodeConfig,
     pub clock: LocalTime,
     pub voice: Box<dyn Voice>,
+    /// `--http`: the HTTP API, served once the node runs.
+    pub http: Option<hark_node::http::HttpPlan>,
 }
 
 pub async fn run(options: Options) -> anyhow::Result<()> {
@@ -39,6 +41,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         config,
         clock,
         mut voice,
+        http,
     } = options;
     let data_dir: PathBuf = config.data_dir.clone();
     let network_key = config.network_key.is_some();
@@ -50,6 +53,11 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     }
     // The node starts before the terminal is taken, so a start-up error prints plainly.
     let (node, events) = Node::start(config).await?;
+    if let Some(plan) = http {
+        hark_node::http::serve(plan, &data_dir, node.link())
+            .await
+            .map_err(anyhow::Error::msg)?;
+    }
     let (mut terminal, guard, ptt_mode) =
         terminal::setup().context("cannot set up the terminal")?;
     let mut ptt = Ptt::new(ptt_mode, voice.available());

@@ -33,6 +33,11 @@ fn main() -> ExitCode {
             Err(e) => fail(e),
         };
     }
+    // --http: a non-loopback address without --http-token is refused here (exit 2).
+    let http = match hark_node::http::plan_or_exit("hark-node", &cli.node.http) {
+        Ok(http) => http,
+        Err(code) => return code,
+    };
     // Options: command line > HARK_* > config file > defaults; --print-config exits here.
     let settings =
         match hark_node::cli::settings_or_exit("hark-node", &cli.node, cli.own_settings()) {
@@ -63,7 +68,7 @@ fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(e) => return fail(e),
     };
-    let code = runtime.block_on(run(config, json));
+    let code = runtime.block_on(run(config, json, http));
     // A read of stdin still blocked in tokio's pool (a supervisor that keeps the pipe open)
     // must not keep a stopped node's process alive; the node has flushed everything by now.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
@@ -86,11 +91,21 @@ fn init_logging() {
         .init();
 }
 
-async fn run(config: hark_node::NodeConfig, json: bool) -> ExitCode {
+async fn run(
+    config: hark_node::NodeConfig,
+    json: bool,
+    http: Option<hark_node::http::HttpPlan>,
+) -> ExitCode {
+    let data_dir = config.data_dir.clone();
     let (node, mut events) = match Node::start(config).await {
         Ok(started) => started,
         Err(e) => return fail(e),
     };
+    if let Some(plan) = http {
+        if let Err(e) = hark_node::http::serve(plan, &data_dir, node.link()).await {
+            return fail(e);
+        }
+    }
     if json {
         // stdin/stdout as a client of the node, like a control socket client; at the end of
         // stdin it waits for its messages to reach a peer (node/src/control/oneshot.rs).

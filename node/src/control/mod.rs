@@ -162,6 +162,10 @@ pub enum Request {
     },
     /// The client went away.
     Detach { client: ClientId },
+    /// A snapshot of the node's counters (the HTTP API's `/healthz` and `/metrics`).
+    Stats {
+        reply: tokio::sync::oneshot::Sender<crate::node::Stats>,
+    },
 }
 
 /// An event on its way to a client; `origin` when it answers one of its commands.

@@ -111,6 +111,10 @@ pub struct Driver {
     playout: mpsc::Sender<ReceiverInput>,
     /// Voice frames dropped because the playout task was behind.
     playout_overloaded: u64,
+    /// Counters for [`Stats`] (read-only: they change nothing the node does).
+    counts: super::Stats,
+    /// The kind of the message command being handled (`sent` counts it).
+    sending_kind: Option<&'static str>,
 }
 
 impl Driver {
@@ -144,6 +148,8 @@ impl Driver {
             voice_out_rx,
             playout,
             playout_overloaded: 0,
+            counts: super::Stats::default(),
+            sending_kind: None,
         };
         let topics: Vec<Topic> = driver
             .engine
@@ -200,8 +206,18 @@ impl Driver {
         match request {
             Request::Command { origin, command } => {
                 self.answering = origin;
+                self.sending_kind = match &command {
+                    Command::Send { .. } => Some("text"),
+                    Command::Me { .. } => Some("me"),
+                    Command::Alert { .. } => Some("alert"),
+                    _ => None,
+                };
                 self.handle(Input::Command(command));
+                self.sending_kind = None;
                 self.answering = None;
+            }
+            Request::Stats { reply } => {
+                let _ = reply.send(self.stats());
             }
             Request::Subscribe { origin, filter } => {
                 let event = Event::Subscribed {
@@ -249,6 +265,70 @@ impl Driver {
             Request::Detach { client } => {
                 self.clients.remove(&client);
             }
+        }
+    }
+
+    /// A snapshot of the counters, for the HTTP API.
+    fn stats(&self) -> super::Stats {
+        let gossipsub = &self.swarm.behaviour().gossipsub;
+        let scores: Vec<f64> = self
+            .swarm
+            .connected_peers()
+            .filter_map(|peer| gossipsub.peer_score(peer))
+            .collect();
+        let footprint = self.engine.footprint();
+        super::Stats {
+            ready: self.ready,
+            peers: self.swarm.connected_peers().count(),
+            rooms: self
+                .engine
+                .rooms()
+                .map(|room| (room.name.to_string(), room.private))
+                .collect(),
+            drops: self
+                .engine
+                .drops()
+                .iter()
+                .map(|(reason, n)| (reason.as_str().replace(' ', "_"), *n))
+                .collect(),
+            sync_sessions: footprint.sessions,
+            waiting_bytes: footprint.waiting_bytes,
+            score_min: scores.iter().copied().reduce(f64::min),
+            score_max: scores.iter().copied().reduce(f64::max),
+            playout_overloaded: self.playout_overloaded,
+            clients: self.clients.len(),
+            ..self.counts.clone()
+        }
+    }
+
+    /// Count what an event tells (for [`Self::stats`]).
+    fn count(&mut self, event: &Event) {
+        let counts = &mut self.counts;
+        match event {
+            Event::Message { kind, .. } => {
+                *counts.messages_in.entry(kind.clone()).or_default() += 1;
+            }
+            Event::Sent { .. } => {
+                if let Some(kind) = self.sending_kind {
+                    *counts.messages_out.entry(kind.to_owned()).or_default() += 1;
+                }
+            }
+            Event::Synced { received, .. } => {
+                counts.syncs_completed += 1;
+                counts.sync_received += *received as u64;
+            }
+            Event::VoiceEnd {
+                lost,
+                recovered,
+                concealed,
+                ..
+            } => {
+                counts.voice_spurts += 1;
+                counts.voice_frames_lost += u64::from(*lost);
+                counts.voice_frames_recovered += u64::from(*recovered);
+                counts.voice_frames_concealed += u64::from(*concealed);
+            }
+            _ => {}
         }
     }
 
@@ -381,6 +461,7 @@ impl Driver {
             }
             event => event,
         };
+        self.count(&event);
         let origin = self.answering.clone();
         if self.ready {
             self.deliver(event, origin);

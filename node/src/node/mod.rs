@@ -3,6 +3,7 @@
 
 mod driver;
 mod events;
+mod stats;
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -27,6 +28,7 @@ use crate::swarm;
 use crate::voice::{AudioSink, AudioSource};
 
 pub use driver::Control;
+pub use stats::Stats;
 
 /// Events waiting for the client, at most (a 100k-message catch-up fits). Past this the client
 /// misses events and is told so with `lagged`; the node never waits for it.
@@ -96,6 +98,13 @@ impl ClientLink {
     /// A client going away (best effort: the node also notices a dropped queue).
     pub fn detach(&self, client: ClientId) {
         let _ = self.requests.try_send(Request::Detach { client });
+    }
+
+    /// A snapshot of the node's counters.
+    pub async fn stats(&self) -> Result<Stats, NodeStopped> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.request(Request::Stats { reply }).await?;
+        answer.await.map_err(|_| NodeStopped)
     }
 
     /// Resolves when the node has stopped.
