@@ -18,20 +18,25 @@
 //! - [`sync`]: the `/hark/sync/1` session protocol and its bookkeeping (pure).
 //! - [`rooms`]: which rooms we are in, their keys and topics (pure state).
 //! - [`validate`]: the verdict on one gossip message: decrypt, decode, author check, replay
-//!   check (pure; the event loop reports the verdict to gossipsub for peer scoring).
+//!   check (pure; the driver reports the engine's verdict to gossipsub for peer scoring).
 //! - [`dialer`]: redial of static peers with exponential backoff (pure, takes `now`).
 //! - [`netkey`]: the pre-shared network key file and plain-words connection failure reasons.
 //! - [`voice`]: push-to-talk: Opus, jitter buffers, mixing, WAV in and out, the audio
 //!   source and sink traits that devices and tests plug into.
 //! - [`swarm`]: the libp2p transport and behaviour (gossipsub, mDNS, identify, ping, sync).
-//! - [`node`]: the event loop that moves bytes between the swarm, the state above and the client.
+//! - [`engine`]: everything Hark decides, with no IO: `Engine::handle(Input, Now) -> Outputs`,
+//!   one state per room and per peer, timers as outputs, a seeded RNG, the `Storage` port.
+//!   The simulator in `hark-tests` runs many of these on a virtual clock.
+//! - [`node`]: [`Node::start`] and the driver, the thin IO loop that turns swarm events,
+//!   commands and due timers into engine inputs and carries out its outputs.
+//! - [`clock`]: the wall clock, read in one place.
 //!
-//! One message from keypress to peer: the client sends [`Command::Send`]; the event loop adds
+//! One message from keypress to peer: the client sends [`Command::Send`]; the engine adds
 //! the message to the room's Automerge shard as one change, stores that change in SQLite,
 //! reports `sent`, and publishes the change in an envelope sealed with the room key on the
 //! room's chat topic. Gossipsub
-//! signs it with the node's identity. A receiving node's gossipsub hands the message to the event
-//! loop, [`validate`] opens and checks it, the verdict goes back to gossipsub (accepted messages
+//! signs it with the node's identity. A receiving node's gossipsub hands the message to the driver
+//! and so to the engine, [`validate`] opens and checks it, the verdict goes back to gossipsub (accepted messages
 //! are forwarded, rejected ones cost the sender score); the change is applied to the receiver's
 //! shard, stored, and its message becomes [`Event::Message`]. Whatever gossip missed (a node
 //! that was off, a partition) arrives by [`sync`] when peers meet, and every 30 s.
