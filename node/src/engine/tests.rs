@@ -502,3 +502,111 @@ fn confirming_delivery_syncs_after_a_send_and_gossip_alone_proves_nothing() {
     let out = a.handle(Input::Timer(Timer::Deliver), clock.now());
     assert!(!out.iter().any(|o| matches!(o, Output::SyncRequest { .. })));
 }
+
+/// A presence announcement from a peer we never met directly, as gossip hands it over.
+fn presence_from(n: u16, clock: &Clock) -> Input {
+    let mut secret = [7u8; 32];
+    secret[..2].copy_from_slice(&n.to_be_bytes());
+    let peer = Keypair::ed25519_from_bytes(secret)
+        .unwrap()
+        .public()
+        .to_peer_id();
+    let room = lobby();
+    let envelope = hark_proto::Envelope {
+        author: peer.to_bytes(),
+        name: format!("p{n}"),
+        id: hark_proto::MessageId::random(&mut rand::thread_rng()),
+        sent_at_ms: clock.now().wall_ms,
+        body: hark_proto::Body::Presence,
+    };
+    let data = hark_proto::seal::seal(
+        &room.key,
+        &room.chat_topic,
+        &envelope.encode().unwrap(),
+        &mut rand::thread_rng(),
+    );
+    Input::Gossip {
+        id: GossipId::new(&n.to_be_bytes()),
+        from: peer,
+        source: Some(peer),
+        topic: room.chat_topic.as_str().to_owned(),
+        data,
+    }
+}
+
+#[test]
+fn in_a_big_mesh_presence_waits_for_the_interval_the_mesh_calls_for() {
+    let mut clock = Clock {
+        base: Instant::now(),
+        ms: 0,
+    };
+    let mut a = engine(1, &clock);
+    let b = engine(2, &clock);
+    let topic = lobby().chat_topic;
+    // A neighbour joins: we answer within 0.5-1.5 s.
+    connect_one(&mut a, b.peer_id(), &clock);
+    clock.ms = 1_500;
+    let out = a.handle(Input::Timer(Timer::Presence(topic.clone())), clock.now());
+    assert_eq!(published(&out).len(), 1, "the answer to a newcomer");
+    // The mesh turns out to be big: 300 peers heard.
+    for n in 0..300 {
+        let out = a.handle(presence_from(n, &clock), clock.now());
+        assert_eq!(verdict(&out), Some(MessageAcceptance::Accept));
+    }
+    // The regular announcement planned while the mesh looked small (within 75 s) is held
+    // back: 300 peers call for 300 s ± 25 %.
+    clock.ms = 80_000;
+    let out = a.handle(Input::Timer(Timer::Presence(topic.clone())), clock.now());
+    assert!(published(&out).is_empty(), "held back");
+    let next = out
+        .iter()
+        .find_map(|o| match o {
+            Output::Timer {
+                at,
+                timer: Timer::Presence(_),
+            } => Some(at.duration_since(clock.base)),
+            _ => None,
+        })
+        .expect("re-planned");
+    assert!(
+        next >= Duration::from_millis(1_500 + 225_000 * 3 / 4),
+        "next announcement at {next:?}"
+    );
+    // A newcomer 78 s after our last announcement is answered; the next one, right after that
+    // answer, is not (at most one answer per 30 s in a big mesh).
+    connect_one(&mut a, PeerId::random(), &clock);
+    clock.ms += 1_500;
+    let out = a.handle(Input::Timer(Timer::Presence(topic.clone())), clock.now());
+    assert_eq!(published(&out).len(), 1, "answered");
+    let out = connect_one(&mut a, PeerId::random(), &clock);
+    assert!(
+        !out.iter().any(|o| matches!(
+            o,
+            Output::Timer {
+                timer: Timer::Presence(_),
+                ..
+            }
+        )),
+        "a second answer within 30 s is not planned"
+    );
+}
+
+/// `peer` connects to `a` and subscribes to the lobby.
+fn connect_one(a: &mut Engine<MemoryStore>, peer: PeerId, clock: &Clock) -> Vec<Output> {
+    let mut out = a.handle(
+        Input::Connected {
+            peer,
+            addr: "/memory/9".parse().unwrap(),
+            first: true,
+        },
+        clock.now(),
+    );
+    out.extend(a.handle(
+        Input::Subscribed {
+            peer,
+            topic: lobby().chat_topic.as_str().to_owned(),
+        },
+        clock.now(),
+    ));
+    out
+}
