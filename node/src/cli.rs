@@ -109,6 +109,8 @@ impl NodeArgs {
             join: (!self.join.is_empty()).then(|| self.join.clone()),
             join_file: self.join_file.clone(),
             voice_frame_ms: self.voice_frame_ms,
+            http: self.http.http,
+            http_token: self.http.http_token.clone(),
             ..Settings::default()
         }
     }

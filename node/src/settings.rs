@@ -42,6 +42,11 @@ pub struct Settings {
     pub join_file: Option<PathBuf>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub voice_frame_ms: Option<u8>,
+    /// The HTTP API's address, and its bearer token's file (docs/protocol.md, "HTTP").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http: Option<std::net::SocketAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http_token: Option<PathBuf>,
     // hark-node only (`hark` reads and ignores them, so that one file serves both).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub relay: Option<bool>,
@@ -131,6 +136,8 @@ impl Settings {
             join: self.join.or(lower.join),
             join_file: self.join_file.or(lower.join_file),
             voice_frame_ms: self.voice_frame_ms.or(lower.voice_frame_ms),
+            http: self.http.or(lower.http),
+            http_token: self.http_token.or(lower.http_token),
             relay: self.relay.or(lower.relay),
             json: self.json.or(lower.json),
             voice_out: self.voice_out.or(lower.voice_out),
@@ -176,6 +183,17 @@ impl Settings {
             ),
             None => None,
         };
+        let http = match text("http") {
+            Some(v) => Some(v.trim().parse().map_err(|_| {
+                bad(
+                    &Origin::Env,
+                    "http",
+                    &v,
+                    "must be IP:PORT, e.g. 127.0.0.1:8080",
+                )
+            })?),
+            None => None,
+        };
         Ok(Settings {
             name: text("name"),
             data_dir: text("data-dir").map(PathBuf::from),
@@ -186,6 +204,8 @@ impl Settings {
             join: list("join"),
             join_file: text("join-file").map(PathBuf::from),
             voice_frame_ms,
+            http,
+            http_token: text("http-token").map(PathBuf::from),
             relay: switch("relay")?,
             json: switch("json")?,
             voice_out: text("voice-out").map(PathBuf::from),
@@ -294,6 +314,8 @@ impl Settings {
             join: Some(self.join.unwrap_or_default()),
             join_file: self.join_file,
             voice_frame_ms: Some(self.voice_frame_ms.unwrap_or(20)),
+            http: self.http,
+            http_token: self.http_token,
             relay: Some(self.relay.unwrap_or(false)),
             json: Some(self.json.unwrap_or(false)),
             voice_out: self.voice_out,

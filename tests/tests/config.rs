@@ -701,3 +701,47 @@ fn the_shipped_unit_passes_systemd_analyze_verify() {
         "no warnings from systemd-analyze verify:\n{stdout}{stderr}"
     );
 }
+
+#[test]
+fn the_http_api_is_an_option_like_any_other() {
+    let dir = TempDir::new().unwrap();
+    let config = node_config(dir.path(), "http = \"127.0.0.1:8081\"\n");
+    let config = config.to_str().unwrap();
+    let http = |args: &[&str], env: &[(&str, &str)]| {
+        let mut all = vec!["--config", config];
+        all.extend_from_slice(args);
+        print_config(dir.path(), &all, env).http
+    };
+    let addr = |text: &str| Some(text.parse().unwrap());
+    assert_eq!(http(&[], &[]), addr("127.0.0.1:8081"));
+    assert_eq!(
+        http(&[], &[("HARK_HTTP", "127.0.0.1:8082")]),
+        addr("127.0.0.1:8082")
+    );
+    assert_eq!(
+        http(
+            &["--http", "127.0.0.1:8083"],
+            &[("HARK_HTTP", "127.0.0.1:8082")]
+        ),
+        addr("127.0.0.1:8083")
+    );
+
+    // A non-loopback address from the file without a token is refused, as on the command line.
+    let open = node_config(dir.path(), "http = \"0.0.0.0:0\"\n");
+    let mut command = hark_node(dir.path());
+    command
+        .args(["--no-mdns", "--config"])
+        .arg(&open)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"));
+    let (code, _, stderr) = output(command);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("not a loopback address"), "{stderr}");
+
+    let mut command = hark_node(dir.path());
+    command.arg("--print-config").env("HARK_HTTP", "everywhere");
+    let (code, _, stderr) = output(command);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("HARK_HTTP"), "{stderr}");
+}

@@ -16,14 +16,14 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(code) => return code,
     };
-    // --http: a non-loopback address without --http-token is refused here (exit 2).
-    let http = match hark_node::http::plan_or_exit("hark", &cli.node.http) {
-        Ok(http) => http,
-        Err(code) => return code,
-    };
     // Options: command line > HARK_* > config file > defaults; --print-config exits here.
     let settings = match hark_node::cli::settings_or_exit("hark", &cli.node, Default::default()) {
         Ok(settings) => settings,
+        Err(code) => return code,
+    };
+    // --http: a non-loopback address without --http-token is refused here (exit 2).
+    let http = match hark_node::http::plan_or_exit("hark", &(&settings).into()) {
+        Ok(http) => http,
         Err(code) => return code,
     };
     let config = match settings.node_config() {

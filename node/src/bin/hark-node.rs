@@ -33,17 +33,17 @@ fn main() -> ExitCode {
             Err(e) => fail(e),
         };
     }
-    // --http: a non-loopback address without --http-token is refused here (exit 2).
-    let http = match hark_node::http::plan_or_exit("hark-node", &cli.node.http) {
-        Ok(http) => http,
-        Err(code) => return code,
-    };
     // Options: command line > HARK_* > config file > defaults; --print-config exits here.
     let settings =
         match hark_node::cli::settings_or_exit("hark-node", &cli.node, cli.own_settings()) {
             Ok(settings) => settings,
             Err(code) => return code,
         };
+    // --http: a non-loopback address without --http-token is refused here (exit 2).
+    let http = match hark_node::http::plan_or_exit("hark-node", &(&settings).into()) {
+        Ok(http) => http,
+        Err(code) => return code,
+    };
     hark_node::cli::warn_test_switches();
     let mut config = match settings.node_config() {
         Ok(config) => config,

@@ -68,6 +68,16 @@ impl HttpArgs {
 }
 
 /// [`HttpArgs::plan`] for a program's `main`: a problem is one line on stderr and exit code 2.
+/// The HTTP options in effect (command line > `HARK_*` > config file).
+impl From<&crate::settings::Settings> for HttpArgs {
+    fn from(settings: &crate::settings::Settings) -> Self {
+        HttpArgs {
+            http: settings.http,
+            http_token: settings.http_token.clone(),
+        }
+    }
+}
+
 pub fn plan_or_exit(
     program: &str,
     args: &HttpArgs,
