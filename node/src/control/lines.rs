@@ -14,10 +14,14 @@ pub enum Line {
     TooLong,
 }
 
+/// Cancellation-safe: the line in progress lives in the reader, not in the future, so a
+/// `next_line` dropped by `select!` loses nothing and the next call carries on with the line.
 pub struct LineReader<R> {
     inner: R,
     max: usize,
     buf: Vec<u8>,
+    /// The line in progress is over the bound: its bytes are being skipped.
+    too_long: bool,
 }
 
 impl<R: AsyncBufRead + Unpin> LineReader<R> {
@@ -26,19 +30,18 @@ impl<R: AsyncBufRead + Unpin> LineReader<R> {
             inner,
             max,
             buf: Vec::new(),
+            too_long: false,
         }
     }
 
     /// The next line (without its `\n` or `\r\n`), or `None` at end of input. A last line
     /// without a newline counts. Errors are IO errors of the reader (the client is gone).
     pub async fn next_line(&mut self) -> std::io::Result<Option<Line>> {
-        self.buf.clear();
-        let mut too_long = false;
         loop {
             let available = self.inner.fill_buf().await?;
             if available.is_empty() {
                 // End of input.
-                if too_long {
+                if std::mem::take(&mut self.too_long) {
                     return Ok(Some(Line::TooLong));
                 }
                 if self.buf.is_empty() {
@@ -48,18 +51,19 @@ impl<R: AsyncBufRead + Unpin> LineReader<R> {
             }
             let newline = available.iter().position(|b| *b == b'\n');
             let take = newline.map_or(available.len(), |at| at + 1);
-            if !too_long {
+            if !self.too_long {
                 let piece = &available[..newline.unwrap_or(available.len())];
                 if self.buf.len() + piece.len() > self.max {
-                    too_long = true;
+                    self.too_long = true;
                     self.buf = Vec::new();
                 } else {
                     self.buf.extend_from_slice(piece);
                 }
             }
+            // No await between taking the bytes into `buf` and consuming them.
             self.inner.consume(take);
             if newline.is_some() {
-                if too_long {
+                if std::mem::take(&mut self.too_long) {
                     return Ok(Some(Line::TooLong));
                 }
                 return Ok(Some(self.finish()));
@@ -105,6 +109,23 @@ mod tests {
                 Line::Text("ok".into()),
                 Line::Text("last".into()),
             ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_read_dropped_mid_line_loses_nothing() {
+        use tokio::io::AsyncWriteExt;
+        let (mut writer, reader) = tokio::io::duplex(64);
+        let mut lines = LineReader::new(tokio::io::BufReader::new(reader), 100);
+        writer.write_all(b"{\"cmd\":").await.unwrap();
+        // `select!` drops the read when another branch wins while half a line is in.
+        let dropped =
+            tokio::time::timeout(std::time::Duration::from_millis(20), lines.next_line()).await;
+        assert!(dropped.is_err());
+        writer.write_all(b"\"peers\"}\n").await.unwrap();
+        assert_eq!(
+            lines.next_line().await.unwrap(),
+            Some(Line::Text("{\"cmd\":\"peers\"}".into()))
         );
     }
 
