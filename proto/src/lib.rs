@@ -13,6 +13,7 @@
 //! - [`sync`]: the body of a `/hark/sync/1` exchange (shard digests, Automerge sync messages).
 //! - [`voice`]: one push-to-talk Opus frame on a room's voice topic.
 //! - [`invite`]: invite strings that carry a private room's name and key out of band.
+//! - [`safety`]: safety numbers two people compare to verify each other's identity key.
 //!
 //! The flow of one chat line: the node builds an [`Envelope`], [`Envelope::encode`]s it,
 //! [`seal::seal`]s the bytes under the room's [`RoomKey`] with the room's chat topic as
@@ -25,6 +26,7 @@ pub mod invite;
 pub mod limits;
 pub mod record;
 pub mod room;
+pub mod safety;
 pub mod seal;
 pub mod sync;
 pub mod voice;
@@ -34,5 +36,6 @@ pub use hlc::{Hlc, HlcClock};
 pub use invite::{Invite, InviteError};
 pub use record::{MessageKind, MessageRecord, RecordError};
 pub use room::{NameError, RoomKey, RoomName, Topic};
+pub use safety::SafetyNumber;
 pub use seal::SealError;
 pub use voice::VoiceFrame;
