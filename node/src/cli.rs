@@ -6,7 +6,6 @@ use clap::{Args, Parser, Subcommand};
 use libp2p::Multiaddr;
 use thiserror::Error;
 
-use crate::config::NodeConfig;
 use crate::netkey::NetKeyError;
 use crate::settings::{Origin, Settings};
 
@@ -42,8 +41,17 @@ pub struct NodeArgs {
     /// Voice frame length in milliseconds: 20 (default) or 10 (lower latency, more packets).
     #[arg(long, value_name = "MS", value_parser = parse_frame_ms)]
     pub voice_frame_ms: Option<u8>,
+    /// Voice bitrate in bit/s, 6000 to 128000 (default 32000: a LAN has room for it; 24000
+    /// was the default before).
+    #[arg(long, value_name = "BITS")]
+    pub voice_bitrate: Option<i32>,
     #[command(flatten)]
     pub http: crate::http::HttpArgs,
+    /// Serve the browser client over HTTPS on ADDR (IP:PORT, e.g. 0.0.0.0:8443): chat and
+    /// push-to-talk from any phone on the LAN. People get in with a one-time link from
+    /// `hark-node web-invite`. See docs/web.md.
+    #[arg(long, value_name = "ADDR")]
+    pub web: Option<std::net::SocketAddr>,
     /// The config file: TOML, one key per long option (`name = "bob"`, `peer = [...]`).
     /// Default: $XDG_CONFIG_HOME/hark/config.toml (~/.config/hark/config.toml), if it exists.
     /// Every option can also be set as HARK_NAME, HARK_DATA_DIR, HARK_PEER (comma-separated), ….
@@ -88,12 +96,6 @@ pub enum ConfigError {
 }
 
 impl NodeArgs {
-    /// Turn the options (with the environment and the config file) into a node
-    /// configuration, reading the network key file.
-    pub fn into_config(self) -> Result<NodeConfig, ConfigError> {
-        self.settings(Settings::default())?.node_config()
-    }
-
     /// What the command line itself sets (a switch that is off is "not set").
     pub fn command_line(&self) -> Settings {
         let strings = |addrs: &[Multiaddr]| {
@@ -109,8 +111,10 @@ impl NodeArgs {
             join: (!self.join.is_empty()).then(|| self.join.clone()),
             join_file: self.join_file.clone(),
             voice_frame_ms: self.voice_frame_ms,
+            voice_bitrate: self.voice_bitrate,
             http: self.http.http,
             http_token: self.http.http_token.clone(),
+            web: self.web,
             ..Settings::default()
         }
     }
@@ -330,6 +334,13 @@ pub enum NodeSub {
     /// Send one message and stay until a peer holds it: exit 0 then, or a one-line reason on
     /// stderr and exit 1 after --deliver-timeout. Takes the usual network options.
     Send(crate::control::oneshot::SendArgs),
+    /// Show the safety number shared with PEER (its digits and a QR code) from the node
+    /// running on the data dir, to compare with PEER's screen; --confirm marks PEER verified.
+    /// Exit 0 done, 1 refused (unknown or ambiguous name), 2 usage or no node running.
+    Verify(crate::control::ctl::VerifyArgs),
+    /// Print a one-time join link for the browser client of the node running on the data dir
+    /// (it must serve --web). The link lets one person in, once.
+    WebInvite(crate::web::invite::WebInviteArgs),
 }
 
 #[cfg(test)]

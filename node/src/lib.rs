@@ -30,6 +30,10 @@
 //! - [`node`]: [`Node::start`] and the driver, the thin IO loop that turns swarm events,
 //!   commands and due timers into engine inputs and carries out its outputs.
 //! - [`clock`]: the wall clock, read in one place.
+//! - [`web`]: the browser client (`--web`): HTTPS, join links, web users' keys, the page,
+//!   push-to-talk over a WebSocket; the HTTP API's routes behind a session.
+//! - [`hooks`]: outgoing hooks (`[[hook]]`): POST to a URL or run a command on a message,
+//!   an alert or a mention, with retries and a dead-letter file.
 //!
 //! One message from keypress to peer: the client sends [`Command::Send`]; the engine adds
 //! the message to the room's Automerge shard as one change, stores that change in SQLite,
@@ -49,6 +53,7 @@ pub mod control;
 pub mod dialer;
 pub mod engine;
 pub mod history;
+pub mod hooks;
 pub mod http;
 pub mod netkey;
 pub mod node;
@@ -60,7 +65,9 @@ pub mod swarm;
 pub mod sync;
 pub mod validate;
 pub mod voice;
+pub mod web;
 
 pub use api::{Command, Event, HistoryMessage, PeerInfo};
+pub use hark_proto::mention::mentions;
 pub use config::NodeConfig;
 pub use node::{Node, NodeHandle, StartError};

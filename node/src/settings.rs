@@ -42,11 +42,17 @@ pub struct Settings {
     pub join_file: Option<PathBuf>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub voice_frame_ms: Option<u8>,
+    /// Voice bitrate, bit/s (docs/performance.md, "Voice quality").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub voice_bitrate: Option<i32>,
     /// The HTTP API's address, and its bearer token's file (docs/protocol.md, "HTTP").
     #[serde(skip_serializing_if = "Option::is_none")]
     pub http: Option<std::net::SocketAddr>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub http_token: Option<PathBuf>,
+    /// The browser client's HTTPS address (docs/web.md).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub web: Option<std::net::SocketAddr>,
     // hark-node only (`hark` reads and ignores them, so that one file serves both).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub relay: Option<bool>,
@@ -56,7 +62,7 @@ pub struct Settings {
     pub voice_out: Option<PathBuf>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub print_messages: Option<bool>,
-    /// Outgoing hooks (`[[hook]]` tables; config file only). Checked, not run yet.
+    /// Outgoing hooks (`[[hook]]` tables; config file only), run by [`crate::hooks`].
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hook: Vec<Hook>,
 }
@@ -72,6 +78,27 @@ pub struct Hook {
     pub url: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub command: Option<String>,
+    /// What a `url` hook POSTs: the `message` event as JSON lines carry it (default), or
+    /// `{"text": …}` for Mattermost/Slack-compatible incoming webhooks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<HookFormat>,
+    /// Attempts after the first failed one before the message goes to the dead-letter file
+    /// (default 5: retried after 0.5, 1, 2, 4 and 8 s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retries: Option<u32>,
+    /// Seconds one attempt may take (default 10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<u64>,
+}
+
+/// The body of a `url` hook's POST.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum HookFormat {
+    /// The `message` event, as on the JSON lines.
+    Event,
+    /// `{"text":"…"}`: Mattermost and Slack incoming webhooks.
+    Slack,
 }
 
 /// What a hook fires on.
@@ -136,8 +163,10 @@ impl Settings {
             join: self.join.or(lower.join),
             join_file: self.join_file.or(lower.join_file),
             voice_frame_ms: self.voice_frame_ms.or(lower.voice_frame_ms),
+            voice_bitrate: self.voice_bitrate.or(lower.voice_bitrate),
             http: self.http.or(lower.http),
             http_token: self.http_token.or(lower.http_token),
+            web: self.web.or(lower.web),
             relay: self.relay.or(lower.relay),
             json: self.json.or(lower.json),
             voice_out: self.voice_out.or(lower.voice_out),
@@ -183,6 +212,12 @@ impl Settings {
             ),
             None => None,
         };
+        let voice_bitrate = match text("voice-bitrate") {
+            Some(v) => Some(v.trim().parse().map_err(|_| {
+                bad(&Origin::Env, "voice-bitrate", &v, "must be a number of bit/s")
+            })?),
+            None => None,
+        };
         let http = match text("http") {
             Some(v) => Some(v.trim().parse().map_err(|_| {
                 bad(
@@ -191,6 +226,12 @@ impl Settings {
                     &v,
                     "must be IP:PORT, e.g. 127.0.0.1:8080",
                 )
+            })?),
+            None => None,
+        };
+        let web = match text("web") {
+            Some(v) => Some(v.trim().parse().map_err(|_| {
+                bad(&Origin::Env, "web", &v, "must be IP:PORT, e.g. 0.0.0.0:8443")
             })?),
             None => None,
         };
@@ -204,8 +245,10 @@ impl Settings {
             join: list("join"),
             join_file: text("join-file").map(PathBuf::from),
             voice_frame_ms,
+            voice_bitrate,
             http,
             http_token: text("http-token").map(PathBuf::from),
+            web,
             relay: switch("relay")?,
             json: switch("json")?,
             voice_out: text("voice-out").map(PathBuf::from),
@@ -270,6 +313,13 @@ impl Settings {
                 return Err(bad(origin, "voice-frame-ms", ms, "must be 10 or 20"));
             }
         }
+        if let Some(bitrate) = self.voice_bitrate {
+            use crate::voice::codec::{MAX_BITRATE, MIN_BITRATE};
+            if !(MIN_BITRATE..=MAX_BITRATE).contains(&bitrate) {
+                let why = format!("must be {MIN_BITRATE} to {MAX_BITRATE} (bit/s)");
+                return Err(bad(origin, "voice-bitrate", bitrate, why));
+            }
+        }
         for (i, hook) in self.hook.iter().enumerate() {
             let at = origin.label(&format!("hook {} (room {:?})", i + 1, hook.room));
             let why = if crate::rooms::parse_join_target(&hook.room).is_err()
@@ -290,6 +340,13 @@ impl Settings {
                     }
                     (None, Some(command)) if command.trim().is_empty() => {
                         Some("command is empty".to_owned())
+                    }
+                    (None, Some(_)) if hook.format.is_some() => {
+                        Some("format is for url hooks (a command gets the event)".to_owned())
+                    }
+                    _ if hook.timeout == Some(0) => Some("timeout must be at least 1".to_owned()),
+                    _ if hook.retries.is_some_and(|r| r > 20) => {
+                        Some("retries must be at most 20".to_owned())
                     }
                     _ => None,
                 }
@@ -314,8 +371,13 @@ impl Settings {
             join: Some(self.join.unwrap_or_default()),
             join_file: self.join_file,
             voice_frame_ms: Some(self.voice_frame_ms.unwrap_or(20)),
+            voice_bitrate: Some(
+                self.voice_bitrate
+                    .unwrap_or(crate::voice::codec::DEFAULT_BITRATE),
+            ),
             http: self.http,
             http_token: self.http_token,
+            web: self.web,
             relay: Some(self.relay.unwrap_or(false)),
             json: Some(self.json.unwrap_or(false)),
             voice_out: self.voice_out,
@@ -364,9 +426,13 @@ impl Settings {
             relay: false,
             clock_offset_ms: crate::cli::clock_offset_from_env()?,
             voice_frame_ms: self.voice_frame_ms.unwrap_or(20),
+            voice_bitrate: self
+                .voice_bitrate
+                .unwrap_or(crate::voice::codec::DEFAULT_BITRATE),
             voice_out: None,
             voice_drop_percent: crate::cli::voice_drop_from_env()?,
             memory_transport: false,
+            hooks: self.hook.clone(),
         })
     }
 }

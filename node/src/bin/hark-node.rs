@@ -18,6 +18,9 @@ fn main() -> ExitCode {
     match &cli.command {
         Some(Sub::Ctl(args)) => return hark_node::control::ctl::main(args),
         Some(Sub::Send(args)) => return hark_node::control::oneshot::main_send(args),
+        Some(Sub::Verify(args)) => return hark_node::control::ctl::main_verify(args),
+        // A join link for the browser client of a running node (node/src/web/invite.rs).
+        Some(Sub::WebInvite(args)) => return hark_node::web::invite::main(args),
         _ => {}
     }
     if let Some(Sub::Keygen { network }) = cli.command {
@@ -68,7 +71,7 @@ fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(e) => return fail(e),
     };
-    let code = runtime.block_on(run(config, json, http));
+    let code = runtime.block_on(run(config, json, http, settings.web));
     // A read of stdin still blocked in tokio's pool (a supervisor that keeps the pipe open)
     // must not keep a stopped node's process alive; the node has flushed everything by now.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
@@ -95,6 +98,7 @@ async fn run(
     config: hark_node::NodeConfig,
     json: bool,
     http: Option<hark_node::http::HttpPlan>,
+    web: Option<std::net::SocketAddr>,
 ) -> ExitCode {
     let data_dir = config.data_dir.clone();
     let (node, mut events) = match Node::start(config).await {
@@ -106,6 +110,18 @@ async fn run(
             return fail(e);
         }
     }
+    if let Some(addr) = web {
+        // The browser client (node/src/web/): its pages hear what this node plays out.
+        match hark_node::web::serve(addr, &data_dir, node.link()).await {
+            Ok(served) => {
+                if node.set_audio_sink(Box::new(served.sink)).await.is_err() {
+                    return fail("the node stopped");
+                }
+            }
+            Err(e) => return fail(e),
+        }
+    }
+    let link = node.link();
     if json {
         // stdin/stdout as a client of the node, like a control socket client; at the end of
         // stdin it waits for its messages to reach a peer (node/src/control/oneshot.rs).
@@ -114,7 +130,7 @@ async fn run(
             events,
             hark_node::control::oneshot::DEFAULT_DELIVER_TIMEOUT,
             // systemd (Type=notify): ready once `ready` is out, then watchdog pings.
-            |peer_id| hark_node::sd_notify::ready(&format!("ready as {peer_id}")),
+            |peer_id| hark_node::sd_notify::ready(&format!("ready as {peer_id}"), link.clone()),
         )
         .await;
     }
@@ -131,7 +147,7 @@ async fn run(
                     print_event(&event, json);
                     if let Event::Ready { peer_id, .. } = &event {
                         // systemd (Type=notify): ready once `ready` is out, then watchdog pings.
-                        hark_node::sd_notify::ready(&format!("ready as {peer_id}"));
+                        hark_node::sd_notify::ready(&format!("ready as {peer_id}"), link.clone());
                     }
                 }
                 None => break,
@@ -152,7 +168,7 @@ async fn run(
                     let _ = node.send(Command::Quit).await;
                 }
             },
-            _ = shutdown_signal(), if !quitting => {
+            _ = hark_node::control::oneshot::shutdown_signal(), if !quitting => {
                 quitting = true;
                 tracing::info!("stopping");
                 hark_node::sd_notify::stopping();
@@ -162,17 +178,6 @@ async fn run(
     }
     node.stopped().await;
     ExitCode::SUCCESS
-}
-
-async fn shutdown_signal() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(term) => term,
-        Err(_) => return std::future::pending().await,
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
 }
 
 fn print_event(event: &Event, json: bool) {

@@ -7,10 +7,12 @@
 //!   each client's [`Filter`] (`subscribe`).
 //! - [`socket`]: the Unix socket server, many clients at once.
 //! - [`ctl`]: `hark-node ctl …`, a client of that socket.
+//! - [`safety`]: a safety number as a terminal shows it (digits and a QR code).
 
 pub mod ctl;
 pub mod lines;
 pub mod oneshot;
+pub mod safety;
 pub mod socket;
 
 use std::collections::HashSet;
@@ -75,7 +77,7 @@ impl Filter {
     }
 }
 
-fn normal_room(room: &str) -> String {
+pub(crate) fn normal_room(room: &str) -> String {
     let room = room.trim();
     let room = room.strip_prefix('#').unwrap_or(room);
     if room.starts_with('@') {
@@ -102,6 +104,8 @@ pub fn event_kind(event: &Event) -> &'static str {
         Event::Peers { .. } => "peers",
         Event::History { .. } => "history",
         Event::SearchResults { .. } => "search_results",
+        Event::SafetyNumber { .. } => "safety_number",
+        Event::VerifiedPeers { .. } => "verified_peers",
         Event::Nick { .. } => "nick",
         Event::Invite { .. } => "invite",
         Event::VoiceStart { .. } => "voice_start",
@@ -165,6 +169,17 @@ pub enum Request {
     /// A snapshot of the node's counters (the HTTP API's `/healthz` and `/metrics`).
     Stats {
         reply: tokio::sync::oneshot::Sender<crate::node::Stats>,
+    },
+    /// A message from a web user (`--web`), signed with the key the node holds for them.
+    SendAs {
+        origin: Option<Origin>,
+        send: crate::engine::SendAs,
+    },
+    /// One voice frame of a web user's talk-spurt, encoded in the browser (or from PCM it
+    /// sent): sealed and published like a frame from this node's own microphone.
+    VoiceFrame {
+        room: String,
+        frame: hark_proto::VoiceFrame,
     },
 }
 

@@ -11,6 +11,7 @@ use std::time::Duration;
 use hark_proto::{Body, MessageId, MessageKind, MessageRecord, Topic};
 use libp2p::PeerId;
 
+use super::storage::Durability;
 use super::{fail, CommandError, Engine, Storage, Timer};
 use crate::api::{Event, HistoryMessage};
 use crate::history::{authorship, Added, Applied, RoomHistory, Shard, ShardError};
@@ -206,9 +207,24 @@ impl<S: Storage> Engine<S> {
         }
     }
 
+    /// Store what changes added, durable now (before `sent`), and return the messages that are
+    /// new to this node.
+    pub(super) fn persist(
+        &mut self,
+        topic: &Topic,
+        added: Vec<Added>,
+    ) -> Result<Vec<StoredMessage>, String> {
+        self.persist_with(topic, added, Durability::Now)
+    }
+
     /// Store what changes added and return the messages that are new to this node. On a store
     /// failure the room's in-memory history is dropped, so memory never runs ahead of disk.
-    fn persist(&mut self, topic: &Topic, added: Vec<Added>) -> Result<Vec<StoredMessage>, String> {
+    fn persist_with(
+        &mut self,
+        topic: &Topic,
+        added: Vec<Added>,
+        durability: Durability,
+    ) -> Result<Vec<StoredMessage>, String> {
         // A catch-up brings thousands of messages from a handful of authors: base58 each once.
         let chunks: Vec<(u32, Vec<u8>, Vec<StoredMessage>)> = added
             .into_iter()
@@ -238,7 +254,7 @@ impl<S: Storage> Engine<S> {
             .iter()
             .map(|(shard, bytes, messages)| (*shard, bytes.as_slice(), messages.as_slice()))
             .collect();
-        match self.store.append_history(topic, &batch) {
+        match self.store.append_history(topic, &batch, durability) {
             Ok(fresh) => {
                 if fresh.iter().flatten().any(|new| *new) && !self.search_backlog {
                     self.search_backlog = true;
@@ -267,6 +283,10 @@ impl<S: Storage> Engine<S> {
 
     /// Store and announce everything a gossip change or sync message added (one transaction);
     /// returns how many messages were new.
+    ///
+    /// What peers sent is stored with [`Durability::Deferred`]: written before it is shown, but
+    /// not waited for on the disk. A crash (even of the machine) may lose the last of it, and
+    /// sync brings it again from the peers that have it (`tests/tests/crash_catch_up.rs`).
     ///
     /// `straight_from` is the peer the records came from over an authenticated channel (the
     /// signed gossip source, the sync peer): its own records need no signature check, since
@@ -297,7 +317,7 @@ impl<S: Storage> Engine<S> {
         if added.is_empty() {
             return 0;
         }
-        let Ok(fresh) = self.persist(topic, added) else {
+        let Ok(fresh) = self.persist_with(topic, added, Durability::Deferred) else {
             return 0;
         };
         let count = fresh.len();
@@ -312,6 +332,9 @@ impl<S: Storage> Engine<S> {
         count
     }
 
+    /// Apply a change that came by gossip. What it adds comes back to be stored and shown by
+    /// [`take_in`](Self::take_in) once gossipsub has the verdict: a hop forwards a valid change
+    /// without waiting for its own store.
     pub(super) fn on_gossip_change(
         &mut self,
         topic: &Topic,
@@ -319,11 +342,11 @@ impl<S: Storage> Engine<S> {
         change: &[u8],
         author: &[u8],
         from: PeerId,
-    ) -> Result<(), Drop> {
+    ) -> Result<Option<Added>, Drop> {
         let history = match self.history(topic) {
             Ok(history) => history,
             // Our store's problem, not the sender's: do not penalise it.
-            Err(_) => return Ok(()),
+            Err(_) => return Ok(None),
         };
         match history.apply_gossip(shard, change, author) {
             Ok(Applied::New {
@@ -331,12 +354,6 @@ impl<S: Storage> Engine<S> {
                 bytes,
                 waiting,
             }) => {
-                let added = Added {
-                    shard,
-                    records,
-                    bytes,
-                };
-                self.take_in(topic, vec![added], author);
                 if waiting {
                     // Gossip often delivers the missing change a moment later; if it does not,
                     // fetch it from the peer that sent this one.
@@ -348,9 +365,13 @@ impl<S: Storage> Engine<S> {
                         }
                     }
                 }
-                Ok(())
+                Ok(Some(Added {
+                    shard,
+                    records,
+                    bytes,
+                }))
             }
-            Ok(Applied::Known) => Ok(()),
+            Ok(Applied::Known) => Ok(None),
             Err(e) => {
                 tracing::debug!(room = self.room_name(topic), "bad history change: {e}");
                 self.forget_if_panicked(topic, &e);

@@ -17,13 +17,17 @@
 //! - `sync.rs`: `/hark/sync/1` sessions, both sides; anti-entropy, onward spread, dependencies.
 //! - `peers.rs`: connections, subscriptions, discovery, redial, presence.
 //! - `voice.rs`: voice frames in (checked, to playout) and out (sealed, published).
+//! - `identities.rs`: safety numbers, verified marks, names claimed by more than one key.
+//! - `send_as.rs`: a message signed by an identity the node holds for a web user.
 
 mod commands;
 mod delivery;
 mod gossip;
 mod history;
+mod identities;
 mod peers;
 mod room_state;
+mod send_as;
 pub mod storage;
 mod sync;
 pub mod timers;
@@ -47,6 +51,7 @@ use crate::validate::{Drop, SeenIds};
 use crate::voice::sender::Outgoing;
 
 pub use room_state::{PeerState, RoomState};
+pub use send_as::SendAs;
 pub use storage::{MemoryStore, Storage};
 pub use timers::{Timer, TimerQueue};
 pub use voice::frame_ms_supported;
@@ -139,6 +144,8 @@ pub enum Input {
     /// The client must know that its messages reached a peer (a one-shot sender): sync with
     /// room peers until each message this run sent is confirmed by [`Event::Delivered`].
     ConfirmDelivery,
+    /// A message from an identity this node speaks for (a web user, `send_as.rs`).
+    SendAs(SendAs),
 }
 
 /// What the engine asks for, in the order it should happen.
@@ -229,6 +236,8 @@ pub struct Engine<S> {
     /// Peer ids as text (base58), by their bytes: every event names its author, and encoding
     /// one costs more than opening the message. Bounded like `names`.
     peer_texts: HashMap<Vec<u8>, String>,
+    /// Peers the user marked verified (kept in the store).
+    verified: identities::Verified,
     seen: SeenIds,
     redial: Redialer,
     /// mDNS peers we leave to dial us first, and when we dial them anyway.
@@ -287,6 +296,7 @@ impl<S: Storage> Engine<S> {
             peers: HashMap::new(),
             names: HashMap::new(),
             peer_texts: HashMap::new(),
+            verified: identities::Verified::default(),
             seen: SeenIds::new(SEEN_IDS),
             redial,
             mdns_waiting: HashMap::new(),
@@ -344,6 +354,7 @@ impl<S: Storage> Engine<S> {
             Input::VoiceOut(out) => self.on_voice_out(out),
             Input::Timer(timer) => self.on_timer(timer),
             Input::ConfirmDelivery => self.confirm_delivery(),
+            Input::SendAs(send) => self.on_send_as(send),
         }
         std::mem::take(&mut self.out)
     }

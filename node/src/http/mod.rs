@@ -8,7 +8,7 @@
 //! - [`metrics`]: `/metrics` in the Prometheus text format.
 
 mod metrics;
-mod routes;
+pub mod routes;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -16,6 +16,25 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 
 use crate::node::ClientLink;
+
+pub use routes::{router, ApiError, Shared, State};
+
+/// A web user of `--web` (node/src/web/) making a request on the web listener. The same
+/// routes serve them, limited to their rooms, and what they post is signed as them.
+#[derive(Clone, Debug)]
+pub struct Guest {
+    pub identity: libp2p::identity::Keypair,
+    pub name: String,
+    /// Their rooms, as `subscribe` compares names (lower case, no `#`).
+    pub rooms: std::collections::HashSet<String>,
+}
+
+impl Guest {
+    /// Whether the guest is in `room` (typed any way the API accepts).
+    pub fn may(&self, room: &str) -> bool {
+        self.rooms.contains(&routes::normal(room))
+    }
+}
 
 /// The HTTP API's options, shared by `hark` and `hark-node`.
 #[derive(Args, Clone, Debug, Default)]

@@ -18,13 +18,18 @@ use axum::middleware::{self, Next};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::api::{Command, Event};
 use crate::control::{event_kind, Answered, ClientId, Filter, Origin, Request};
 use crate::node::{ClientLink, Stats};
+
+use super::Guest;
+
+/// A web user, on requests that come through the web listener (`--web`); absent on `--http`.
+type MaybeGuest = Option<Extension<Guest>>;
 
 /// The largest request body taken (64 KiB, like a command line); a larger one is `too_long`.
 pub const MAX_BODY: usize = 64 * 1024;
@@ -77,18 +82,28 @@ impl Shared {
     }
 
     /// Send a command and wait for its first answer (`sent`, `history`, `peers`, or `error`).
-    async fn ask(&self, cmd: &str, command: Command) -> Result<Event, ApiError> {
+    pub async fn ask(&self, cmd: &str, command: Command) -> Result<Event, ApiError> {
+        self.ask_with(cmd, |origin| Request::Command {
+            origin: Some(origin),
+            command,
+        })
+        .await
+    }
+
+    /// Send the request `make` builds with this API's origin, and wait for its first answer.
+    pub async fn ask_with(
+        &self,
+        cmd: &str,
+        make: impl FnOnce(Origin) -> Request,
+    ) -> Result<Event, ApiError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (reply, answer) = oneshot::channel();
         lock(&self.pending).insert(id, reply);
-        let request = Request::Command {
-            origin: Some(Origin {
-                client: self.client,
-                id: Some(id.into()),
-                cmd: cmd.to_owned(),
-            }),
-            command,
-        };
+        let request = make(Origin {
+            client: self.client,
+            id: Some(id.into()),
+            cmd: cmd.to_owned(),
+        });
         if self.link.request(request).await.is_err() {
             lock(&self.pending).remove(&id);
             return Err(ApiError::node_stopped());
@@ -107,7 +122,11 @@ impl Shared {
         }
     }
 
-    async fn stats(&self) -> Result<Stats, ApiError> {
+    pub fn link(&self) -> &ClientLink {
+        &self.link
+    }
+
+    pub async fn stats(&self) -> Result<Stats, ApiError> {
         self.link
             .stats()
             .await
@@ -215,6 +234,7 @@ pub fn router(state: State) -> Router {
     Router::new()
         .route("/v1/rooms", get(rooms))
         .route("/v1/rooms/{room}/messages", get(history).post(post_message))
+        .route("/v1/rooms/{room}/search", get(search))
         .route("/v1/peers", get(peers))
         .route("/v1/events", get(events))
         .route("/healthz", get(healthz))
@@ -255,10 +275,12 @@ type St = axum::extract::State<State>;
 
 async fn post_message(
     axum::extract::State(state): St,
+    guest: MaybeGuest,
     room: Result<Path<String>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let Path(room) = room?;
+    allowed(&guest, &room)?;
     let body = body?;
     let value: Value = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad(format!("the body is not JSON: {e}")))?;
@@ -283,7 +305,32 @@ async fn post_message(
             )))
         }
     };
-    match state.ask(cmd, command).await? {
+    let answer = match guest {
+        // A web user's message is signed with their key (engine/send_as.rs).
+        Some(Extension(guest)) => {
+            let (room, kind, text) = match command {
+                Command::Send { room, text } => (room, hark_proto::MessageKind::Text, text),
+                Command::Me { room, text } => (room, hark_proto::MessageKind::Me, text),
+                Command::Alert { room, text } => (room, hark_proto::MessageKind::Alert, text),
+                _ => return Err(ApiError::bad("not a message")),
+            };
+            let send = crate::engine::SendAs {
+                identity: guest.identity,
+                name: guest.name,
+                room,
+                kind,
+                text,
+            };
+            state
+                .ask_with(cmd, |origin| Request::SendAs {
+                    origin: Some(origin),
+                    send,
+                })
+                .await?
+        }
+        None => state.ask(cmd, command).await?,
+    };
+    match answer {
         Event::Sent { room, id } => {
             Ok((StatusCode::CREATED, Json(json!({"id": id, "room": room}))).into_response())
         }
@@ -293,10 +340,12 @@ async fn post_message(
 
 async fn history(
     axum::extract::State(state): St,
+    guest: MaybeGuest,
     room: Result<Path<String>, PathRejection>,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Path(room) = room?;
+    allowed(&guest, &room)?;
     let Query(query) = query?;
     let mut limit = None;
     let mut before = None;
@@ -330,11 +379,12 @@ async fn history(
     }
 }
 
-async fn rooms(axum::extract::State(state): St) -> Result<Response, ApiError> {
+async fn rooms(axum::extract::State(state): St, guest: MaybeGuest) -> Result<Response, ApiError> {
     let stats = state.stats().await?;
     let rooms: Vec<Value> = stats
         .rooms
         .iter()
+        .filter(|(room, _)| guest.as_ref().is_none_or(|Extension(g)| g.may(room)))
         .map(|(room, private)| json!({"room": room, "private": private}))
         .collect();
     Ok(Json(json!({ "rooms": rooms })).into_response())
@@ -344,6 +394,55 @@ async fn peers(axum::extract::State(state): St) -> Result<Response, ApiError> {
     match state.ask("peers", Command::Peers).await? {
         Event::Peers { peers } => Ok(Json(json!({ "peers": peers })).into_response()),
         other => Err(unexpected(&other)),
+    }
+}
+
+/// `GET /v1/rooms/{room}/search?text=WORDS[&limit=N]`: stored messages holding every word.
+async fn search(
+    axum::extract::State(state): St,
+    guest: MaybeGuest,
+    room: Result<Path<String>, PathRejection>,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Path(room) = room?;
+    allowed(&guest, &room)?;
+    let Query(query) = query?;
+    let mut text = None;
+    let mut limit = None;
+    for (key, value) in query {
+        match key.as_str() {
+            "text" | "q" => text = Some(value),
+            "limit" => {
+                limit =
+                    Some(value.parse::<usize>().map_err(|_| {
+                        ApiError::bad(format!("limit {value:?} is not a whole number"))
+                    })?)
+            }
+            _ => {}
+        }
+    }
+    let text = text.ok_or_else(|| ApiError::bad("search needs ?text=WORDS"))?;
+    match state
+        .ask("search", Command::Search { room, text, limit })
+        .await?
+    {
+        Event::SearchResults {
+            room,
+            text,
+            messages,
+        } => Ok(Json(json!({"room": room, "text": text, "messages": messages})).into_response()),
+        other => Err(unexpected(&other)),
+    }
+}
+
+/// A web user may use only their own rooms; to them another room does not exist.
+fn allowed(guest: &MaybeGuest, room: &str) -> Result<(), ApiError> {
+    match guest {
+        Some(Extension(guest)) if !guest.may(room) => Err(ApiError::new(
+            "not_joined",
+            format!("you are not in a room named {room:?}"),
+        )),
+        _ => Ok(()),
     }
 }
 
@@ -371,6 +470,7 @@ impl Drop for Follower {
 /// `event: NAME` and `data: ` the JSON line. Repeat `room`/`kind` or separate with commas.
 async fn events(
     axum::extract::State(state): St,
+    guest: MaybeGuest,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(query) = query?;
@@ -388,6 +488,13 @@ async fn events(
                 .map(|v| normal(v.trim()))
                 .filter(|v| !v.is_empty()),
         );
+    }
+    // A web user follows their own rooms only (and events that name no room).
+    if let Some(Extension(guest)) = &guest {
+        rooms = Some(match rooms {
+            Some(asked) => asked.intersection(&guest.rooms).cloned().collect(),
+            None => guest.rooms.clone(),
+        });
     }
     let attached = state
         .link
@@ -412,7 +519,7 @@ async fn events(
 }
 
 /// A room as `subscribe` compares it (a leading `#` dropped, lower case).
-fn normal(room: &str) -> String {
+pub fn normal(room: &str) -> String {
     let room = room.strip_prefix('#').unwrap_or(room);
     if room.starts_with('@') {
         room.to_owned()
@@ -461,7 +568,10 @@ async fn store_writable(data_dir: PathBuf) -> bool {
     .unwrap_or(false)
 }
 
-async fn metrics(axum::extract::State(state): St) -> Result<Response, ApiError> {
+async fn metrics(axum::extract::State(state): St, guest: MaybeGuest) -> Result<Response, ApiError> {
+    if guest.is_some() {
+        return Err(ApiError::new("not_found", "no such route for web users"));
+    }
     let stats = state.stats().await?;
     let dir = state.data_dir.clone();
     let store_bytes = tokio::task::spawn_blocking(move || {

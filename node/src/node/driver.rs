@@ -69,6 +69,7 @@ pub struct Parts {
     pub network_key: Option<PreSharedKey>,
     pub name: String,
     pub voice_frame_ms: u8,
+    pub voice_bitrate: i32,
     pub voice_out: Option<PathBuf>,
 }
 
@@ -103,7 +104,8 @@ pub struct Driver {
     /// Peers' sync requests waiting for the engine's answer.
     replies: HashMap<u64, ResponseChannel<SyncResponse>>,
     next_reply: u64,
-    voice_frame_ms: u8,
+    /// How talk-spurts encode (bitrate, and the loss the playout task hears).
+    voice_talk: sender::TalkSettings,
     /// Talk-spurt threads send their frames here.
     voice_out_tx: mpsc::Sender<Outgoing>,
     voice_out_rx: mpsc::Receiver<Outgoing>,
@@ -121,7 +123,16 @@ impl Driver {
     pub fn new(parts: Parts) -> Self {
         let (voice_out_tx, voice_out_rx) = mpsc::channel(256);
         let (voice_events_tx, voice_events) = mpsc::channel(1_024);
-        let playout = crate::voice::receiver::spawn(parts.voice_out, voice_events_tx);
+        let voice_talk = sender::TalkSettings {
+            frame_ms: parts.voice_frame_ms,
+            bitrate: parts.voice_bitrate,
+            loss: crate::voice::loss::LossMeter::default(),
+        };
+        let playout = crate::voice::receiver::spawn(
+            parts.voice_out,
+            voice_events_tx,
+            voice_talk.loss.clone(),
+        );
         let mut driver = Self {
             swarm: parts.swarm,
             engine: parts.engine,
@@ -143,7 +154,7 @@ impl Driver {
             requests: HashMap::new(),
             replies: HashMap::new(),
             next_reply: 0,
-            voice_frame_ms: parts.voice_frame_ms,
+            voice_talk,
             voice_out_tx,
             voice_out_rx,
             playout,
@@ -218,6 +229,16 @@ impl Driver {
             }
             Request::Stats { reply } => {
                 let _ = reply.send(self.stats());
+            }
+            Request::SendAs { origin, send } => {
+                self.answering = origin;
+                self.sending_kind = Some(send.kind.as_str());
+                self.handle(Input::SendAs(send));
+                self.sending_kind = None;
+                self.answering = None;
+            }
+            Request::VoiceFrame { room, frame } => {
+                self.handle(Input::VoiceOut(Outgoing::Frame { room, frame }));
             }
             Request::Subscribe { origin, filter } => {
                 let event = Event::Subscribed {
@@ -441,7 +462,7 @@ impl Driver {
                 }
             }
             Output::TalkWav { room, wav } => {
-                sender::spawn_wav(room, wav, self.voice_frame_ms, self.voice_out_tx.clone());
+                sender::spawn_wav(room, wav, self.voice_talk.clone(), self.voice_out_tx.clone());
             }
         }
         None
@@ -462,7 +483,12 @@ impl Driver {
             event => event,
         };
         self.count(&event);
-        let origin = self.answering.clone();
+        // A message is news for every client, even when a command made it (a web user's
+        // message, engine/send_as.rs): never an answer to the asker alone.
+        let origin = match event {
+            Event::Message { .. } => None,
+            _ => self.answering.clone(),
+        };
         if self.ready {
             self.deliver(event, origin);
         } else {
@@ -520,7 +546,7 @@ impl Driver {
                 Some(room) => sender::spawn(
                     room.name.to_string(),
                     source,
-                    self.voice_frame_ms,
+                    self.voice_talk.clone(),
                     self.voice_out_tx.clone(),
                 ),
                 None => self.emit(Event::error(

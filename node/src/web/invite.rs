@@ -1,0 +1,112 @@
+//! `hark-node web-invite [--data-dir DIR] [--name NAME] [--room ROOM]… [--hours H]`: a one-time
+//! join link for the browser client of the node running on DIR.
+//!
+//! The command writes the link's grant into `DIR/web/invites/` (only the data dir's owner can:
+//! the same trust as the control socket) after checking, through the control socket, that a
+//! node runs there, and reads the node's URL from `DIR/web/url`, which only a node serving
+//! `--web` writes. The page shows a clear message for a link that is bad, used or expired.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Args;
+
+use super::users::{write_invite, InviteGrant};
+
+/// How long a join link stays valid unless `--hours` says otherwise.
+pub const DEFAULT_HOURS: u64 = 24;
+
+#[derive(Args, Debug, Clone)]
+pub struct WebInviteArgs {
+    /// The running node's data dir (default: ~/.local/share/hark).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// The name proposed to the new user (they may change it when they join).
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// A room the user is put in besides lobby, e.g. a private room of this node (repeatable).
+    #[arg(long = "room", value_name = "ROOM")]
+    pub rooms: Vec<String>,
+    /// Hours before the link expires.
+    #[arg(long, value_name = "H", default_value_t = DEFAULT_HOURS)]
+    pub hours: u64,
+    /// Do not print the link as a QR code.
+    #[arg(long)]
+    pub no_qr: bool,
+}
+
+/// Make a join link for the node on `data_dir`: its URL (`https://…/#join=TOKEN`).
+pub fn make_link(
+    data_dir: &std::path::Path,
+    name: Option<String>,
+    rooms: Vec<String>,
+    hours: u64,
+) -> Result<String, String> {
+    if let Some(name) = &name {
+        hark_proto::envelope::check_nick(name).map_err(|why| format!("--name {name:?}: {why}"))?;
+    }
+    let web = super::web_dir(data_dir);
+    let url = std::fs::read_to_string(web.join(super::URL_FILE)).map_err(|_| {
+        format!(
+            "the node on {} does not serve the web client: start it with --web ADDR",
+            data_dir.display()
+        )
+    })?;
+    let rooms = rooms
+        .iter()
+        .map(|r| r.trim().trim_start_matches('#').to_lowercase())
+        .collect();
+    let grant = InviteGrant {
+        name,
+        rooms,
+        expires_ms: crate::clock::wall_ms().saturating_add(hours.saturating_mul(3_600_000)),
+    };
+    let token = write_invite(&web, &grant)?;
+    Ok(format!("{}#join={token}", url.trim()))
+}
+
+/// A QR code of `text` for a terminal (two rows per character line).
+pub fn qr_text(text: &str) -> Option<String> {
+    let code = qrcode::QrCode::new(text.as_bytes()).ok()?;
+    Some(
+        code.render::<qrcode::render::unicode::Dense1x2>()
+            .quiet_zone(true)
+            .build(),
+    )
+}
+
+pub fn main(args: &WebInviteArgs) -> ExitCode {
+    let Some(data_dir) = args.data_dir.clone().or_else(crate::config::default_data_dir) else {
+        eprintln!("hark-node web-invite: no data dir: give --data-dir DIR");
+        return ExitCode::from(2);
+    };
+    let socket = crate::control::socket::socket_path(&data_dir);
+    if std::os::unix::net::UnixStream::connect(&socket).is_err() {
+        eprintln!(
+            "hark-node web-invite: no node running on {} (no control socket at {})",
+            data_dir.display(),
+            socket.display()
+        );
+        return ExitCode::from(2);
+    }
+    match make_link(&data_dir, args.name.clone(), args.rooms.clone(), args.hours) {
+        Ok(link) => {
+            println!("{link}");
+            if !args.no_qr {
+                if let Some(qr) = qr_text(&link) {
+                    eprintln!("{qr}");
+                }
+            }
+            eprintln!(
+                "One person, once, within {} h. The browser warns about the node's own \
+                 certificate: compare its SHA-256 fingerprint with the node's log.",
+                args.hours
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("hark-node web-invite: {e}");
+            ExitCode::from(2)
+        }
+    }
+}

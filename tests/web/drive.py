@@ -1,0 +1,267 @@
+#!/usr/bin/python3
+"""Drives Debian's chromium (headless, through chromium-driver and python3-selenium) against a
+node serving --web, for tests/tests/web.rs. Reads a JSON plan from argv[1]; talks to the other
+node ("bob", a `hark-node --json`) through its control socket; prints one JSON line of results
+on stdout. Every wait has a deadline; any failure is an exception (exit code 1) with the reason.
+"""
+import json
+import os
+import socket
+import sys
+import time
+
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.common.action_chains import ActionChains
+
+PLAN = json.load(open(sys.argv[1]))
+RESULTS = {}
+WAIT = 20.0
+
+
+def log(text):
+    print(f"drive.py: {text}", file=sys.stderr, flush=True)
+
+
+def wait_until(what, check, timeout=WAIT, every=0.05):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            value = check()
+            if value:
+                return value
+        except Exception as e:  # the page may be between states
+            last = e
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last error: {last})")
+
+
+class Control:
+    """A client of a node's control socket (JSON lines)."""
+
+    def __init__(self, path):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.connect(path)
+        self.sock.settimeout(0.2)
+        self.buf = b""
+        self.events = []
+
+    def send(self, command):
+        self.sock.sendall((json.dumps(command) + "\n").encode())
+
+    def pump(self):
+        try:
+            data = self.sock.recv(65536)
+        except socket.timeout:
+            return
+        self.buf += data
+        while b"\n" in self.buf:
+            line, self.buf = self.buf.split(b"\n", 1)
+            if line.strip():
+                self.events.append(json.loads(line))
+
+    def expect(self, what, match, timeout=WAIT):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for event in self.events:
+                if match(event):
+                    self.events.remove(event)
+                    return event
+            self.pump()
+        raise AssertionError(f"node never sent {what}; saw {[e.get('event') for e in self.events][-20:]}")
+
+
+def browser(width, height, user_dir):
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    for arg in [
+        "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+        "--ignore-certificate-errors", f"--user-data-dir={user_dir}",
+        "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-audio-capture={PLAN['mic_wav']}",
+        "--autoplay-policy=no-user-gesture-required",
+        f"--window-size={width},{height}", "--lang=en-GB",
+    ]:
+        options.add_argument(arg)
+    options.set_capability("acceptInsecureCerts", True)
+    driver = webdriver.Chrome(service=Service(executable_path="/usr/bin/chromedriver"), options=options)
+    driver.set_page_load_timeout(30)
+    driver.set_script_timeout(30)
+    return driver
+
+
+def text_of(driver, selector):
+    return driver.execute_script(f"return document.querySelector({json.dumps(selector)})?.textContent || ''")
+
+
+def visible(driver, element_id):
+    return driver.execute_script(f"const e = document.getElementById({json.dumps(element_id)}); return e && !e.hidden")
+
+
+def screenshot(driver, name, width, height):
+    driver.set_window_size(width, height)
+    # The window size includes no chrome in headless mode; set the viewport exactly.
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                           {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": width < 600})
+    time.sleep(0.4)
+    path = os.path.join(PLAN["screenshots"], name)
+    driver.save_screenshot(path)
+    driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+    return path
+
+
+def gate_error(driver):
+    return text_of(driver, "#gate-error")
+
+
+def main():
+    bob = Control(PLAN["bob_socket"])
+    tmp = PLAN["tmp"]
+
+    # 1. No join link: the page says so, and the API gives nothing.
+    d = browser(390, 844, os.path.join(tmp, "chrome-outsider"))
+    try:
+        d.get(PLAN["url"])
+        wait_until("the no-link message", lambda: "join link" in gate_error(d))
+        RESULTS["no_link_message"] = gate_error(d)
+        RESULTS["no_link_api"] = d.execute_async_script(
+            "const done = arguments[0];"
+            "Promise.all(['/v1/rooms', '/v1/rooms/lobby/messages', '/web/me', '/v1/events']"
+            ".map(p => fetch(p).then(r => r.status))).then(done, e => done(String(e)));")
+        # A made-up link.
+        d.get(PLAN["bad_link"])
+        wait_until("the join form", lambda: visible(d, "join-form"))
+        d.find_element(By.ID, "join-name").send_keys("mallory")
+        d.find_element(By.ID, "join-button").click()
+        wait_until("the bad-link message", lambda: "not valid" in gate_error(d))
+        RESULTS["bad_link_message"] = gate_error(d)
+    finally:
+        d.quit()
+
+    # 2. The real link: join as "ann".
+    d = browser(1280, 800, os.path.join(tmp, "chrome-ann"))
+    try:
+        started = time.monotonic()
+        d.get(PLAN["join_link"])
+        wait_until("the join form", lambda: visible(d, "join-form"))
+        d.find_element(By.ID, "join-name").clear()
+        d.find_element(By.ID, "join-name").send_keys("ann")
+        d.find_element(By.ID, "join-button").click()
+        wait_until("the app", lambda: visible(d, "app"))
+        me = d.execute_script("return window.hark.state.me")
+        RESULTS["web_peer_id"] = me["peer_id"]
+        RESULTS["web_name"] = me["name"]
+        RESULTS["secure_context"] = d.execute_script("return window.isSecureContext")
+        RESULTS["has_audio_encoder"] = d.execute_script("return typeof AudioEncoder !== 'undefined'")
+
+        # Bob's earlier message is in the history (time to first message).
+        wait_until("bob's history message in the page",
+                   lambda: PLAN["history_text"] in text_of(d, "#messages"))
+        RESULTS["join_to_first_message_ms"] = round((time.monotonic() - started) * 1000)
+
+        # Time to first message on a fresh load with a session.
+        t0 = time.monotonic()
+        d.get(PLAN["url"])
+        wait_until("history after reload", lambda: PLAN["history_text"] in text_of(d, "#messages"))
+        RESULTS["load_to_first_message_ms"] = round((time.monotonic() - t0) * 1000)
+        RESULTS["page_bytes"] = d.execute_script(
+            "return performance.getEntriesByType('resource').concat(performance.getEntriesByType('navigation'))"
+            ".filter(e => !e.name.includes('/v1/') && !e.name.includes('/web/'))"
+            ".reduce((n, e) => n + (e.decodedBodySize || 0), 0)")
+
+        # 3. Public room, both ways.
+        bob.send({"cmd": "send", "room": "lobby", "text": "hello from bob"})
+        wait_until("bob's live message in the page", lambda: "hello from bob" in text_of(d, "#messages"))
+        box = d.find_element(By.ID, "text")
+        box.send_keys("hello from ann", Keys.ENTER)
+        got = bob.expect("ann's message", lambda e: e.get("event") == "message" and e.get("text") == "hello from ann")
+        RESULTS["bob_got_public"] = got
+        box.send_keys("/me waves", Keys.ENTER)
+        got = bob.expect("ann's /me", lambda e: e.get("event") == "message" and e.get("text") == "waves")
+        RESULTS["bob_got_me"] = got
+
+        # 4. Private room by invite (bob created it).
+        d.find_element(By.ID, "room-input").send_keys(PLAN["ops_invite"], Keys.ENTER)
+        wait_until("the private room", lambda: text_of(d, "#room-title") == "#ops")
+        d.find_element(By.ID, "text").send_keys("secret plan from ann", Keys.ENTER)
+        got = bob.expect("ann's private message",
+                         lambda e: e.get("event") == "message" and e.get("text") == "secret plan from ann")
+        RESULTS["bob_got_private"] = got
+        bob.send({"cmd": "send", "room": "ops", "text": "ops reply from bob"})
+        wait_until("bob's private reply in the page", lambda: "ops reply from bob" in text_of(d, "#messages"))
+        # Unread count: a lobby message while ann is in ops.
+        bob.send({"cmd": "send", "room": "lobby", "text": "lobby while away"})
+        wait_until("an unread badge on lobby",
+                   lambda: d.execute_script(
+                       "return [...document.querySelectorAll('.room')].find(b => b.dataset.room === 'lobby')"
+                       "?.querySelector('.badge')?.textContent") == "1")
+        RESULTS["unread_badge"] = True
+
+        # Search.
+        d.find_element(By.ID, "search-toggle").click()
+        d.find_element(By.ID, "search-input").send_keys("secret", Keys.ENTER)
+        wait_until("a search result", lambda: "secret plan from ann" in text_of(d, "#search-results"))
+        d.find_element(By.ID, "search-close").click()
+
+        # 5. Push-to-talk from the page: a warm-up press (opens the microphone), then the one
+        # that is measured.
+        d.execute_script("document.querySelector('.room[data-room=\"lobby\"]').click()")
+        wait_until("lobby again", lambda: text_of(d, "#room-title") == "#lobby")
+        ptt = d.find_element(By.ID, "ptt")
+        ActionChains(d).click_and_hold(ptt).pause(0.6).release().perform()
+        bob.expect("the warm-up spurt's end", lambda e: e.get("event") == "voice_end", timeout=30)
+        wait_until("the microphone open", lambda: d.execute_script("return !!window.hark.voice.mic"))
+        RESULTS["codec"] = d.execute_script("return window.hark.voice.codec")
+        before = d.execute_script("return window.hark.voice.stats.framesSent")
+        ActionChains(d).click_and_hold(ptt).pause(PLAN["hold_s"]).release().perform()
+        stats = wait_until("the spurt sent", lambda: (lambda s: s if s["releasedAt"] > s["pressedAt"] else None)(
+            d.execute_script("return window.hark.voice.stats")))
+        end = bob.expect("the spurt's voice_end", lambda e: e.get("event") == "voice_end", timeout=30)
+        RESULTS["ptt_held_ms"] = stats["releasedAt"] - stats["pressedAt"]
+        RESULTS["ptt_frames_sent"] = stats["framesSent"] - before
+        RESULTS["bob_voice_end"] = end
+
+        # 6. A talk-spurt from bob plays in the page.
+        d.execute_script("window.hark.voice.stats.rxPeak = 0; window.hark.voice.stats.rxChunks = 0")
+        bob.send({"cmd": "voice", "room": "lobby", "wav": PLAN["bob_wav"]})
+        wait_until("the talking indicator", lambda: visible(d, "talking") and "talking" in text_of(d, "#talking"), timeout=30)
+        RESULTS["talking_text"] = text_of(d, "#talking")
+        bob.expect("bob's voice_sent", lambda e: e.get("event") == "voice_sent", timeout=60)
+        wait_until("the spurt played", lambda: d.execute_script("return window.hark.voice.stats.rxPeak") > 0.02, timeout=10)
+        RESULTS["rx"] = d.execute_script("return window.hark.voice.stats")
+
+        # 7. Screenshots: desktop and phone.
+        bob.send({"cmd": "alert", "room": "lobby", "text": "fire alarm on deck 2"})
+        wait_until("the alert", lambda: "fire alarm on deck 2" in text_of(d, "#messages"))
+        time.sleep(3.2)  # the flash fades
+        RESULTS["screenshots"] = [
+            screenshot(d, "desktop.png", 1280, 800),
+            screenshot(d, "phone.png", 390, 844),
+        ]
+        d.execute_script("document.body.classList.add('show-rooms')")
+        RESULTS["screenshots"].append(screenshot(d, "phone-rooms.png", 390, 844))
+    finally:
+        d.quit()
+
+    # 8. The used link again, in another browser: refused with a clear message.
+    d = browser(390, 844, os.path.join(tmp, "chrome-reuse"))
+    try:
+        d.get(PLAN["join_link"])
+        wait_until("the join form", lambda: visible(d, "join-form"))
+        d.find_element(By.ID, "join-name").send_keys("eve")
+        d.find_element(By.ID, "join-button").click()
+        wait_until("the used-link message", lambda: "already used" in gate_error(d))
+        RESULTS["reused_link_message"] = gate_error(d)
+        RESULTS["reused_link_api"] = d.execute_async_script(
+            "const done = arguments[0]; fetch('/v1/rooms').then(r => done(r.status), e => done(String(e)));")
+    finally:
+        d.quit()
+
+    print(json.dumps(RESULTS), flush=True)
+
+
+if __name__ == "__main__":
+    main()
