@@ -10,8 +10,9 @@ ARGS ?=
 # Build: a C compiler and pkg-config for the bundled SQLite and other -sys crates; cmake for
 # the static libopus; ALSA headers for cpal.
 # Tests: iproute2 for the network-namespace (mDNS) tests; tmux to drive the terminal UI;
-# espeak-ng and sox to make and measure speech for the voice tests.
-PACKAGES := gcc libc6-dev pkg-config cmake libasound2-dev iproute2 tmux espeak-ng sox
+# espeak-ng and sox to make and measure speech for the voice tests; curl, jq and python3 to run
+# docs/integrations.md's recipes as written (tests/tests/integrations.rs).
+PACKAGES := gcc libc6-dev pkg-config cmake libasound2-dev iproute2 tmux espeak-ng sox curl jq python3
 # make dist: dpkg-dev (dpkg-shlibdeps) for the packages' Depends, binutils (objcopy) to strip
 # the binaries, git for the commit. make dist-check also: man-db to read the man pages,
 # systemd for systemd-analyze verify, iproute2 for the offline build in a network namespace.

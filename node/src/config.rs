@@ -39,6 +39,8 @@ pub struct NodeConfig {
     /// TCP and QUIC, so that hundreds of nodes share one process without sockets. Listen
     /// addresses are then `/memory/N`.
     pub memory_transport: bool,
+    /// Outgoing hooks from the config file (`[[hook]]`), run beside the node by [`crate::hooks`].
+    pub hooks: Vec<crate::settings::Hook>,
 }
 
 /// The platform's data dir for Hark (`~/.local/share/hark` on Linux).

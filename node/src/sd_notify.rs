@@ -44,8 +44,10 @@ pub fn watchdog_interval() -> Option<Duration> {
 }
 
 /// Tell systemd the node is ready, and, when a watchdog is asked for, ping it from a task on
-/// the current tokio runtime until the runtime stops. Failures are logged, never fatal.
-pub fn ready(status: &str) {
+/// the current tokio runtime while the node answers: each ping follows a round trip through
+/// the driver's loop (a stats request), so a wedged node misses its pings and systemd restarts
+/// it, where a timer of its own would go on pinging. Failures are logged, never fatal.
+pub fn ready(status: &str, node: crate::node::ClientLink) {
     match notify(&format!("READY=1\nSTATUS={status}")) {
         Ok(true) => tracing::debug!("told systemd: ready"),
         Ok(false) => return,
@@ -61,6 +63,16 @@ pub fn ready(status: &str) {
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;
+                match tokio::time::timeout(every, node.stats()).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(_)) => return,
+                    Err(_) => {
+                        tracing::error!(
+                            "the node did not answer within {every:?}: no watchdog ping"
+                        );
+                        continue;
+                    }
+                }
                 if let Err(e) = notify("WATCHDOG=1") {
                     tracing::warn!("cannot ping the systemd watchdog: {e}");
                 }

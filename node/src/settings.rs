@@ -214,7 +214,12 @@ impl Settings {
         };
         let voice_bitrate = match text("voice-bitrate") {
             Some(v) => Some(v.trim().parse().map_err(|_| {
-                bad(&Origin::Env, "voice-bitrate", &v, "must be a number of bit/s")
+                bad(
+                    &Origin::Env,
+                    "voice-bitrate",
+                    &v,
+                    "must be a number of bit/s",
+                )
             })?),
             None => None,
         };
@@ -231,7 +236,12 @@ impl Settings {
         };
         let web = match text("web") {
             Some(v) => Some(v.trim().parse().map_err(|_| {
-                bad(&Origin::Env, "web", &v, "must be IP:PORT, e.g. 0.0.0.0:8443")
+                bad(
+                    &Origin::Env,
+                    "web",
+                    &v,
+                    "must be IP:PORT, e.g. 0.0.0.0:8443",
+                )
             })?),
             None => None,
         };

@@ -14,6 +14,7 @@
 //! - [`voice`]: one push-to-talk Opus frame on a room's voice topic.
 //! - [`invite`]: invite strings that carry a private room's name and key out of band.
 //! - [`safety`]: safety numbers two people compare to verify each other's identity key.
+//! - [`mention`]: whether a chat line names someone (the UI's highlight, the hooks' `mention`).
 //!
 //! The flow of one chat line: the node builds an [`Envelope`], [`Envelope::encode`]s it,
 //! [`seal::seal`]s the bytes under the room's [`RoomKey`] with the room's chat topic as
@@ -24,6 +25,7 @@ pub mod envelope;
 pub mod hlc;
 pub mod invite;
 pub mod limits;
+pub mod mention;
 pub mod record;
 pub mod room;
 pub mod safety;

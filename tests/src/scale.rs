@@ -241,6 +241,7 @@ async fn start_one(
         voice_out: None,
         voice_drop_percent: 0,
         memory_transport: true,
+        hooks: Vec::new(),
     };
     let (handle, mut events) = Node::start(config)
         .await

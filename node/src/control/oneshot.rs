@@ -155,6 +155,7 @@ async fn wait_delivered(
 }
 
 async fn stop(node: NodeHandle) {
+    crate::sd_notify::stopping();
     let _ = node.send(Command::Quit).await;
     node.stopped().await;
 }
@@ -299,7 +300,8 @@ pub async fn run_json(
     }
 }
 
-async fn shutdown_signal() {
+/// SIGTERM (systemd, kill) or SIGINT (Ctrl+C).
+pub async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = match signal(SignalKind::terminate()) {
         Ok(term) => term,
@@ -317,10 +319,21 @@ pub fn main_send(args: &SendArgs) -> ExitCode {
         eprintln!("hark-node send: {e}");
         ExitCode::from(2)
     };
-    let config = match args.node.clone().into_config() {
+    // The same options as the node proper: command line > HARK_* > config file.
+    let settings = match crate::cli::settings_or_exit(
+        "hark-node send",
+        &args.node,
+        crate::settings::Settings::default(),
+    ) {
+        Ok(settings) => settings,
+        Err(code) => return code,
+    };
+    let mut config = match settings.node_config() {
         Ok(config) => config,
         Err(e) => return usage(&e),
     };
+    // A sender that lives for seconds runs no hooks: the relay's config is for the relay.
+    config.hooks.clear();
     let timeout = match args.timeout() {
         Ok(timeout) => timeout,
         Err(e) => return usage(&e),

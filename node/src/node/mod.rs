@@ -269,6 +269,7 @@ impl Node {
         if let Err(e) = crate::control::socket::serve(&config.data_dir, link.clone()) {
             tracing::warn!("no control socket: {e}");
         }
+        crate::hooks::start(config.hooks, &config.data_dir, link.clone());
         Ok((
             NodeHandle {
                 link,

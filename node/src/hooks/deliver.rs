@@ -1,0 +1,278 @@
+//! One hook's worker: takes its messages in order, POSTs each to the URL or runs the command
+//! with it on stdin, retries with backoff, and writes what never got through to the
+//! dead-letter file (`DATA_DIR/hooks-dead-letter.jsonl`, one JSON object a line, mode 0600).
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc;
+
+use crate::settings::Hook;
+
+/// The dead-letter file's name in the data dir.
+pub const DEAD_LETTER_FILE: &str = "hooks-dead-letter.jsonl";
+/// Past this size the dead-letter file is renamed to `….1` (replacing an older one) and
+/// started afresh, so that a hook that stays down cannot fill the disk.
+const DEAD_LETTER_MAX_BYTES: u64 = 16 * 1024 * 1024;
+/// What a failing command may say on stderr that goes into the log and the dead letter.
+const STDERR_KEPT: usize = 400;
+
+/// Where a hook sends, and how patiently.
+#[derive(Clone, Debug)]
+pub enum Target {
+    Url {
+        url: String,
+        timeout: Duration,
+        retries: u32,
+    },
+    Command {
+        command: String,
+        timeout: Duration,
+        retries: u32,
+    },
+}
+
+impl Target {
+    pub fn of(hook: &Hook) -> Self {
+        let timeout = Duration::from_secs(hook.timeout.unwrap_or(10).max(1));
+        let retries = hook.retries.unwrap_or(5);
+        match (&hook.url, &hook.command) {
+            (Some(url), _) => Target::Url {
+                url: url.clone(),
+                timeout,
+                retries,
+            },
+            (None, command) => Target::Command {
+                command: command.clone().unwrap_or_default(),
+                timeout,
+                retries,
+            },
+        }
+    }
+
+    fn retries(&self) -> u32 {
+        match self {
+            Target::Url { retries, .. } | Target::Command { retries, .. } => *retries,
+        }
+    }
+
+    fn describe(&self) -> &str {
+        match self {
+            Target::Url { url, .. } => url,
+            Target::Command { command, .. } => command,
+        }
+    }
+}
+
+/// One message for a hook: the body to send and the event it came from (for the command's
+/// environment and the dead letter).
+pub struct Job {
+    pub body: Vec<u8>,
+    pub event: Value,
+}
+
+/// The dead-letter file, shared by every hook of the node.
+#[derive(Clone)]
+pub struct DeadLetter {
+    path: PathBuf,
+    lock: Arc<Mutex<()>>,
+}
+
+impl DeadLetter {
+    pub fn new(path: PathBuf) -> Self {
+        Self {
+            path,
+            lock: Arc::new(Mutex::new(())),
+        }
+    }
+
+    /// Append one line for a message that did not get through. A failure to write is logged:
+    /// there is nowhere further to put it.
+    pub fn write(&self, hook: usize, target: &Target, job: &Job, error: &str, attempts: u32) {
+        let line = json!({
+            "at": crate::clock::wall_ms(),
+            "hook": hook,
+            "target": target.describe(),
+            "attempts": attempts,
+            "error": error,
+            "event": job.event,
+        });
+        let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        if let Err(e) = self.append(&line) {
+            tracing::error!(
+                "hook {hook}: cannot write the dead-letter file {}: {e}; lost: {line}",
+                self.path.display()
+            );
+        }
+    }
+
+    fn append(&self, line: &Value) -> std::io::Result<()> {
+        if std::fs::metadata(&self.path).is_ok_and(|m| m.len() > DEAD_LETTER_MAX_BYTES) {
+            let mut old = self.path.clone().into_os_string();
+            old.push(".1");
+            std::fs::rename(&self.path, old)?;
+        }
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(&self.path)?;
+        writeln!(file, "{line}")
+    }
+}
+
+/// The worker: every job in order, each tried `1 + retries` times.
+pub async fn run(
+    index: usize,
+    target: Target,
+    mut jobs: mpsc::Receiver<Job>,
+    dead_letter: DeadLetter,
+) {
+    let client = match &target {
+        Target::Url { .. } => match reqwest::Client::builder().build() {
+            Ok(client) => Some(client),
+            Err(e) => {
+                tracing::error!("hook {index}: no HTTP client: {e}");
+                None
+            }
+        },
+        Target::Command { .. } => None,
+    };
+    while let Some(job) = jobs.recv().await {
+        let mut attempts = 0;
+        let mut error;
+        loop {
+            attempts += 1;
+            let outcome = match (&target, &client) {
+                (Target::Url { url, timeout, .. }, Some(client)) => {
+                    post(client, url, *timeout, &job.body).await
+                }
+                (Target::Url { .. }, None) => Err("no HTTP client".to_owned()),
+                (
+                    Target::Command {
+                        command, timeout, ..
+                    },
+                    _,
+                ) => run_command(command, *timeout, &job).await,
+            };
+            match outcome {
+                Ok(()) => {
+                    tracing::debug!(hook = index, attempts, "hook delivered");
+                    error = None;
+                    break;
+                }
+                Err(why) => {
+                    tracing::warn!(hook = index, attempts, "hook {}: {why}", target.describe());
+                    error = Some(why);
+                }
+            }
+            if attempts > target.retries() {
+                break;
+            }
+            tokio::time::sleep(super::backoff(attempts)).await;
+        }
+        if let Some(error) = error {
+            dead_letter.write(index, &target, &job, &error, attempts);
+        }
+    }
+}
+
+/// POST the body; any 2xx status is success.
+async fn post(
+    client: &reqwest::Client,
+    url: &str,
+    timeout: Duration,
+    body: &[u8],
+) -> Result<(), String> {
+    let response = client
+        .post(url)
+        .timeout(timeout)
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .body(body.to_vec())
+        .send()
+        .await
+        .map_err(|e| plain_error(&e))?;
+    let status = response.status();
+    if status.is_success() {
+        Ok(())
+    } else {
+        Err(format!("answered {status}"))
+    }
+}
+
+/// reqwest's error with its causes, on one line ("error sending request: connection refused").
+fn plain_error(error: &reqwest::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// Run `sh -c COMMAND` with the event on stdin and its fields in `HARK_*` variables; exit
+/// status 0 is success. A command that outlives the timeout is killed.
+async fn run_command(command: &str, timeout: Duration, job: &Job) -> Result<(), String> {
+    let field = |name: &str| match &job.event[name] {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    };
+    let mut child = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(command)
+        .env("HARK_ROOM", field("room"))
+        .env("HARK_KIND", field("kind"))
+        .env("HARK_FROM", field("from"))
+        .env("HARK_NAME", field("name"))
+        .env("HARK_TEXT", field("text"))
+        .env("HARK_ID", field("id"))
+        .env("HARK_TS", field("ts"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("cannot run sh: {e}"))?;
+    let mut stdin = child.stdin.take();
+    let mut stderr = child.stderr.take();
+    let work = async {
+        if let Some(stdin) = stdin.as_mut() {
+            // A command that does not read its input is fine: a broken pipe is not a failure.
+            let _ = stdin.write_all(&job.body).await;
+            let _ = stdin.write_all(b"\n").await;
+        }
+        drop(stdin);
+        let mut said = Vec::new();
+        if let Some(stderr) = stderr.as_mut() {
+            let _ = stderr.take(STDERR_KEPT as u64).read_to_end(&mut said).await;
+        }
+        let status = child.wait().await;
+        (status, said)
+    };
+    match tokio::time::timeout(timeout, work).await {
+        Err(_) => Err(format!(
+            "still running after {} s: killed",
+            timeout.as_secs()
+        )),
+        Ok((Err(e), _)) => Err(format!("cannot wait for the command: {e}")),
+        Ok((Ok(status), _)) if status.success() => Ok(()),
+        Ok((Ok(status), said)) => {
+            let said = String::from_utf8_lossy(&said);
+            let said = said.trim().lines().next().unwrap_or("");
+            Err(if said.is_empty() {
+                format!("exited with {status}")
+            } else {
+                format!("exited with {status}: {said}")
+            })
+        }
+    }
+}
