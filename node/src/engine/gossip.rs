@@ -6,6 +6,7 @@ use libp2p::PeerId;
 
 use super::{Engine, Output, Storage, MAX_NAMES};
 use crate::api::Event;
+use crate::history::Added;
 use crate::validate::{self, Drop};
 
 impl<S: Storage> Engine<S> {
@@ -65,15 +66,18 @@ impl<S: Storage> Engine<S> {
         let source_bytes = source.map(|p| p.to_bytes());
         let delivered = validate::check(&room, source_bytes.as_deref(), data, &mut self.seen)
             .and_then(|envelope| self.deliver(&room.chat_topic, envelope, from));
-        let acceptance = match delivered {
-            Ok(()) => MessageAcceptance::Accept,
+        // The verdict goes out before the message is stored or shown, so that gossipsub
+        // forwards it first: the store's work is this hop's own business.
+        let (acceptance, to_store) = match delivered {
+            Ok(to_store) => (MessageAcceptance::Accept, to_store),
             Err(drop) => {
                 self.count_drop(drop, from, room.name.as_str());
-                if drop.penalise() {
+                let acceptance = if drop.penalise() {
                     MessageAcceptance::Reject
                 } else {
                     MessageAcceptance::Ignore
-                }
+                };
+                (acceptance, None)
             }
         };
         self.out.push(Output::Verdict {
@@ -81,6 +85,9 @@ impl<S: Storage> Engine<S> {
             from,
             acceptance,
         });
+        if let Some((added, author)) = to_store {
+            self.take_in(&room.chat_topic, vec![added], &author);
+        }
     }
 
     pub(super) fn count_drop(&mut self, drop: Drop, from: PeerId, room: &str) {
@@ -94,8 +101,14 @@ impl<S: Storage> Engine<S> {
     }
 
     /// Act on a checked envelope. A history change that does not apply is the sender's fault
-    /// and comes back as a drop reason (gossipsub then penalises the sender).
-    fn deliver(&mut self, topic: &Topic, envelope: Envelope, from: PeerId) -> Result<(), Drop> {
+    /// and comes back as a drop reason (gossipsub then penalises the sender); one that applies
+    /// comes back with its author, to be stored and shown after the verdict.
+    fn deliver(
+        &mut self,
+        topic: &Topic,
+        envelope: Envelope,
+        from: PeerId,
+    ) -> Result<Option<(Added, Vec<u8>)>, Drop> {
         let Ok(author) = PeerId::from_bytes(&envelope.author) else {
             return Err(Drop::Malformed);
         };
@@ -104,12 +117,13 @@ impl<S: Storage> Engine<S> {
         }
         self.names.insert(author, envelope.name.clone());
         let Some(room_name) = self.rooms.get(topic).map(|r| r.room.name.to_string()) else {
-            return Ok(());
+            return Ok(None);
         };
         let name = envelope.name;
         let event = match envelope.body {
             Body::Change { shard, change } => {
-                return self.on_gossip_change(topic, shard, &change, &envelope.author, from);
+                let added = self.on_gossip_change(topic, shard, &change, &envelope.author, from)?;
+                return Ok(added.map(|added| (added, envelope.author)));
             }
             Body::Typing => Event::Typing {
                 room: room_name,
@@ -123,6 +137,6 @@ impl<S: Storage> Engine<S> {
             },
         };
         self.emit(event);
-        Ok(())
+        Ok(None)
     }
 }

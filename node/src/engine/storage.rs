@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use hark_proto::{MessageId, RoomName, Topic};
 
+pub use crate::store::Durability;
 use crate::store::{ShardChunks, Store, StoredMessage, StoredRoom};
 
 /// A chunk to append: a shard, its Automerge bytes (may be empty) and the messages they hold.
@@ -22,9 +23,14 @@ pub trait Storage {
     fn history_chunks(&mut self, room: &Topic) -> Result<Vec<ShardChunks>, String>;
     /// Replace a shard's chunks with one saved document.
     fn compact_shard(&mut self, room: &Topic, shard: u32, saved: &[u8]) -> Result<(), String>;
-    /// Append chunks and index their messages, all or nothing. Returns, per chunk and message,
-    /// whether the message was new to the index.
-    fn append_history(&mut self, room: &Topic, chunks: &[Chunk]) -> Result<Vec<Vec<bool>>, String>;
+    /// Append chunks and index their messages, all or nothing, as durable as `durability`
+    /// asks. Returns, per chunk and message, whether the message was new to the index.
+    fn append_history(
+        &mut self,
+        room: &Topic,
+        chunks: &[Chunk],
+        durability: Durability,
+    ) -> Result<Vec<Vec<bool>>, String>;
     /// The newest `limit` messages before `before` (all when `None`), oldest first.
     fn messages(
         &mut self,
@@ -59,8 +65,13 @@ impl Storage for Store {
         Store::compact_shard(self, room.as_str(), shard, saved).map_err(|e| e.to_string())
     }
 
-    fn append_history(&mut self, room: &Topic, chunks: &[Chunk]) -> Result<Vec<Vec<bool>>, String> {
-        self.append_history_batch(room.as_str(), chunks)
+    fn append_history(
+        &mut self,
+        room: &Topic,
+        chunks: &[Chunk],
+        durability: Durability,
+    ) -> Result<Vec<Vec<bool>>, String> {
+        self.append_history_batch(room.as_str(), chunks, durability)
             .map_err(|e| e.to_string())
     }
 
@@ -169,7 +180,13 @@ impl Storage for MemoryStore {
         Ok(())
     }
 
-    fn append_history(&mut self, room: &Topic, chunks: &[Chunk]) -> Result<Vec<Vec<bool>>, String> {
+    /// Memory is as durable as it gets here: a clone (a simulated crash) keeps every write.
+    fn append_history(
+        &mut self,
+        room: &Topic,
+        chunks: &[Chunk],
+        _durability: Durability,
+    ) -> Result<Vec<Vec<bool>>, String> {
         self.check_writable()?;
         let shards = self.chunks.entry(room.clone()).or_default();
         let index = self.index.entry(room.clone()).or_default();

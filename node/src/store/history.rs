@@ -7,7 +7,7 @@
 use hark_proto::{Hlc, MessageId, MessageKind};
 use rusqlite::{params, OptionalExtension};
 
-use super::{Store, StoreError};
+use super::{Durability, Store, StoreError};
 
 /// Rooms are numbered in `history_rooms` so that the index rows and their keys hold a small
 /// integer, not the 44-byte topic. `message_index` is a rowid table (rows append at its end);
@@ -90,7 +90,7 @@ pub struct StoredMessage {
 
 impl Store {
     /// Store one chunk of a shard (none when `bytes` is empty) and index its messages, in one
-    /// transaction (one fsync).
+    /// transaction, durable now (one fsync).
     /// Returns, for each message, whether it was new to the index.
     pub fn append_history(
         &mut self,
@@ -99,17 +99,21 @@ impl Store {
         bytes: &[u8],
         messages: &[StoredMessage],
     ) -> Result<Vec<bool>, StoreError> {
-        let mut fresh = self.append_history_batch(room, &[(shard, bytes, messages)])?;
+        let mut fresh =
+            self.append_history_batch(room, &[(shard, bytes, messages)], Durability::Now)?;
         Ok(fresh.pop().unwrap_or_default())
     }
 
     /// [`append_history`](Self::append_history) for several chunks in one transaction (a sync
-    /// response carries one per shard). Returns the new-to-the-index flags per chunk.
+    /// response carries one per shard), as durable as `durability` asks. Returns the
+    /// new-to-the-index flags per chunk.
     pub fn append_history_batch(
         &mut self,
         room: &str,
         chunks: &[(u32, &[u8], &[StoredMessage])],
+        durability: Durability,
     ) -> Result<Vec<Vec<bool>>, StoreError> {
+        self.set_durability(durability)?;
         let path = self.path.clone();
         let sql_err = |source| StoreError::Sqlite {
             path: path.clone(),
@@ -153,6 +157,7 @@ impl Store {
             }
         }
         tx.commit().map_err(sql_err)?;
+        self.committed();
         Ok(all_fresh)
     }
 
@@ -199,6 +204,7 @@ impl Store {
         )
         .map_err(sql_err)?;
         tx.commit().map_err(sql_err)?;
+        self.committed();
         Ok(indexed)
     }
 
@@ -252,7 +258,9 @@ impl Store {
             params![room_id, shard, saved],
         )
         .map_err(sql_err)?;
-        tx.commit().map_err(sql_err)
+        tx.commit().map_err(sql_err)?;
+        self.committed();
+        Ok(())
     }
 
     /// The newest `limit` messages of a room, oldest first, in (HLC, id) order.

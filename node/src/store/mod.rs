@@ -42,6 +42,10 @@ pub struct StoredRoom {
 pub struct Store {
     conn: Connection,
     path: PathBuf,
+    /// The `synchronous` level the connection is at now (see [`Durability`]).
+    synchronous: Durability,
+    /// Makes deferred writes durable soon after, off the caller's thread.
+    flusher: flusher::Flusher,
     // Held for the life of the store; the OS drops the lock when the process ends, even on kill -9.
     _lock: File,
 }
@@ -59,8 +63,22 @@ CREATE TABLE IF NOT EXISTS rooms (
 );
 ";
 
+mod flusher;
 mod history;
 pub use history::{ShardChunks, StoredMessage, SEARCH_BATCH};
+
+/// How durable a write must be when the call returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// Survives power loss when the call returns (`synchronous = FULL`: the WAL is fsynced at
+    /// commit). For what we report `sent`, and everything but received history.
+    Now,
+    /// Survives a crash of the process when the call returns (the WAL frames are written), and
+    /// power loss within [`flusher::FLUSH_DELAY`] or so, when the flusher thread checkpoints
+    /// (group commit: one fsync for every write in between). For history received from peers,
+    /// which sync brings again if it is lost: a hop stores it without waiting for the disk.
+    Deferred,
+}
 
 impl Store {
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
@@ -101,8 +119,13 @@ impl Store {
         let conn = Connection::open(&path).map_err(sql_err)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(sql_err)?;
-        // FULL: a row reported written survives power loss, not just a process crash.
+        // FULL: a row reported written survives power loss, not just a process crash. Received
+        // history is written under NORMAL instead ([`Durability::Deferred`]).
         conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(sql_err)?;
+        // Checkpoints (which fsync) run on the flusher thread, never inside a commit on the
+        // event loop.
+        conn.pragma_update(None, "wal_autocheckpoint", 0)
             .map_err(sql_err)?;
         // A page cache of up to 32 MiB (the default is 2 MiB): indexing a large catch-up into
         // `messages` (random ids) and FTS5 otherwise rewrites the same pages many times over
@@ -125,11 +148,36 @@ impl Store {
             let migrate = format!("BEGIN; {} COMMIT;", history::MIGRATE_FROM_TOPIC_KEYS);
             conn.execute_batch(&migrate).map_err(sql_err)?;
         }
+        let flusher = flusher::Flusher::start(&path).map_err(sql_err)?;
         Ok(Self {
             conn,
             path,
+            synchronous: Durability::Now,
+            flusher,
             _lock: lock,
         })
+    }
+
+    /// Put the connection at the `synchronous` level `durability` needs (outside a transaction).
+    fn set_durability(&mut self, durability: Durability) -> Result<(), StoreError> {
+        if self.synchronous != durability {
+            let level = match durability {
+                Durability::Now => "FULL",
+                Durability::Deferred => "NORMAL",
+            };
+            self.conn
+                .pragma_update(None, "synchronous", level)
+                .map_err(self.sql_err())?;
+            self.synchronous = durability;
+        }
+        Ok(())
+    }
+
+    /// After a commit: deferred writes (this one or earlier ones) wait for the flusher; a
+    /// FULL commit has just made every earlier one durable too, but the WAL still needs a
+    /// checkpoint now and then to stay small.
+    fn committed(&mut self) {
+        self.flusher.dirty();
     }
 
     fn sql_err(&self) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
@@ -195,7 +243,8 @@ impl Store {
         Ok(rooms)
     }
 
-    pub fn save_room(&self, room: &StoredRoom, now_ms: u64) -> Result<(), StoreError> {
+    pub fn save_room(&mut self, room: &StoredRoom, now_ms: u64) -> Result<(), StoreError> {
+        self.set_durability(Durability::Now)?;
         self.conn
             .execute(
                 "INSERT INTO rooms (name, key, private, joined_at) VALUES (?1, ?2, ?3, ?4)
@@ -211,7 +260,8 @@ impl Store {
         Ok(())
     }
 
-    pub fn forget_room(&self, name: &RoomName) -> Result<(), StoreError> {
+    pub fn forget_room(&mut self, name: &RoomName) -> Result<(), StoreError> {
+        self.set_durability(Durability::Now)?;
         self.conn
             .execute("DELETE FROM rooms WHERE name = ?1", params![name.as_str()])
             .map_err(self.sql_err())?;
@@ -233,11 +283,11 @@ mod tests {
             private: true,
         };
         let peer = {
-            let store = Store::open(&data).unwrap();
+            let mut store = Store::open(&data).unwrap();
             store.save_room(&room, 1).unwrap();
             store.identity().unwrap().public().to_peer_id()
         };
-        let store = Store::open(&data).unwrap();
+        let mut store = Store::open(&data).unwrap();
         assert_eq!(store.identity().unwrap().public().to_peer_id(), peer);
         assert_eq!(store.rooms().unwrap(), vec![room.clone()]);
         store.forget_room(&room.name).unwrap();

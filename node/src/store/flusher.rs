@@ -1,0 +1,90 @@
+//! Group commit for deferred writes: a thread with its own connection to `hark.db` that
+//! checkpoints the WAL a moment after writes came in. A checkpoint fsyncs the WAL first, so
+//! every write committed under `synchronous = NORMAL` before it is then safe from power loss
+//! too; one fsync covers all the writes of the interval, and none of them waits for it.
+//!
+//! The node's own connection never checkpoints (`wal_autocheckpoint = 0`): a checkpoint inside
+//! a commit would stall the event loop on the disk, which is what deferring was for.
+
+use std::path::Path;
+use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use rusqlite::Connection;
+
+/// How long writes gather before one checkpoint makes them durable.
+pub const FLUSH_DELAY: Duration = Duration::from_millis(200);
+
+pub struct Flusher {
+    /// A token per burst of writes; dropped to stop the thread.
+    wake: Option<SyncSender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Flusher {
+    pub fn start(path: &Path) -> Result<Self, rusqlite::Error> {
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(Duration::from_secs(5))?;
+        // One pending token is enough: a write after it is covered by the checkpoint it wakes.
+        let (wake, woken) = mpsc::sync_channel::<()>(1);
+        let thread = std::thread::Builder::new()
+            .name("hark-store-flush".into())
+            .spawn(move || run(&conn, &woken))
+            .map_err(|e| {
+                rusqlite::Error::ToSqlConversionFailure(Box::new(std::io::Error::other(e)))
+            })?;
+        Ok(Self {
+            wake: Some(wake),
+            thread: Some(thread),
+        })
+    }
+
+    /// Writes were committed: checkpoint soon.
+    pub fn dirty(&self) {
+        if let Some(wake) = &self.wake {
+            match wake.try_send(()) {
+                Ok(()) | Err(TrySendError::Full(())) => {}
+                Err(TrySendError::Disconnected(())) => {
+                    tracing::warn!("the store's flusher thread has stopped");
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Flusher {
+    /// A last checkpoint, so that a clean exit leaves everything durable.
+    fn drop(&mut self) {
+        drop(self.wake.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn run(conn: &Connection, woken: &mpsc::Receiver<()>) {
+    loop {
+        match woken.recv() {
+            Ok(()) => {}
+            Err(_) => return checkpoint(conn),
+        }
+        // Let the burst gather (or stop early when the store closes).
+        match woken.recv_timeout(FLUSH_DELAY) {
+            Ok(()) | Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return checkpoint(conn),
+        }
+        checkpoint(conn);
+    }
+}
+
+fn checkpoint(conn: &Connection) {
+    // PASSIVE: never waits for (or blocks) the node's connection; what it cannot copy now the
+    // next round copies. The WAL is fsynced before anything is copied.
+    let done = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
+        row.get::<_, i64>(0)
+    });
+    if let Err(e) = done {
+        tracing::warn!("store checkpoint failed: {e}");
+    }
+}
