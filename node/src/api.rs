@@ -59,6 +59,16 @@ pub enum Command {
     },
     /// List connected peers.
     Peers,
+    /// The safety number of this node's identity and `peer`'s (a peer id, or a name heard
+    /// this run, `bob` or `bob#a1c2`), answered with [`Event::SafetyNumber`]. With `confirm`
+    /// `true` the peer is marked verified (kept in the store), with `false` the mark goes.
+    Verify {
+        peer: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        confirm: Option<bool>,
+    },
+    /// The peers marked verified, answered with [`Event::VerifiedPeers`].
+    VerifiedPeers,
     /// Stop the node.
     Quit,
 }
@@ -74,6 +84,16 @@ pub struct PeerInfo {
     /// below -10 it gets no gossip from us, below -80 it is ignored).
     #[serde(default)]
     pub score: f64,
+    /// Marked verified by this node's user (its safety number was compared).
+    #[serde(default)]
+    pub verified: bool,
+}
+
+/// A peer marked verified, with the name it had when it was marked.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerifiedPeer {
+    pub peer_id: String,
+    pub name: String,
 }
 
 /// One message in a `history` answer: the fields of a `message` event without the room.
@@ -175,6 +195,21 @@ pub enum Event {
         room: String,
         text: String,
         messages: Vec<HistoryMessage>,
+    },
+    /// The answer to `verify`: the safety number of our identity and `peer`'s, the same on
+    /// both sides (twelve groups of five digits). `same_name` lists other peer ids heard using
+    /// `name` (an impostor, or a namesake); `verified` is the peer's mark after the command.
+    SafetyNumber {
+        peer: String,
+        name: String,
+        number: String,
+        verified: bool,
+        #[serde(default)]
+        same_name: Vec<String>,
+    },
+    /// The answer to `verified_peers`.
+    VerifiedPeers {
+        peers: Vec<VerifiedPeer>,
     },
     /// Our display name changed.
     Nick {

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use hark_node::{Command, Event, HistoryMessage};
 use ratatui::layout::Rect;
 
-use crate::commands::{self, Submitted, UiCommand};
+use crate::commands::{self, Submitted, UiCommand, VerifyStep};
+use crate::identities::{IdMark, Identities};
 use crate::input::InputLine;
 use crate::keys::Action;
 use crate::layout::{self, lines::entry_lines};
@@ -119,6 +120,15 @@ pub enum Overlay {
         text: String,
         results: Vec<Entry>,
     },
+    /// A safety number to compare with `peer` (`/verify`).
+    Safety {
+        peer: String,
+        name: String,
+        number: String,
+        verified: bool,
+        /// Other keys heard using the same name.
+        same_name: Vec<String>,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -171,6 +181,8 @@ pub struct App {
     notices: u64,
     /// The voice-not-available notice is shown once.
     told_no_voice: bool,
+    /// Verified peers, and names more than one key uses.
+    pub identities: Identities,
 }
 
 impl App {
@@ -202,6 +214,7 @@ impl App {
             size: Rect::new(0, 0, 80, 24),
             notices: 0,
             told_no_voice: false,
+            identities: Identities::default(),
         }
     }
 
@@ -294,6 +307,9 @@ impl App {
                     peer_id: peer_id.clone(),
                     name: name.clone(),
                 });
+                self.note_name(&peer_id, &name);
+                // Its answer marks people; it answers no typed command (an error never lands on it).
+                effects.push(self.send(Command::VerifiedPeers, None));
                 let rooms: Vec<String> = self.rooms.iter().map(|r| r.name.clone()).collect();
                 for room in rooms {
                     effects.push(self.request_history(
@@ -357,11 +373,13 @@ impl App {
                 if let Some(room) = self.room_mut(&room) {
                     room.people.typing(&from, &name, now.at);
                 }
+                self.note_name(&from, &name);
             }
             Event::Presence { room, from, name } => {
                 if let Some(room) = self.room_mut(&room) {
                     room.people.seen(&from, &name);
                 }
+                self.note_name(&from, &name);
             }
             Event::Created { room, invite } => {
                 let index = self.ensure_room(&room);
@@ -478,7 +496,24 @@ impl App {
                 if let Some(me) = &mut self.me {
                     me.name = name.clone();
                 }
+                if let Some(me) = self.me.clone() {
+                    self.note_name(&me.peer_id, &name);
+                }
                 self.set_hint(format!("you are now {name}"), false, now.at);
+            }
+            Event::SafetyNumber {
+                peer,
+                name,
+                number,
+                verified,
+                same_name,
+            } => self.on_safety_number(answered, peer, name, number, verified, same_name, now),
+            Event::VerifiedPeers { peers } => {
+                for peer in peers {
+                    self.identities.set_verified(&peer.peer_id, true);
+                    self.note_name(&peer.peer_id, &peer.name);
+                }
+                self.refresh_marks();
             }
             Event::Invite { room, invite } => match answered {
                 Some(Request::Invite { quiet: true, .. }) => {
@@ -567,6 +602,10 @@ impl App {
         let mention = !own && mentions(&text, self.my_name());
         let who = display_name(&name, &from);
         let in_view = index == self.current;
+        if self.note_name(&from, &name) {
+            self.refresh_marks();
+        }
+        let mark = self.identities.mark(&from, &name);
         let room_state = &mut self.rooms[index];
         let added = room_state.timeline.insert(Entry {
             key: EntryKey { ts, id },
@@ -577,6 +616,7 @@ impl App {
                 text: text.clone(),
                 mention,
                 own,
+                mark,
             }),
         });
         if !added {
@@ -678,6 +718,7 @@ impl App {
         now: Now,
     ) {
         let Some(me) = self.me.clone() else { return };
+        let mark = self.identities.mark(&me.peer_id, &me.name);
         let Some(room_state) = self.room_mut(room) else {
             return;
         };
@@ -694,6 +735,7 @@ impl App {
                 text,
                 mention: false,
                 own: true,
+                mark,
             }),
         });
     }
@@ -718,6 +760,132 @@ impl App {
             // Already-shown messages are skipped: history never counts as unread.
             room_state.timeline.insert(entry);
         }
+        let authors: Vec<(String, String)> = room_state
+            .timeline
+            .messages_mut()
+            .map(|m| (m.from.clone(), m.name.clone()))
+            .collect();
+        for (from, name) in authors {
+            self.note_name(&from, &name);
+        }
+        self.refresh_marks();
+    }
+
+    /// `peer_id` uses `name`; true when another key already used it (marks may change).
+    fn note_name(&mut self, peer_id: &str, name: &str) -> bool {
+        let clash = self.identities.note(peer_id, name);
+        if clash {
+            self.refresh_marks();
+        }
+        clash
+    }
+
+    /// Set the mark beside every message's author anew (verified, or a shared name).
+    fn refresh_marks(&mut self) {
+        let identities = &self.identities;
+        for room in &mut self.rooms {
+            for message in room.timeline.messages_mut() {
+                message.mark = identities.mark(&message.from, &message.name);
+            }
+        }
+    }
+
+    /// The mark to show after a person's name (people list, messages).
+    pub fn mark(&self, peer_id: &str, name: &str) -> IdMark {
+        self.identities.mark(peer_id, name)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn on_safety_number(
+        &mut self,
+        answered: Option<Request>,
+        peer: String,
+        name: String,
+        number: String,
+        verified: bool,
+        same_name: Vec<String>,
+        now: Now,
+    ) {
+        let was = self.identities.is_verified(&peer);
+        self.identities.set_verified(&peer, verified);
+        self.note_name(&peer, &name);
+        self.refresh_marks();
+        let who = display_name(if name.is_empty() { "?" } else { &name }, &peer);
+        let here = self.current;
+        match answered {
+            Some(Request::Verify {
+                step: VerifyStep::Show,
+            })
+            | None => {
+                self.overlay = Some(Overlay::Safety {
+                    peer,
+                    name,
+                    number,
+                    verified,
+                    same_name,
+                });
+            }
+            Some(_) if verified && !was => {
+                self.notice(
+                    here,
+                    format!("{who} is marked verified ✓"),
+                    NoticeLevel::Info,
+                    now,
+                );
+            }
+            Some(_) if !verified && was => {
+                self.notice(
+                    here,
+                    format!("{who} is no longer marked verified"),
+                    NoticeLevel::Info,
+                    now,
+                );
+            }
+            Some(_) => {
+                let state = if verified { "already" } else { "was not" };
+                self.set_hint(format!("{who} {state} marked verified"), false, now.at);
+            }
+        }
+    }
+
+    /// The peer `/verify` means: a name (or `name#abcd`) heard here, else what was typed, for
+    /// the node to resolve (a peer id, or a name it heard).
+    fn verify(&mut self, who: &str, step: VerifyStep, now: Now) -> Vec<Effect> {
+        let (name, short) = match who.split_once('#') {
+            Some((name, short)) => (name, Some(short)),
+            None => (who, None),
+        };
+        let keys: Vec<String> = self
+            .identities
+            .keys_named(name)
+            .into_iter()
+            .filter(|k| short.is_none_or(|s| k.ends_with(s)))
+            .collect();
+        let peer = match &keys[..] {
+            [one] => one.clone(),
+            [] => who.to_owned(),
+            several => {
+                let ids: Vec<String> = several.iter().map(|k| display_name(name, k)).collect();
+                self.set_hint(
+                    format!(
+                        "several keys use the name {name}: {} (add the #id)",
+                        ids.join(", ")
+                    ),
+                    true,
+                    now.at,
+                );
+                return Vec::new();
+            }
+        };
+        let confirm = match step {
+            VerifyStep::Show => None,
+            VerifyStep::Confirm => Some(true),
+            VerifyStep::Revoke => Some(false),
+        };
+        vec![self.send(
+            Command::Verify { peer, confirm },
+            Some(Request::Verify { step }),
+        )]
     }
 
     fn ensure_room(&mut self, name: &str) -> usize {
@@ -1082,6 +1250,7 @@ impl App {
                     None => Vec::new(),
                 },
                 UiCommand::Mute(who, muted) => self.mute(&who, muted, now),
+                UiCommand::Verify(who, step) => self.verify(&who, step, now),
                 UiCommand::Help => {
                     self.overlay = Some(Overlay::Help);
                     Vec::new()
@@ -1194,6 +1363,7 @@ fn history_entry(m: HistoryMessage, my_id: &str, my_name: &str) -> Entry {
             text: m.text,
             mention,
             own,
+            mark: IdMark::None,
         }),
     }
 }

@@ -21,9 +21,23 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
     ("peers", "", "list the connected peers"),
     ("search", "TEXT", "search this room's stored history"),
     ("mute", "NICK", "stop playing NICK's voice (/unmute NICK)"),
+    (
+        "verify",
+        "NICK [ok]",
+        "safety number to compare with NICK; ok marks NICK verified (/unverify)",
+    ),
     ("help", "", "keys and commands (F1)"),
     ("quit", "", "leave hark (Ctrl+C)"),
 ];
+
+/// `/verify NICK` shows the safety number; `/verify NICK ok` marks NICK verified once the
+/// numbers matched; `/unverify NICK` takes the mark away.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VerifyStep {
+    Show,
+    Confirm,
+    Revoke,
+}
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Submitted {
@@ -46,6 +60,8 @@ pub enum UiCommand {
     Search(String),
     /// Who, and mute (`true`) or unmute.
     Mute(String, bool),
+    /// Who, and what to do with their verified mark.
+    Verify(String, VerifyStep),
     Help,
     Quit,
 }
@@ -101,6 +117,28 @@ pub fn parse(line: &str) -> Result<Option<Submitted>, String> {
         "search" => UiCommand::Search(text("words to look for: /search pump")?),
         "mute" => UiCommand::Mute(one_word("a name: /mute bob (or bob#3f9a)")?, true),
         "unmute" => UiCommand::Mute(one_word("a name: /unmute bob (or bob#3f9a)")?, false),
+        "verify" => {
+            let mut words = rest.split_whitespace();
+            match (words.next(), words.next(), words.next()) {
+                (Some(who), None, _) => UiCommand::Verify(who.to_owned(), VerifyStep::Show),
+                (Some(who), Some(ok), None) if ok.eq_ignore_ascii_case("ok") => {
+                    UiCommand::Verify(who.to_owned(), VerifyStep::Confirm)
+                }
+                (None, _, _) => {
+                    return Err("/verify needs a name: /verify bob (or bob#3f9a)".into())
+                }
+                _ => {
+                    return Err(
+                        "/verify takes a name, and ok once the numbers matched: /verify bob ok"
+                            .into(),
+                    )
+                }
+            }
+        }
+        "unverify" => UiCommand::Verify(
+            one_word("a name: /unverify bob (or bob#3f9a)")?,
+            VerifyStep::Revoke,
+        ),
         "help" => UiCommand::Help,
         "quit" | "exit" => UiCommand::Quit,
         "msg" | "query" => {
@@ -115,7 +153,7 @@ fn unknown(word: &str) -> String {
     let close: Vec<String> = COMMANDS
         .iter()
         .map(|(name, _, _)| *name)
-        .chain(["unmute"])
+        .chain(["unmute", "unverify"])
         .filter(|name| {
             name.starts_with(word) || word.starts_with(name) || one_typo_apart(word, name)
         })

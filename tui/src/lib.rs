@@ -8,7 +8,8 @@
 //!   out (commands for the node, the bell, quitting). Pure: time is an argument.
 //! - [`timeline`]: a room's messages in (timestamp, id) order and the scroll anchor that keeps
 //!   the view still while messages arrive above or below it.
-//! - [`people`]: who is in a room, typing marks that expire, talking marks.
+//! - [`people`]: who is in a room, typing marks that expire, talking marks;
+//!   [`identities`]: verified peers and names used by more than one key.
 //! - [`input`]: the input line (editing, word moves, history); [`commands`]: `/command`
 //!   parsing with one-line hints; [`keys`]: which key does what.
 //! - [`replies`]: which node answer (or error) belongs to which command.
@@ -24,6 +25,7 @@
 pub mod app;
 pub mod audio;
 pub mod commands;
+pub mod identities;
 pub mod input;
 pub mod keys;
 pub mod layout;

@@ -48,6 +48,9 @@ pub enum Request {
     Search,
     Nick,
     Peers,
+    Verify {
+        step: crate::commands::VerifyStep,
+    },
 }
 
 impl Request {
@@ -65,6 +68,7 @@ impl Request {
                 | (Request::Search, Event::SearchResults { .. })
                 | (Request::Nick, Event::Nick { .. })
                 | (Request::Peers, Event::Peers { .. })
+                | (Request::Verify { .. }, Event::SafetyNumber { .. })
         )
     }
 }
@@ -105,7 +109,8 @@ impl Replies {
             | Event::Left { .. }
             | Event::SearchResults { .. }
             | Event::Nick { .. }
-            | Event::Peers { .. } => {}
+            | Event::Peers { .. }
+            | Event::SafetyNumber { .. } => {}
             _ => return None,
         }
         // Normally the oldest request; should the two ever disagree, the oldest that this kind

@@ -41,6 +41,8 @@ pub struct ChatMessage {
     pub mention: bool,
     /// We wrote it.
     pub own: bool,
+    /// Verified author, or a name another key uses too (refreshed as that changes).
+    pub mark: crate::identities::IdMark,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -84,6 +86,15 @@ pub struct Timeline {
 impl Timeline {
     pub fn entries(&self) -> &[Entry] {
         &self.entries
+    }
+
+    /// Every chat message, to update what is shown beside its author (marks), never its
+    /// place in the order.
+    pub fn messages_mut(&mut self) -> impl Iterator<Item = &mut ChatMessage> {
+        self.entries.iter_mut().filter_map(|e| match &mut e.body {
+            EntryBody::Message(m) => Some(m),
+            EntryBody::Notice { .. } => None,
+        })
     }
 
     pub fn len(&self) -> usize {

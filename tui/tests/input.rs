@@ -374,8 +374,8 @@ fn a_remembered_room_the_node_is_no_longer_in_leaves_the_sidebar_quietly() {
         },
         at(base, 0),
     );
-    // History for each room, and whether the non-lobby ones are private.
-    assert_eq!(effects.len(), 5, "{effects:?}");
+    // History for each room, whether the non-lobby ones are private, and the verified peers.
+    assert_eq!(effects.len(), 6, "{effects:?}");
     let not_joined = || Event::Error {
         code: "not_joined".into(),
         detail: "not in a room named \"gone\"".into(),

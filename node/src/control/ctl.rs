@@ -47,6 +47,49 @@ pub enum CtlAction {
     Tail { rooms: Vec<String> },
     /// Key (start) or release (stop) the microphone of a running `hark` in ROOM.
     Ptt { action: PttAction, room: String },
+    /// Print the safety number shared with PEER (one `safety_number` event); see
+    /// `hark-node verify` for the same on a screen.
+    Verify {
+        peer: String,
+        #[command(flatten)]
+        mark: VerifyMark,
+    },
+}
+
+/// What `verify` does to the peer's mark besides showing the number.
+#[derive(Args, Debug, Default, Clone, Copy)]
+pub struct VerifyMark {
+    /// The numbers matched: mark PEER verified.
+    #[arg(long, conflicts_with = "revoke")]
+    pub confirm: bool,
+    /// Take PEER's verified mark away.
+    #[arg(long)]
+    pub revoke: bool,
+}
+
+impl VerifyMark {
+    fn confirm(self) -> Option<bool> {
+        match (self.confirm, self.revoke) {
+            (true, _) => Some(true),
+            (_, true) => Some(false),
+            _ => None,
+        }
+    }
+}
+
+/// `hark-node verify PEER`: the safety number to compare with PEER, from a running node.
+#[derive(Args, Debug)]
+pub struct VerifyArgs {
+    /// The running node's data directory (as for `ctl`).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// A peer id, or a name heard by the node (`bob`, or `bob#a1c2` when several use it).
+    pub peer: String,
+    #[command(flatten)]
+    pub mark: VerifyMark,
+    /// Print the `safety_number` event as a JSON line instead of text and a QR code.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -57,6 +100,11 @@ pub enum PttAction {
 
 /// Run `ctl` (inside a tokio runtime).
 pub async fn run(args: &CtlArgs) -> ExitCode {
+    run_with(args, print).await
+}
+
+/// Run `ctl`, giving each event it prints to `show` (false: stop, the output is gone).
+async fn run_with(args: &CtlArgs, show: impl Fn(&Value) -> bool) -> ExitCode {
     let data_dir = args
         .data_dir
         .clone()
@@ -102,6 +150,10 @@ pub async fn run(args: &CtlArgs) -> ExitCode {
             };
             (json!({"cmd":"ptt","room":room,"action":action}), false)
         }
+        CtlAction::Verify { peer, mark } => (
+            json!({"cmd":"verify","peer":peer,"confirm":mark.confirm()}),
+            false,
+        ),
     };
     let mut command = command;
     command["id"] = id.into();
@@ -133,7 +185,7 @@ pub async fn run(args: &CtlArgs) -> ExitCode {
             return refused(&format!("{code}: {detail}"));
         }
         if tail {
-            if !answers && name != "ready" && !print(&event) {
+            if !answers && name != "ready" && !show(&event) {
                 return ExitCode::SUCCESS;
             }
             continue;
@@ -150,12 +202,12 @@ pub async fn run(args: &CtlArgs) -> ExitCode {
         }
         if let CtlAction::History { .. } = args.action {
             for message in event["messages"].as_array().into_iter().flatten() {
-                if !print(message) {
+                if !show(message) {
                     break;
                 }
             }
         } else {
-            print(&event);
+            show(&event);
         }
         return ExitCode::SUCCESS;
     }
@@ -202,4 +254,32 @@ pub fn main(args: &CtlArgs) -> ExitCode {
         Err(e) => return usage(&e.to_string()),
     };
     runtime.block_on(run(args))
+}
+
+/// `hark-node verify …` from `main`: `ctl verify`, shown for people unless `--json`.
+pub fn main_verify(args: &VerifyArgs) -> ExitCode {
+    let ctl = CtlArgs {
+        data_dir: args.data_dir.clone(),
+        action: CtlAction::Verify {
+            peer: args.peer.clone(),
+            mark: args.mark,
+        },
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return usage(&e.to_string()),
+    };
+    if args.json {
+        runtime.block_on(run(&ctl))
+    } else {
+        runtime.block_on(run_with(&ctl, |event| {
+            use std::io::Write;
+            let text = super::safety::safety_text(event);
+            let mut out = std::io::stdout().lock();
+            write!(out, "{text}").and_then(|_| out.flush()).is_ok()
+        }))
+    }
 }

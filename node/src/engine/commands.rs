@@ -39,7 +39,13 @@ impl<S: Storage> Engine<S> {
             },
             Command::Create { room } => self.create(&room),
             Command::Leave { room } => self.leave(&room),
+            Command::Verify { peer, confirm } => self.verify(&peer, confirm),
+            Command::VerifiedPeers => {
+                self.verified_list();
+                Ok(())
+            }
             Command::Peers => {
+                self.load_verified();
                 let peers = self.peer_list();
                 self.emit(Event::Peers { peers });
                 Ok(())

@@ -234,6 +234,7 @@ impl<S: Storage> Engine<S> {
                 addrs: state.addrs.iter().map(ToString::to_string).collect(),
                 // Only gossipsub knows scores: the driver fills them in.
                 score: 0.0,
+                verified: self.verified.contains(peer),
             })
             .collect();
         peers.sort_by(|a, b| a.peer_id.cmp(&b.peer_id));

@@ -46,6 +46,10 @@ pub trait Storage {
     ) -> Result<Vec<StoredMessage>, String>;
     /// Index up to `limit` stored messages for search; returns how many were indexed.
     fn index_for_search(&mut self, limit: usize) -> Result<usize, String>;
+    /// The peers the user marked verified: (peer id, name when marked).
+    fn verified_peers(&mut self) -> Result<Vec<(String, String)>, String>;
+    /// Mark `peer` verified under `name`, or (`None`) take the mark away.
+    fn set_verified(&mut self, peer: &str, name: Option<&str>, now_ms: u64) -> Result<(), String>;
 }
 
 impl Storage for Store {
@@ -101,6 +105,14 @@ impl Storage for Store {
     fn index_for_search(&mut self, limit: usize) -> Result<usize, String> {
         Store::index_for_search(self, limit).map_err(|e| e.to_string())
     }
+
+    fn verified_peers(&mut self) -> Result<Vec<(String, String)>, String> {
+        Store::verified_peers(self).map_err(|e| e.to_string())
+    }
+
+    fn set_verified(&mut self, peer: &str, name: Option<&str>, now_ms: u64) -> Result<(), String> {
+        Store::set_verified(self, peer, name, now_ms).map_err(|e| e.to_string())
+    }
 }
 
 /// Everything in memory: for engine tests and the simulator. Cloning it is a crash: the clone
@@ -110,6 +122,7 @@ pub struct MemoryStore {
     rooms: BTreeMap<String, StoredRoom>,
     chunks: HashMap<Topic, BTreeMap<u32, Vec<Vec<u8>>>>,
     index: HashMap<Topic, RoomIndex>,
+    verified: BTreeMap<String, String>,
     /// Fails every write from now on (a full disk), for tests.
     pub failing: bool,
 }
@@ -245,5 +258,22 @@ impl Storage for MemoryStore {
 
     fn index_for_search(&mut self, _limit: usize) -> Result<usize, String> {
         Ok(0)
+    }
+
+    fn verified_peers(&mut self) -> Result<Vec<(String, String)>, String> {
+        Ok(self
+            .verified
+            .iter()
+            .map(|(p, n)| (p.clone(), n.clone()))
+            .collect())
+    }
+
+    fn set_verified(&mut self, peer: &str, name: Option<&str>, _now_ms: u64) -> Result<(), String> {
+        self.check_writable()?;
+        match name {
+            Some(name) => self.verified.insert(peer.to_owned(), name.to_owned()),
+            None => self.verified.remove(peer),
+        };
+        Ok(())
     }
 }

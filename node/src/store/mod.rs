@@ -65,6 +65,7 @@ CREATE TABLE IF NOT EXISTS rooms (
 
 mod flusher;
 mod history;
+mod verified;
 pub use history::{ShardChunks, StoredMessage, SEARCH_BATCH};
 
 /// How durable a write must be when the call returns.

@@ -38,7 +38,12 @@ pub fn entry_lines(
     );
     let (prefix, text, text_style) = match &entry.body {
         EntryBody::Message(message) => {
-            let who = display_name(&sanitize(&message.name), &message.from);
+            // ✓ verified, ⚠ a name another key uses too (crate::identities).
+            let who = format!(
+                "{}{}",
+                display_name(&sanitize(&message.name), &message.from),
+                message.mark.suffix()
+            );
             let colour = author_colour(&message.from);
             let mut name_style = Style::new().fg(colour).add_modifier(Modifier::BOLD);
             if message.mention {

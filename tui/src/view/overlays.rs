@@ -18,6 +18,13 @@ pub fn overlay(frame: &mut Frame, screen: Rect, pane: Rect, overlay: &Overlay, a
     match overlay {
         Overlay::Help => help(frame, screen),
         Overlay::Invite { room, invite } => invite_box(frame, screen, room, invite),
+        Overlay::Safety {
+            peer,
+            name,
+            number,
+            verified,
+            same_name,
+        } => safety_box(frame, screen, peer, name, number, *verified, same_name),
         Overlay::Search {
             room,
             text,
@@ -52,6 +59,87 @@ pub fn overlay(frame: &mut Frame, screen: Rect, pane: Rect, overlay: &Overlay, a
     }
 }
 
+/// `/verify`: the safety number to read out, its QR code, and what to do next.
+fn safety_box(
+    frame: &mut Frame,
+    screen: Rect,
+    peer: &str,
+    name: &str,
+    number: &str,
+    verified: bool,
+    same_name: &[String],
+) {
+    use hark_node::control::safety::{digits, qr_lines};
+    let name = if name.is_empty() { "?" } else { name };
+    let who = crate::style::display_name(&sanitize(name), peer);
+    let bold = Style::new().add_modifier(Modifier::BOLD);
+    let groups: Vec<&str> = number.split_whitespace().collect();
+    let half = groups.len().div_ceil(2).max(1);
+    let mut lines: Vec<Line> = vec![Line::raw(format!("with {who}")), Line::raw("")];
+    for chunk in groups.chunks(half) {
+        lines.push(Line::styled(format!("  {}", chunk.join(" ")), bold));
+    }
+    lines.push(Line::raw(""));
+    // The code only where it fits whole: a cut one scans as nothing.
+    let qr = qr_lines(&digits(number));
+    let fixed = lines.len() + 5 + usize::from(!same_name.is_empty()) * 2;
+    if qr.len() + fixed <= screen.height.saturating_sub(2) as usize {
+        lines.extend(qr.into_iter().map(|l| Line::raw(format!("  {l}"))));
+        lines.push(Line::raw(""));
+    }
+    if !same_name.is_empty() {
+        let others: Vec<String> = same_name
+            .iter()
+            .map(|p| crate::style::display_name(&sanitize(name), p))
+            .collect();
+        lines.push(Line::styled(
+            format!(
+                "⚠ the name {} is also used by {}",
+                sanitize(name),
+                others.join(", ")
+            ),
+            Style::new()
+                .fg(Color::Yellow)
+                .bg(Color::Red)
+                .add_modifier(Modifier::BOLD),
+        ));
+        lines.push(Line::raw(""));
+    }
+    let short = crate::style::display_name(&sanitize(name), peer);
+    if verified {
+        lines.push(Line::styled(
+            format!("{short} is marked verified ✓ · /unverify {short} takes it back"),
+            Style::new().fg(Color::Green),
+        ));
+    } else {
+        lines.push(Line::raw(format!(
+            "Compare with {short}'s screen, or read it out. If every digit matches:"
+        )));
+        lines.push(Line::styled(
+            format!("  /verify {short} ok"),
+            Style::new().fg(Color::Cyan),
+        ));
+    }
+    lines.push(Line::styled("Esc closes", Style::new().fg(Color::DarkGray)));
+    let width = lines
+        .iter()
+        .map(Line::width)
+        .max()
+        .unwrap_or(40)
+        .saturating_add(4) as u16;
+    let area = centered(screen, width, lines.len() as u16 + 2);
+    let block = Block::bordered()
+        .title(" safety number ")
+        .border_style(Style::new().fg(Color::Cyan));
+    frame.render_widget(Clear, area);
+    frame.render_widget(
+        Paragraph::new(lines)
+            .block(block)
+            .wrap(Wrap { trim: false }),
+        area,
+    );
+}
+
 fn centered(screen: Rect, width: u16, height: u16) -> Rect {
     let width = width.min(screen.width);
     let height = height.min(screen.height);
@@ -65,7 +153,7 @@ fn centered(screen: Rect, width: u16, height: u16) -> Rect {
 
 fn help(frame: &mut Frame, screen: Rect) {
     let key = Style::new().fg(Color::Cyan).add_modifier(Modifier::BOLD);
-    let keys: [(&str, &str); 9] = [
+    let keys: [(&str, &str); 8] = [
         ("Enter", "send · Tab complete a name or /command"),
         ("PgUp PgDn", "scroll · Home oldest · End newest"),
         ("Alt+1..9", "room by number · Ctrl+N/Ctrl+P next/prev"),
@@ -73,8 +161,7 @@ fn help(frame: &mut Frame, screen: Rect) {
         ("Ctrl+←/→", "word left/right (Alt+B/F) · Ctrl+A/E start/end"),
         ("Ctrl+W", "delete word · Ctrl+U/K to start/end of line"),
         ("F2", "push-to-talk (or Ctrl+Space)"),
-        ("Esc", "close this · dismiss an alert"),
-        ("Ctrl+C", "quit"),
+        ("Esc", "close this · dismiss an alert · Ctrl+C quits"),
     ];
     let mut lines: Vec<Line> = keys
         .iter()
@@ -85,8 +172,16 @@ fn help(frame: &mut Frame, screen: Rect) {
             ])
         })
         .collect();
-    lines.push(Line::raw(""));
-    for (name, args, what) in COMMANDS {
+    // This overlay is /help itself; the rest must fit 80×24 (a blank line between only if
+    // there is room for it).
+    let commands: Vec<_> = COMMANDS
+        .iter()
+        .filter(|(name, _, _)| *name != "help")
+        .collect();
+    if lines.len() + commands.len() + 3 <= usize::from(screen.height) {
+        lines.push(Line::raw(""));
+    }
+    for (name, args, what) in commands {
         let usage = format!("/{name} {args}");
         lines.push(Line::from(vec![
             Span::styled(format!("{usage:<22}"), key),

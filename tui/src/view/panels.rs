@@ -10,6 +10,7 @@ use ratatui::Frame;
 use unicode_width::UnicodeWidthStr;
 
 use crate::app::App;
+use crate::identities::IdMark;
 use crate::style::{author_colour, display_name, sanitize};
 
 pub fn sidebar(frame: &mut Frame, area: Rect, app: &App) {
@@ -91,9 +92,18 @@ pub fn people(frame: &mut Frame, area: Rect, app: &App, now: Instant) {
             } else {
                 ""
             };
+            // ✓ verified (green), ⚠ a name another key uses too (yellow on red: look twice).
+            let mark = app.mark(&person.peer_id, &person.name);
+            let mark_style = match mark {
+                IdMark::Verified => Style::new().fg(Color::Green).add_modifier(Modifier::BOLD),
+                _ => Style::new()
+                    .fg(Color::Yellow)
+                    .bg(Color::Red)
+                    .add_modifier(Modifier::BOLD),
+            };
             let name = truncate(
                 &display_name(&sanitize(&person.name), &person.peer_id),
-                width.saturating_sub(2 + suffix.width()),
+                width.saturating_sub(2 + suffix.width() + mark.suffix().width()),
             );
             let name_style = if online {
                 Style::new().fg(author_colour(&person.peer_id))
@@ -103,6 +113,7 @@ pub fn people(frame: &mut Frame, area: Rect, app: &App, now: Instant) {
             lines.push(Line::from(vec![
                 Span::styled(marker, marker_style),
                 Span::styled(name, name_style),
+                Span::styled(mark.suffix(), mark_style),
                 Span::styled(suffix, Style::new().fg(Color::Yellow)),
             ]));
         }
