@@ -13,6 +13,8 @@ ARGS ?=
 # espeak-ng and sox to make and measure speech for the voice tests; curl, jq and python3 to run
 # docs/integrations.md's recipes as written (tests/tests/integrations.rs).
 PACKAGES := gcc libc6-dev pkg-config cmake libasound2-dev iproute2 tmux espeak-ng sox curl jq python3
+# make bench: ngircd, the IRC server the fan-out benchmark measures Hark against (--ngircd).
+BENCH_PACKAGES := ngircd
 # make dist: dpkg-dev (dpkg-shlibdeps) for the packages' Depends, binutils (objcopy) to strip
 # the binaries, git for the commit. make dist-check also: man-db to read the man pages,
 # systemd for systemd-analyze verify, iproute2 for the offline build in a network namespace.
@@ -61,6 +63,7 @@ test: deps
 
 # Without ARGS: every scenario, then the simulator at 1000 nodes (a few minutes).
 bench: deps
+	$(call install_missing,$(BENCH_PACKAGES))
 	$(CARGO) build --release -p hark-node -p hark-tests
 	./target/release/hark-bench $(ARGS)
 	@if [ -z "$(ARGS)" ]; then ./target/release/hark-bench sim --nodes 1000 --seed 1; fi

@@ -54,8 +54,10 @@ pub fn gossipsub_config() -> Result<gossipsub::Config, String> {
         .mesh_n_low(5)
         .mesh_n_high(12)
         // Strict: every message is signed and carries source and sequence number, so the
-        // envelope author can be checked against a signature.
-        .validation_mode(ValidationMode::Strict)
+        // envelope author can be checked against a signature. `StrictOnce` (our patched
+        // gossipsub, third_party/libp2p-gossipsub/HARK.md) checks that signature once per
+        // message, after duplicates are dropped, not once for every copy a mesh delivers.
+        .validation_mode(ValidationMode::StrictOnce)
         // Nothing is forwarded before the node has opened and checked it.
         .validate_messages()
         .max_transmit_size(MAX_TRANSMIT_BYTES)

@@ -12,9 +12,11 @@
 //! - [`seed`]: fill a data dir with room history through the node library (benchmarks).
 //! - [`sim`]: a deterministic simulator of many engines on a virtual clock (`hark-bench sim`).
 //! - [`scale`]: many real nodes in this process over the memory transport (`hark-bench scale`).
+//! - [`bench_irc`]: the fan-out benchmark's reference, ngircd with as many IRC clients.
 //!
 //! The tests themselves live in `tests/`; the benchmark binary is `src/bin/hark-bench.rs`.
 
+pub mod bench_irc;
 pub mod bench_voice;
 pub mod netns;
 pub mod process;

@@ -43,7 +43,7 @@ const USAGE: &str =
     "usage: hark-bench [fanout] [startup] [history] [convergence] [voice] [--sizes 10,50,200] \
 [--rate 20] [--seconds 10] [--history-sizes 10000,100000] [--runs 3] [--group-messages 200] \
 [--out target/bench] [scale] [--nodes 100,300,1000] [--degree 8] [--senders 4] [--seed 1] \
-[--data-root DIR]";
+[--data-root DIR] [--no-ngircd] [--old-node PATH]";
 
 struct Options {
     fanout: bool,
@@ -64,6 +64,11 @@ struct Options {
     runs: usize,
     group_messages: usize,
     out: PathBuf,
+    /// fan-out: also run ngircd with as many clients at the same rate (on when ngircd is
+    /// installed; `--no-ngircd` turns it off).
+    ngircd: bool,
+    /// fan-out: also run this `hark-node` (an older build) in the same run (`--old-node`).
+    old_node: Option<PathBuf>,
 }
 
 fn parse_list(list: Option<String>, what: &str) -> Result<Vec<usize>> {
@@ -92,6 +97,8 @@ fn parse_args() -> Result<Options> {
         runs: 3,
         group_messages: 200,
         out: PathBuf::from("target/bench"),
+        ngircd: hark_tests::bench_irc::available(),
+        old_node: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -165,6 +172,13 @@ fn parse_args() -> Result<Options> {
                     .context("--group-messages")?
             }
             "--out" => opts.out = PathBuf::from(args.next().context("--out needs a directory")?),
+            "--ngircd" => opts.ngircd = true,
+            "--no-ngircd" => opts.ngircd = false,
+            "--old-node" => {
+                opts.old_node = Some(PathBuf::from(
+                    args.next().context("--old-node needs a hark-node binary")?,
+                ))
+            }
             other => bail!("unknown argument {other:?}; {USAGE}"),
         }
     }
@@ -441,46 +455,7 @@ fn run() -> Result<std::process::ExitCode> {
         );
     }
     if opts.fanout {
-        let mut results = Vec::new();
-        for &n in &opts.sizes {
-            eprintln!("fan-out: starting {n} nodes …");
-            let result = fanout(n, opts.rate, opts.seconds)?;
-            results.push(result);
-        }
-        std::fs::write(
-            out_dir.join("fanout.json"),
-            serde_json::to_string_pretty(&results)?,
-        )?;
-        println!(
-            "\nfan-out (one sender, {} msg/s for {} s, loopback)",
-            opts.rate, opts.seconds
-        );
-        println!(
-            "{:>5} {:>9} {:>8} {:>8} {:>8} {:>10} {:>10} {:>10} {:>6}",
-            "N",
-            "delivery",
-            "p50 ms",
-            "p99 ms",
-            "max ms",
-            "CPU s/node",
-            "CPU s max",
-            "RSS MB max",
-            "dups"
-        );
-        for r in &results {
-            println!(
-                "{:>5} {:>8.2}% {:>8.2} {:>8.2} {:>8.2} {:>10.2} {:>10.2} {:>10.1} {:>6}",
-                r["nodes"],
-                r["delivery_ratio"].as_f64().unwrap_or(0.0) * 100.0,
-                r["latency_ms_p50"].as_f64().unwrap_or(0.0),
-                r["latency_ms_p99"].as_f64().unwrap_or(0.0),
-                r["latency_ms_max"].as_f64().unwrap_or(0.0),
-                r["cpu_s_mean"].as_f64().unwrap_or(0.0),
-                r["cpu_s_max"].as_f64().unwrap_or(0.0),
-                r["peak_rss_mb_max"].as_f64().unwrap_or(0.0),
-                r["duplicates"]
-            );
-        }
+        fanout_scenario(&opts, &out_dir)?;
     }
     if opts.scale {
         let exe = std::env::current_exe()?;
@@ -513,6 +488,104 @@ fn run() -> Result<std::process::ExitCode> {
         return Ok(std::process::ExitCode::FAILURE);
     }
     Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// Fan-out at each size: Hark (and, with `--old-node`, an older build in the same run) and,
+/// with `--ngircd`, an IRC server with as many clients; a table with ratios.
+fn fanout_scenario(opts: &Options, out_dir: &Path) -> Result<()> {
+    let new_bin = std::env::var_os("HARK_NODE_BIN");
+    let mut results = Vec::new();
+    for &n in &opts.sizes {
+        if let Some(old) = &opts.old_node {
+            eprintln!("fan-out: starting {n} nodes (old: {}) …", old.display());
+            std::env::set_var("HARK_NODE_BIN", old);
+            let result = fanout(n, opts.rate, opts.seconds);
+            match &new_bin {
+                Some(bin) => std::env::set_var("HARK_NODE_BIN", bin),
+                None => std::env::remove_var("HARK_NODE_BIN"),
+            }
+            let mut result = result?;
+            result["binary"] = json!("old");
+            result["node_bin"] = json!(old.display().to_string());
+            results.push(result);
+        }
+        eprintln!("fan-out: starting {n} nodes …");
+        let mut result = fanout(n, opts.rate, opts.seconds)?;
+        result["binary"] = json!("new");
+        results.push(result);
+        if opts.ngircd {
+            eprintln!("fan-out: ngircd with {n} clients …");
+            let mut result = hark_tests::bench_irc::fanout(n, opts.rate, opts.seconds)?;
+            result["binary"] = json!("ngircd");
+            results.push(result);
+        }
+    }
+    std::fs::write(
+        out_dir.join("fanout.json"),
+        serde_json::to_string_pretty(&results)?,
+    )?;
+    println!(
+        "\nfan-out (one sender, {} msg/s for {} s, loopback)",
+        opts.rate, opts.seconds
+    );
+    println!(
+        "{:>5} {:>7} {:>9} {:>8} {:>8} {:>8} {:>11} {:>10} {:>10} {:>6}",
+        "N",
+        "what",
+        "delivery",
+        "p50 ms",
+        "p99 ms",
+        "max ms",
+        "CPU ms/msg",
+        "CPU s/node",
+        "RSS MB max",
+        "dups"
+    );
+    let f = |r: &serde_json::Value, k: &str| r[k].as_f64().unwrap_or(f64::NAN);
+    for r in &results {
+        println!(
+            "{:>5} {:>7} {:>8.2}% {:>8.2} {:>8.2} {:>8.2} {:>11.3} {:>10.2} {:>10.1} {:>6}",
+            r["nodes"].as_u64().unwrap_or(0),
+            r["binary"].as_str().unwrap_or("?"),
+            f(r, "delivery_ratio") * 100.0,
+            f(r, "latency_ms_p50"),
+            f(r, "latency_ms_p99"),
+            f(r, "latency_ms_max"),
+            f(r, "cpu_ms_per_msg_node"),
+            f(r, "cpu_s_mean"),
+            f(r, "peak_rss_mb_max"),
+            r["duplicates"].as_u64().unwrap_or(0)
+        );
+    }
+    // Ratios at each size: Hark against ngircd, and new against old.
+    for &n in &opts.sizes {
+        let row = |what: &str| {
+            results
+                .iter()
+                .find(|r| r["nodes"] == json!(n) && r["binary"] == json!(what))
+        };
+        let ratio =
+            |a: Option<&serde_json::Value>, b: Option<&serde_json::Value>, k: &str| match (a, b) {
+                (Some(a), Some(b)) => format!("{:.2}", f(a, k) / f(b, k)),
+                _ => "-".to_owned(),
+            };
+        for (label, a, b) in [
+            ("new/ngircd", row("new"), row("ngircd")),
+            ("old/ngircd", row("old"), row("ngircd")),
+            ("new/old", row("new"), row("old")),
+        ] {
+            if a.is_none() || b.is_none() {
+                continue;
+            }
+            println!(
+                "N={n:<4} {label:>10}: p50 {}×, p99 {}×, CPU/msg/node {}×",
+                ratio(a, b, "latency_ms_p50"),
+                ratio(a, b, "latency_ms_p99"),
+                ratio(a, b, "cpu_ms_per_msg_node"),
+            );
+        }
+    }
+    Ok(())
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -743,6 +816,7 @@ fn fanout(n: usize, rate: u32, seconds: u32) -> Result<serde_json::Value> {
         "latency_ms_p99": percentile(&latencies, 99.0),
         "latency_ms_max": latencies.last().copied().unwrap_or(f64::NAN),
         "cpu_s_mean": cpu.iter().sum::<f64>() / n as f64,
+        "cpu_ms_per_msg_node": cpu.iter().sum::<f64>() / n as f64 * 1000.0 / count.max(1) as f64,
         "cpu_s_max": cpu.iter().copied().fold(0.0, f64::max),
         "cpu_s_sender": cpu[0],
         "peak_rss_mb_mean": rss_mb.iter().sum::<f64>() / n as f64,

@@ -2077,14 +2077,14 @@ where
     }
 
     /// Hark's fork: whether a received message carries its source's valid signature (in
-    /// strict validation mode; other modes are checked by the codec). Each message is checked
+    /// [`ValidationMode::StrictOnce`]; other modes are checked by the codec). Each message is checked
     /// once: a copy identical to one already checked (same id, same digest of source, sequence
     /// number, topic, data, signature and key) passes without a second check, so duplicates
     /// cost a hash, not an ed25519 verification. A copy that differs in anything is checked in
     /// full, so a forgery never rides on an honest message's id, and a failed check is never
     /// remembered (a forgery seen first cannot shadow the honest message that follows).
     fn signature_is_valid(&mut self, msg_id: &MessageId, raw_message: &RawMessage) -> bool {
-        if !matches!(self.config.validation_mode(), ValidationMode::Strict) {
+        if !matches!(self.config.validation_mode(), ValidationMode::StrictOnce) {
             return true;
         }
         let digest = signed_content_digest(raw_message);
@@ -3954,7 +3954,7 @@ fn validate_config(
                 );
             }
         }
-        ValidationMode::Strict if !authenticity.is_signing() => {
+        ValidationMode::Strict | ValidationMode::StrictOnce if !authenticity.is_signing() => {
             return Err(
                     "Messages will be
                 published unsigned and incoming unsigned messages will be rejected. Consider adjusting

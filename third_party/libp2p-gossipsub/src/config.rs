@@ -40,6 +40,11 @@ pub enum ValidationMode {
     /// [`crate::behaviour::MessageAuthenticity::Anonymous`] and all messages that do not have
     /// signatures.
     Strict,
+    /// Hark's fork: [`ValidationMode::Strict`], except that the signature is verified by the
+    /// behaviour once per message, after duplicates are dropped, instead of by the codec for
+    /// every copy received. A copy identical to a message already verified is not verified
+    /// again; anything else is, and is rejected like a bad signature under `Strict`.
+    StrictOnce,
     /// This setting permits messages that have no author, sequence number or signature. If any of
     /// these fields exist in the message these are validated.
     Permissive,

@@ -401,9 +401,15 @@ impl Decoder for GossipsubCodec {
 
             match self.validation_mode {
                 ValidationMode::Strict => {
-                    // Validate everything. Hark's fork: the signature is checked by the
-                    // behaviour once per message, after duplicates are dropped (see
-                    // `Behaviour::signature_is_valid`); here only its presence.
+                    // Validate everything
+                    verify_signature = true;
+                    verify_sequence_no = true;
+                    verify_source = true;
+                }
+                ValidationMode::StrictOnce => {
+                    // Hark's fork: as Strict, but the signature is verified by the behaviour
+                    // once per message, after duplicates are dropped (see
+                    // `Behaviour::signature_is_valid`); here only its presence is checked.
                     if message.signature.is_none() {
                         invalid_kind = Some(ValidationError::InvalidSignature);
                     }

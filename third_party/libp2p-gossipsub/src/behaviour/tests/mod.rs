@@ -41,6 +41,7 @@ mod partial;
 mod peer_queues;
 mod publish;
 mod scoring;
+mod strict_once;
 mod subscription;
 mod topic_config;
 
