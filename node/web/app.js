@@ -483,4 +483,7 @@ $("search-form").onsubmit = async (e) => {
 $("logout").onclick = async () => { await api.logout().catch(() => {}); location.reload(); };
 window.addEventListener("focus", () => { if (state.current) { state.current.unread = 0; state.current.alerts = 0; renderRooms(); } });
 
+// A join link opened in a tab that already shows the page changes only the fragment.
+window.addEventListener("hashchange", () => location.reload());
+
 start();

@@ -186,9 +186,12 @@ export class Voice {
   // Begin a talk-spurt in `room`; false when there is no microphone.
   async start(room) {
     this.stats.pressedAt = performance.now();
+    this.wanted = true;
     this.context();
     const ws = this.connect();
     if (!(await this.openMic())) return false;
+    // Released while the microphone was opening: no spurt.
+    if (!this.wanted) return false;
     this.send(JSON.stringify({ type: "start", room, codec: this.codec }));
     if (ws.readyState === 0) ws.addEventListener("open", () => this.flushQueue(), { once: true });
     else this.flushQueue();
@@ -198,6 +201,7 @@ export class Voice {
   }
 
   async stop() {
+    this.wanted = false;
     if (!this.talking) return;
     this.talking = false;
     this.stats.releasedAt = performance.now();

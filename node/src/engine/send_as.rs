@@ -1,7 +1,8 @@
 //! A message written by someone this node speaks for: a web user of `--web` (node/src/web/),
 //! whose Ed25519 key the node holds. The record is signed with *their* key and names them as
-//! author, so every node shows and checks it as theirs (`history::authorship`); the Automerge
-//! change and the gossip envelope stay this node's, as for any message it relays.
+//! author, and the Automerge change is theirs (its actor), so every node shows and checks it
+//! as theirs (`history::authorship`); the gossip envelope stays this node's, as for any
+//! message it relays.
 
 use hark_proto::{Body, MessageId, MessageKind, MessageRecord};
 use libp2p::identity::Keypair;
@@ -56,7 +57,7 @@ impl<S: Storage> Engine<S> {
         let added = self
             .history(&topic)
             .map_err(|e| fail("store_failed", e))?
-            .add_local(&record)
+            .add_local_as(&record)
             .map_err(|e| fail("history_failed", e.to_string()))?;
         let (shard, change) = (added.shard, added.bytes.clone());
         // Durable before anyone hears of it, as for our own messages.

@@ -166,6 +166,20 @@ impl RoomHistory {
         })
     }
 
+    /// Add a message written under another identity (see [`Shard::add_local_as`]).
+    pub fn add_local_as(&mut self, record: &MessageRecord) -> Result<Added, ShardError> {
+        let shard = record.hlc.day();
+        let doc = self
+            .shard_or_new(shard)
+            .ok_or_else(|| ShardError::Rejected("too many shards in one room".into()))?;
+        let bytes = doc.add_local_as(record)?;
+        Ok(Added {
+            shard,
+            records: vec![record.clone()],
+            bytes,
+        })
+    }
+
     /// Apply a change that arrived by gossip.
     pub fn apply_gossip(
         &mut self,
