@@ -13,6 +13,9 @@ ARGS ?=
 # espeak-ng and sox to make and measure speech for the voice tests; curl, jq and python3 to run
 # docs/integrations.md's recipes as written (tests/tests/integrations.rs).
 PACKAGES := gcc libc6-dev pkg-config cmake libasound2-dev iproute2 tmux espeak-ng sox curl jq python3
+# The browser client's test (tests/tests/web.rs): Debian's chromium, its driver and
+# python3-selenium to drive it headless (no browser download).
+PACKAGES += chromium chromium-driver python3-selenium
 # make bench: ngircd, the IRC server the fan-out benchmark measures Hark against (--ngircd).
 BENCH_PACKAGES := ngircd
 # make dist: dpkg-dev (dpkg-shlibdeps) for the packages' Depends, binutils (objcopy) to strip
