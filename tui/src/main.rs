@@ -67,6 +67,7 @@ fn main() -> ExitCode {
         clock,
         voice,
         http,
+        web: settings.web,
     };
     let result = runtime.block_on(run(options));
     // Background tasks (the node's) must not keep the process alive after the UI has gone.

@@ -34,6 +34,8 @@ pub struct Options {
     pub voice: Box<dyn Voice>,
     /// `--http`: the HTTP API, served once the node runs.
     pub http: Option<hark_node::http::HttpPlan>,
+    /// `--web`: the browser client, served once the node runs (hark_node::web).
+    pub web: Option<std::net::SocketAddr>,
 }
 
 pub async fn run(options: Options) -> anyhow::Result<()> {
@@ -42,6 +44,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         clock,
         mut voice,
         http,
+        web,
     } = options;
     let data_dir: PathBuf = config.data_dir.clone();
     let network_key = config.network_key.is_some();
@@ -58,11 +61,31 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
             .await
             .map_err(anyhow::Error::msg)?;
     }
+    // The pages hear what this node plays, beside the speaker; the URL and its QR code go to
+    // hark.log (join links: `hark-node web-invite --data-dir DIR`).
+    let web_sink = match web {
+        Some(addr) => {
+            let served = hark_node::web::serve(addr, &data_dir, node.link())
+                .await
+                .map_err(anyhow::Error::msg)?;
+            Some(served.sink)
+        }
+        None => None,
+    };
     let (mut terminal, guard, ptt_mode) =
         terminal::setup().context("cannot set up the terminal")?;
     let mut ptt = Ptt::new(ptt_mode, voice.available());
     ptt.level = voice.level();
-    if let Some(sink) = voice.take_sink() {
+    let sink: Option<Box<dyn hark_node::voice::AudioSink>> = match (voice.take_sink(), web_sink) {
+        (Some(speaker), Some(web)) => Some(Box::new(hark_node::web::voice::Both(
+            speaker,
+            Box::new(web),
+        ))),
+        (Some(speaker), None) => Some(speaker),
+        (None, Some(web)) => Some(Box::new(web)),
+        (None, None) => None,
+    };
+    if let Some(sink) = sink {
         let _ = node.set_audio_sink(sink).await;
     }
     // `ptt` on the control socket keys this microphone.

@@ -46,11 +46,7 @@ pub struct Served {
 }
 
 /// Bind `addr`, serve the browser client over HTTPS until the node stops.
-pub async fn serve(
-    addr: SocketAddr,
-    data_dir: &Path,
-    link: ClientLink,
-) -> Result<Served, String> {
+pub async fn serve(addr: SocketAddr, data_dir: &Path, link: ClientLink) -> Result<Served, String> {
     let dir = web_dir(data_dir);
     {
         use std::os::unix::fs::DirBuilderExt;
@@ -80,6 +76,9 @@ pub async fn serve(
         "web client on {url} (certificate SHA-256 {}); make a join link with `hark-node web-invite`",
         identity.fingerprint
     );
+    if let Some(qr) = invite::qr_text(&url) {
+        tracing::info!("web client address as a QR code:\n{qr}");
+    }
     let url_path = dir.join(URL_FILE);
     tokio::spawn(async move {
         let stopped = {

@@ -65,6 +65,16 @@ impl AudioSink for WebSink {
     }
 }
 
+/// Two sinks fed the same audio: a terminal's speaker and the web pages (`hark --web`).
+pub struct Both(pub Box<dyn AudioSink>, pub Box<dyn AudioSink>);
+
+impl AudioSink for Both {
+    fn play(&mut self, samples: &[i16]) {
+        self.0.play(samples);
+        self.1.play(samples);
+    }
+}
+
 /// Start following who talks (an attached client for voice events only).
 pub async fn hub(link: ClientLink) -> Result<(VoiceHub, WebSink), String> {
     let (audio, _) = broadcast::channel(AUDIO_QUEUE);
@@ -215,9 +225,21 @@ async fn session(socket: WebSocket, web: WebState, user: WebUser) {
     finish(&mut spurt, &link).await;
 }
 
-fn start(web: &WebState, user: &WebUser, room: String, codec: Option<&str>) -> Result<Spurt, String> {
-    let current = lock(&web.users).by_id(&user.id).ok_or("you are no longer a web user")?;
-    let Some(room) = current.rooms.iter().find(|r| r.eq_ignore_ascii_case(room.trim_start_matches('#'))).cloned() else {
+fn start(
+    web: &WebState,
+    user: &WebUser,
+    room: String,
+    codec: Option<&str>,
+) -> Result<Spurt, String> {
+    let current = lock(&web.users)
+        .by_id(&user.id)
+        .ok_or("you are no longer a web user")?;
+    let Some(room) = current
+        .rooms
+        .iter()
+        .find(|r| r.eq_ignore_ascii_case(room.trim_start_matches('#')))
+        .cloned()
+    else {
         return Err(format!("you are not in a room named {room:?}"));
     };
     let pcm = match codec.unwrap_or("opus") {
