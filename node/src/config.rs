@@ -30,6 +30,8 @@ pub struct NodeConfig {
     pub clock_offset_ms: i64,
     /// Voice frame length, ms: 20 (default) or 10.
     pub voice_frame_ms: u8,
+    /// Voice bitrate, bit/s (`crate::voice::codec::DEFAULT_BITRATE` unless configured).
+    pub voice_bitrate: i32,
     /// `hark-node --voice-out DIR`: every received talk-spurt is written there as a WAV file.
     pub voice_out: Option<PathBuf>,
     /// Test hook: drop this percentage of received voice frames at random (environment

@@ -3,7 +3,7 @@
 //! netem). From each listener's `voice_end`: capture-to-playout latency p50/p99, lost, FEC
 //! recovered and concealed frames. Plus the codec's CPU per talker, measured in-process.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -19,8 +19,8 @@ use crate::NodeProcess;
 const SENTENCE: &str = "Bridge to engine room. Pump four is running hot, send someone down to \
 sector four with the spare seal, and report back when the pressure is normal again.";
 
-/// One run at `loss_percent`: returns one JSON object per listener.
-pub fn voice_run(dir: &Path, loss_percent: u8) -> Result<Vec<Value>> {
+/// The scenario's speech, `dir/speech.wav` (espeak-ng's 22.05 kHz), made once.
+pub fn speech_wav(dir: &Path) -> Result<PathBuf> {
     let wav = dir.join("speech.wav");
     if !wav.exists() {
         let status = Command::new("espeak-ng")
@@ -33,6 +33,12 @@ pub fn voice_run(dir: &Path, loss_percent: u8) -> Result<Vec<Value>> {
             bail!("espeak-ng failed");
         }
     }
+    Ok(wav)
+}
+
+/// One run at `loss_percent`: returns one JSON object per listener.
+pub fn voice_run(dir: &Path, loss_percent: u8) -> Result<Vec<Value>> {
+    let wav = speech_wav(dir)?;
     let mut talker = NodeProcess::start("talker", &[]);
     let loss = loss_percent.to_string();
     let env = [("HARK_VOICE_DROP_PERCENT", loss.as_str())];

@@ -17,6 +17,7 @@
 //! The tests themselves live in `tests/`; the benchmark binary is `src/bin/hark-bench.rs`.
 
 pub mod bench_irc;
+pub mod bench_quality;
 pub mod bench_voice;
 pub mod netns;
 pub mod process;

@@ -238,6 +238,7 @@ async fn start_one(
         relay: false,
         clock_offset_ms: 0,
         voice_frame_ms: 20,
+        voice_bitrate: hark_node::voice::codec::DEFAULT_BITRATE,
         voice_out: None,
         voice_drop_percent: 0,
         memory_transport: true,

@@ -258,6 +258,7 @@ impl Node {
             network_key: config.network_key,
             name: config.name,
             voice_frame_ms: config.voice_frame_ms,
+            voice_bitrate: config.voice_bitrate,
             voice_out: config.voice_out,
         });
         let task = tokio::spawn(driver.run(command_rx, control_rx));

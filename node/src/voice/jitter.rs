@@ -2,8 +2,8 @@
 //!
 //! Pure: the caller passes the time in. Playout of a talk-spurt starts once the first frame has
 //! waited the target delay; from then on every call to [`JitterBuffer::pop`] plays the next
-//! frame in sequence, recovers a missing one from the next frame's in-band FEC, or conceals it
-//! (Opus PLC). Frames that come after their slot are dropped (late), repeats are dropped
+//! frame in sequence, recovers a missing one from a later frame's redundancy (the next frame's
+//! in-band FEC; with deep redundancy, any of the next few), or conceals it (Opus PLC). Frames that come after their slot are dropped (late), repeats are dropped
 //! (duplicate), and sequence numbers wrap around. A spurt ends after its last frame, or when no
 //! frame has arrived for [`END_TIMEOUT_MS`] (the last frame was lost, or the talker vanished).
 //!
@@ -29,8 +29,10 @@ pub enum Playout {
     Wait,
     /// Decode this Opus frame.
     Frame(Vec<u8>),
-    /// The frame is missing but the next one is here: decode its in-band FEC copy.
-    Fec(Vec<u8>),
+    /// The frame is missing but a later one is here, `ahead` frames on (1: the next one):
+    /// rebuild it from that packet's redundancy (in-band FEC for the frame just before it,
+    /// deep redundancy further back).
+    Recover { packet: Vec<u8>, ahead: u32 },
     /// Missing with nothing to recover it from: conceal (PLC).
     Conceal,
     /// The spurt is over. `trim` slots at the end were concealment after the last frame heard
@@ -77,7 +79,7 @@ impl JitterEstimate {
 pub struct SpurtStats {
     pub received: u32,
     pub played: u32,
-    /// Missing frames recovered from the next frame's FEC.
+    /// Missing frames rebuilt from a later frame's redundancy (FEC or DRED).
     pub recovered: u32,
     /// Missing frames concealed by PLC.
     pub concealed: u32,
@@ -101,6 +103,8 @@ struct Waiting {
 
 pub struct JitterBuffer {
     target_ms: u64,
+    /// How far ahead a frame's redundancy reaches back, in frames (1: in-band FEC only).
+    reach: u32,
     waiting: BTreeMap<u64, Waiting>,
     /// Highest sequence number seen, unwrapped to 64 bits.
     highest: Option<u64>,
@@ -115,9 +119,17 @@ pub struct JitterBuffer {
 }
 
 impl JitterBuffer {
+    /// A buffer whose missing frames are rebuilt from the next frame's in-band FEC only.
     pub fn new(target_ms: u64) -> Self {
+        Self::with_reach(target_ms, 1)
+    }
+
+    /// A buffer that rebuilds a missing frame from any of the next `reach` frames (their deep
+    /// redundancy covers that far back).
+    pub fn with_reach(target_ms: u64, reach: u32) -> Self {
         Self {
             target_ms: target_ms.clamp(MIN_TARGET_MS, MAX_TARGET_MS),
+            reach: reach.clamp(1, WINDOW as u32),
             waiting: BTreeMap::new(),
             highest: None,
             next: None,
@@ -216,14 +228,28 @@ impl JitterBuffer {
             let trim = self.trailing_concealed;
             return self.end(trim);
         }
-        if let Some(after) = self.waiting.get(&(next + 1)) {
+        let later = (1..=u64::from(self.reach))
+            .find_map(|ahead| self.waiting.get(&(next + ahead)).map(|w| (ahead, w)));
+        if let Some((ahead, after)) = later {
             self.stats.recovered += 1;
             self.trailing_concealed = 0;
-            return Playout::Fec(after.opus.clone());
+            return Playout::Recover {
+                packet: after.opus.clone(),
+                ahead: ahead as u32,
+            };
         }
         self.stats.concealed += 1;
         self.trailing_concealed += 1;
         Playout::Conceal
+    }
+
+    /// The decoder could not rebuild the frame of the last [`Playout::Recover`] (the packet
+    /// had no redundancy for it) and concealed it instead: count it so.
+    pub fn recovery_failed(&mut self) {
+        if self.stats.recovered > 0 {
+            self.stats.recovered -= 1;
+            self.stats.concealed += 1;
+        }
     }
 
     fn end(&mut self, trim: u32) -> Playout {
@@ -299,7 +325,10 @@ mod tests {
         assert_eq!(b.pop(40), Playout::Frame(frame(1)));
         assert_eq!(
             b.pop(60),
-            Playout::Fec(frame(3)),
+            Playout::Recover {
+                packet: frame(3),
+                ahead: 1
+            },
             "2 is missing, 3's FEC covers it"
         );
         b.push(2, 20, false, frame(2), 65);
@@ -310,6 +339,27 @@ mod tests {
             (b.stats.recovered, b.stats.concealed, b.stats.lost()),
             (1, 0, 1)
         );
+    }
+
+    #[test]
+    fn with_deep_redundancy_a_burst_is_rebuilt_from_the_frame_after_it() {
+        let mut reach3 = JitterBuffer::with_reach(40, 3);
+        let mut fec_only = JitterBuffer::new(40);
+        for b in [&mut reach3, &mut fec_only] {
+            b.push(1, 0, false, frame(1), 0);
+            b.push(4, 60, true, frame(4), 10);
+            assert_eq!(b.pop(40), Playout::Frame(frame(1)));
+        }
+        let rebuilt = |ahead| Playout::Recover {
+            packet: frame(4),
+            ahead,
+        };
+        assert_eq!(reach3.pop(60), rebuilt(2), "2 from 4, two back");
+        assert_eq!(reach3.pop(80), rebuilt(1), "3 from 4, one back");
+        assert_eq!(fec_only.pop(60), Playout::Conceal, "FEC reaches one back only");
+        assert_eq!(fec_only.pop(80), rebuilt(1));
+        reach3.recovery_failed();
+        assert_eq!((reach3.stats.recovered, reach3.stats.concealed), (1, 1));
     }
 
     #[test]

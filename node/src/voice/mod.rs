@@ -1,7 +1,9 @@
 //! Push-to-talk voice: Opus frames over the room's voice topic, never stored.
 //!
 //! - [`codec`]: the Opus encoder and decoder with Hark's settings.
+//! - [`opus_ffi`]: the bundled libopus's neural tools, which the `opus` crate does not reach.
 //! - [`jitter`]: a talker's jitter buffer (pure, takes `now`).
+//! - [`loss`]: the voice loss this node hears, which its talk-spurts plan their FEC for.
 //! - [`mixer`]: summing concurrent talkers without wrap-around.
 //! - [`wav`]: WAV files in (any rate and channel count) and out (48 kHz mono).
 //! - [`sender`]: one talk-spurt from an [`AudioSource`], paced, encoded, handed to the event loop.
@@ -13,7 +15,9 @@
 
 pub mod codec;
 pub mod jitter;
+pub mod loss;
 pub mod mixer;
+pub mod opus_ffi;
 pub mod receiver;
 pub mod sender;
 pub mod wav;

@@ -14,15 +14,19 @@ use hark_proto::VoiceFrame;
 use libp2p::PeerId;
 use tokio::sync::mpsc;
 
-use super::codec::{frame_samples, VoiceDecoder, SAMPLES_PER_MS};
+use super::codec::{
+    frame_samples, CodecError, DecoderSettings, Repair, VoiceDecoder, DRED_DURATION_10MS,
+    SAMPLES_PER_MS,
+};
 use super::jitter::{JitterBuffer, JitterEstimate, Playout, SpurtStats};
+use super::loss::LossMeter;
 use super::mixer;
 use super::wav::{write_48k_mono, MAX_SAMPLES};
 use super::AudioSink;
 use crate::api::{short_id, Event};
 
-const TICK_MS: u64 = 10;
-const TICK_SAMPLES: usize = TICK_MS as usize * SAMPLES_PER_MS;
+pub const TICK_MS: u64 = 10;
+pub const TICK_SAMPLES: usize = TICK_MS as usize * SAMPLES_PER_MS;
 /// Spurt ids remembered per talker, so frames of a finished spurt cannot restart it.
 const RECENT_SPURTS: usize = 16;
 /// Concurrent talkers played at once; more are dropped (a hostile flood of spurt ids).
@@ -47,16 +51,123 @@ struct Talker {
     from: PeerId,
     name: String,
     spurt: u32,
+    player: SpurtPlayer,
+}
+
+/// One talker's spurt from frames to audio: the jitter buffer, the decoder and its repairs,
+/// the audio waiting to be mixed and the recording. The caller passes the time in: the playout
+/// task its wall clock, the quality benchmark a virtual one, so both run this same code.
+pub struct SpurtPlayer {
     frame_ms: u8,
     buffer: JitterBuffer,
     decoder: VoiceDecoder,
     /// Decoded audio waiting to be mixed.
     pending: VecDeque<i16>,
-    /// The whole spurt, for `--voice-out`.
+    /// The whole spurt, for `--voice-out` (at most [`MAX_SAMPLES`]).
     recording: Vec<i16>,
     /// Set when the jitter buffer said the spurt is over (with the slots to trim); the talker
     /// finishes once its last audio has been mixed.
     ended: Option<u32>,
+}
+
+impl SpurtPlayer {
+    /// A spurt of `frame_ms` frames, played `target_ms` after its first frame arrives.
+    pub fn new(
+        frame_ms: u8,
+        target_ms: u64,
+        settings: DecoderSettings,
+    ) -> Result<Self, CodecError> {
+        // Deep redundancy reaches back DRED_DURATION_10MS × 10 ms from any later packet.
+        let reach = if settings.dred {
+            (DRED_DURATION_10MS as u32 * 10 / u32::from(frame_ms.max(1))).max(1)
+        } else {
+            1
+        };
+        Ok(Self {
+            frame_ms,
+            buffer: JitterBuffer::with_reach(target_ms, reach),
+            decoder: VoiceDecoder::with_settings(settings)?,
+            pending: VecDeque::new(),
+            recording: Vec::new(),
+            ended: None,
+        })
+    }
+
+    pub fn frame_ms(&self) -> u8 {
+        self.frame_ms
+    }
+
+    /// A frame arrived at `now`.
+    pub fn push(&mut self, frame: VoiceFrame, now: u64) {
+        if frame.frame_ms == self.frame_ms {
+            self.buffer
+                .push(frame.seq, frame.captured_ms, frame.last, frame.opus, now);
+        }
+    }
+
+    /// Decode until 10 ms of audio wait to be mixed (or the buffer has nothing yet). Returns
+    /// `Some(trim)` once the spurt has ended, with the trailing slots of concealment to trim
+    /// from the recording.
+    pub fn pull(&mut self, now: u64) -> Option<u32> {
+        if self.ended.is_some() {
+            return self.ended;
+        }
+        let frame_len = frame_samples(self.frame_ms);
+        let mut pcm = vec![0i16; frame_len];
+        while self.pending.len() < TICK_SAMPLES {
+            match self.buffer.pop(now) {
+                Playout::Wait => return None,
+                Playout::Frame(packet) => {
+                    self.decoder.decode(&packet, &mut pcm);
+                }
+                Playout::Recover { packet, ahead } => {
+                    if self.decoder.recover(&packet, ahead, &mut pcm) == Repair::Concealed {
+                        self.buffer.recovery_failed();
+                    }
+                }
+                Playout::Conceal => self.decoder.conceal(&mut pcm),
+                Playout::End { trim } => {
+                    self.ended = Some(trim);
+                    return self.ended;
+                }
+            }
+            self.pending.extend(pcm.iter().copied());
+            if self.recording.len() < MAX_SAMPLES {
+                self.recording.extend_from_slice(&pcm);
+            }
+        }
+        None
+    }
+
+    /// Up to `n` samples of decoded audio, oldest first.
+    pub fn take(&mut self, n: usize) -> Vec<i16> {
+        let take = self.pending.len().min(n);
+        self.pending.drain(..take).collect()
+    }
+
+    /// Whether all decoded audio has been taken.
+    pub fn is_drained(&self) -> bool {
+        self.pending.is_empty()
+    }
+
+    /// Whether the spurt ended and all its audio has been taken: `Some(trim)` then.
+    pub fn finished(&self) -> Option<u32> {
+        self.ended.filter(|_| self.pending.is_empty())
+    }
+
+    pub fn stats(&self) -> &SpurtStats {
+        &self.buffer.stats
+    }
+
+    /// The spurt as played, without `trim` trailing slots of concealment.
+    pub fn into_recording(mut self, trim: u32) -> Vec<i16> {
+        let keep = self
+            .recording
+            .len()
+            .saturating_sub(trim as usize * frame_samples(self.frame_ms));
+        self.recording.truncate(keep);
+        self.recording
+    }
 }
 
 pub struct Receiver {
@@ -67,12 +178,15 @@ pub struct Receiver {
     sink: Option<Box<dyn AudioSink>>,
     voice_out: Option<PathBuf>,
     events: mpsc::Sender<Event>,
+    loss: LossMeter,
 }
 
-/// Start the playout task.
+/// Start the playout task. Every spurt heard is counted into `loss` (what talkers here plan
+/// their redundancy for).
 pub fn spawn(
     voice_out: Option<PathBuf>,
     events: mpsc::Sender<Event>,
+    loss: LossMeter,
 ) -> mpsc::Sender<ReceiverInput> {
     let (tx, rx) = mpsc::channel(1024);
     let receiver = Receiver {
@@ -83,6 +197,7 @@ pub fn spawn(
         sink: None,
         voice_out,
         events,
+        loss,
     };
     tokio::spawn(receiver.run(rx));
     tx
@@ -150,22 +265,21 @@ impl Receiver {
             if self.talkers.len() >= MAX_TALKERS {
                 return;
             }
-            let Ok(decoder) = VoiceDecoder::new() else {
-                return;
-            };
             let estimate = self.estimates.entry(from).or_default();
             estimate.new_spurt();
+            let Ok(player) = SpurtPlayer::new(
+                frame.frame_ms,
+                estimate.target_ms(frame.frame_ms as u64),
+                DecoderSettings::default(),
+            ) else {
+                return;
+            };
             let talker = Talker {
                 room: room.clone(),
                 from,
                 name: name.clone(),
                 spurt: frame.spurt,
-                frame_ms: frame.frame_ms,
-                buffer: JitterBuffer::new(estimate.target_ms(frame.frame_ms as u64)),
-                decoder,
-                pending: VecDeque::new(),
-                recording: Vec::new(),
-                ended: None,
+                player,
             };
             self.talkers.insert(key.clone(), talker);
             let _ = self
@@ -181,11 +295,7 @@ impl Receiver {
             estimate.observe(now, frame.captured_ms);
         }
         if let Some(talker) = self.talkers.get_mut(&key) {
-            if frame.frame_ms == talker.frame_ms {
-                talker
-                    .buffer
-                    .push(frame.seq, frame.captured_ms, frame.last, frame.opus, now);
-            }
+            talker.player.push(frame, now);
         }
     }
 
@@ -194,17 +304,15 @@ impl Receiver {
         let mut ended = Vec::new();
         let mut audible = false;
         for (key, talker) in self.talkers.iter_mut() {
-            if talker.ended.is_none() {
-                talker.ended = talker.pull(now);
-            }
-            if talker.pending.is_empty() {
-                if let Some(trim) = talker.ended {
-                    ended.push((key.clone(), trim));
-                }
+            talker.player.pull(now);
+            if let Some(trim) = talker.player.finished() {
+                ended.push((key.clone(), trim));
                 continue;
             }
-            let take = talker.pending.len().min(TICK_SAMPLES);
-            let chunk: Vec<i16> = talker.pending.drain(..take).collect();
+            let chunk = talker.player.take(TICK_SAMPLES);
+            if chunk.is_empty() {
+                continue;
+            }
             if !self.muted.contains(&talker.from) {
                 mixer::accumulate(&mut mix, &chunk);
                 audible = true;
@@ -224,19 +332,18 @@ impl Receiver {
         }
     }
 
-    async fn finish(&mut self, mut talker: Talker, trim: u32) {
+    async fn finish(&mut self, talker: Talker, trim: u32) {
         let recent = self.recent_spurts.entry(talker.from).or_default();
         recent.push_back(talker.spurt);
         if recent.len() > RECENT_SPURTS {
             recent.pop_front();
         }
-        let frame_len = frame_samples(talker.frame_ms);
-        let keep = talker
-            .recording
-            .len()
-            .saturating_sub(trim as usize * frame_len);
-        talker.recording.truncate(keep);
-        let stats = talker.buffer.stats.clone();
+        let frame_len = frame_samples(talker.player.frame_ms());
+        let stats = talker.player.stats().clone();
+        let recording = talker.player.into_recording(trim);
+        let keep = recording.len();
+        let frames = (keep / frame_len) as u32;
+        self.loss.record(stats.lost(), frames);
         let wav = match &self.voice_out {
             Some(dir) => {
                 let path = dir.join(format!(
@@ -246,7 +353,7 @@ impl Receiver {
                     short_id(&talker.from.to_string()),
                     talker.spurt
                 ));
-                let samples = std::mem::take(&mut talker.recording);
+                let samples = recording;
                 let target = path.clone();
                 let written =
                     tokio::task::spawn_blocking(move || write_48k_mono(&target, &samples)).await;
@@ -264,7 +371,6 @@ impl Receiver {
             }
             None => None,
         };
-        let frames = (keep / frame_len) as u32;
         let (p50, p99) = percentiles(&stats);
         let _ = self
             .events
@@ -283,31 +389,6 @@ impl Receiver {
                 wav,
             })
             .await;
-    }
-}
-
-impl Talker {
-    /// Decode until 10 ms of audio wait to be mixed (or the buffer has nothing yet). Returns
-    /// `Some(trim)` when the spurt ended.
-    fn pull(&mut self, now: u64) -> Option<u32> {
-        let frame_len = frame_samples(self.frame_ms);
-        let mut pcm = vec![0i16; frame_len];
-        while self.pending.len() < TICK_SAMPLES {
-            match self.buffer.pop(now) {
-                Playout::Wait => return None,
-                Playout::Frame(packet) => {
-                    self.decoder.decode(&packet, &mut pcm);
-                }
-                Playout::Fec(next) => self.decoder.decode_fec(&next, &mut pcm),
-                Playout::Conceal => self.decoder.conceal(&mut pcm),
-                Playout::End { trim } => return Some(trim),
-            }
-            self.pending.extend(pcm.iter().copied());
-            if self.recording.len() < MAX_SAMPLES {
-                self.recording.extend_from_slice(&pcm);
-            }
-        }
-        None
     }
 }
 

@@ -8,7 +8,8 @@ use hark_proto::VoiceFrame;
 use rand::Rng;
 use tokio::sync::mpsc;
 
-use super::codec::{frame_samples, VoiceEncoder};
+use super::codec::{fec_loss_percent, frame_samples, EncoderSettings, VoiceEncoder};
+use super::loss::LossMeter;
 use super::wav::read_48k_mono;
 use super::{AudioSource, Captured};
 
@@ -20,15 +21,36 @@ pub enum Outgoing {
     Failed { room: String, error: String },
 }
 
+/// Frames between two looks at the loss meter during a spurt (1 s of 20 ms frames).
+const LOSS_CHECK_FRAMES: u32 = 50;
+
+/// How this node talks.
+#[derive(Clone, Debug)]
+pub struct TalkSettings {
+    /// 10 or 20.
+    pub frame_ms: u8,
+    /// Opus bitrate, bit/s.
+    pub bitrate: i32,
+    /// The loss heard lately, which the FEC is planned for.
+    pub loss: LossMeter,
+}
+
+impl TalkSettings {
+    /// The encoder's settings for what the loss meter says now.
+    pub fn encoder(&self) -> EncoderSettings {
+        EncoderSettings::lan(self.bitrate, fec_loss_percent(self.loss.percent()))
+    }
+}
+
 /// Start a talk-spurt in `room` from `source` on a blocking thread.
 pub fn spawn(
     room: String,
     source: Box<dyn AudioSource>,
-    frame_ms: u8,
+    settings: TalkSettings,
     out: mpsc::Sender<Outgoing>,
 ) {
     tokio::task::spawn_blocking(move || {
-        let result = talk(&room, source, frame_ms, &out);
+        let result = talk(&room, source, &settings, &out);
         let message = match result {
             Ok(frames) => Outgoing::Done { room, frames },
             Err(error) => Outgoing::Failed { room, error },
@@ -40,10 +62,12 @@ pub fn spawn(
 fn talk(
     room: &str,
     mut source: Box<dyn AudioSource>,
-    frame_ms: u8,
+    settings: &TalkSettings,
     out: &mpsc::Sender<Outgoing>,
 ) -> Result<u32, String> {
-    let mut encoder = VoiceEncoder::new(frame_ms).map_err(|e| e.to_string())?;
+    let frame_ms = settings.frame_ms;
+    let mut encoder =
+        VoiceEncoder::with_settings(frame_ms, settings.encoder()).map_err(|e| e.to_string())?;
     let mut rng = rand::thread_rng();
     let spurt: u32 = rng.gen();
     let mut seq: u16 = rng.gen();
@@ -76,6 +100,11 @@ fn talk(
         }
         frames += 1;
         seq = seq.wrapping_add(1);
+        if frames % LOSS_CHECK_FRAMES == 0 {
+            // Someone else's spurt may have ended meanwhile and told us more about the network.
+            let planned = fec_loss_percent(settings.loss.percent());
+            encoder.set_loss_percent(planned).map_err(|e| e.to_string())?;
+        }
         if captured != Captured::Frame {
             return Ok(frames);
         }
@@ -137,9 +166,9 @@ impl AudioSource for WavSource {
 }
 
 /// Start a talk-spurt from a WAV file; a file that cannot be read fails the spurt.
-pub fn spawn_wav(room: String, path: PathBuf, frame_ms: u8, out: mpsc::Sender<Outgoing>) {
-    tokio::task::spawn_blocking(move || match WavSource::open(&path, frame_ms) {
-        Ok(source) => spawn(room, Box::new(source), frame_ms, out),
+pub fn spawn_wav(room: String, path: PathBuf, settings: TalkSettings, out: mpsc::Sender<Outgoing>) {
+    tokio::task::spawn_blocking(move || match WavSource::open(&path, settings.frame_ms) {
+        Ok(source) => spawn(room, Box::new(source), settings, out),
         Err(error) => {
             let _ = out.blocking_send(Outgoing::Failed { room, error });
         }

@@ -8,6 +8,9 @@
 //!   see `hark_tests::seed`); a fresh node joins it: time to the full history, bytes moved.
 //! - convergence: two partitions of three nodes write concurrently, then one node of the first
 //!   restarts with a link into the second: time until all six hold the same history.
+//! - quality: espeak-ng speech through the node's voice code at 0/5/10/20 % loss, scored with
+//!   PESQ-WB against plain opusenc; Hark's settings before 2026-12-02 beside today's
+//!   (`hark_tests::bench_quality`).
 //! - voice: one talker, two listeners dropping 0, 5 and 10 % of frames: capture-to-playout
 //!   latency p50/p99, lost, recovered and concealed frames; codec CPU per talker.
 //! - scale: N real nodes in one process over the memory transport (`hark_tests::scale`), each
@@ -40,7 +43,7 @@ use rand::seq::SliceRandom;
 use serde_json::json;
 
 const USAGE: &str =
-    "usage: hark-bench [fanout] [startup] [history] [convergence] [voice] [--sizes 10,50,200] \
+    "usage: hark-bench [fanout] [startup] [history] [convergence] [voice] [quality] [--sizes 10,50,200] \
 [--rate 20] [--seconds 10] [--history-sizes 10000,100000] [--runs 3] [--group-messages 200] \
 [--out target/bench] [scale] [--nodes 100,300,1000] [--degree 8] [--senders 4] [--seed 1] \
 [--data-root DIR] [--no-ngircd] [--old-node PATH]";
@@ -51,6 +54,7 @@ struct Options {
     history: bool,
     convergence: bool,
     voice: bool,
+    quality: bool,
     scale: bool,
     /// `scale-one`: one scale row in this process (what `scale` runs in a child per size).
     scale_one: bool,
@@ -86,6 +90,7 @@ fn parse_args() -> Result<Options> {
         history: false,
         convergence: false,
         voice: false,
+        quality: false,
         scale: false,
         scale_one: false,
         scale_opts: hark_tests::scale::ScaleOptions::new(0),
@@ -108,6 +113,7 @@ fn parse_args() -> Result<Options> {
             "history" => opts.history = true,
             "convergence" => opts.convergence = true,
             "voice" => opts.voice = true,
+            "quality" => opts.quality = true,
             "scale" => opts.scale = true,
             "scale-one" => opts.scale_one = true,
             "--nodes" => opts.scale_nodes = parse_list(args.next(), "--nodes")?,
@@ -187,11 +193,13 @@ fn parse_args() -> Result<Options> {
         && !opts.history
         && !opts.convergence
         && !opts.voice
+        && !opts.quality
         && !opts.scale
         && !opts.scale_one
     {
         opts.scale = true;
         opts.voice = true;
+        opts.quality = true;
         opts.fanout = true;
         opts.startup = true;
         opts.history = true;
@@ -453,6 +461,25 @@ fn run() -> Result<std::process::ExitCode> {
             codec["opus_bytes_per_frame"].as_f64().unwrap_or(0.0),
             codec["lookahead_ms"].as_f64().unwrap_or(0.0)
         );
+    }
+    if opts.quality {
+        eprintln!("voice quality: PESQ-WB at 0/5/10/20 % loss …");
+        let dir = tempfile::tempdir()?;
+        let result = hark_tests::bench_voice::speech_wav(dir.path())
+            .and_then(|speech| hark_tests::bench_quality::quality(dir.path(), &speech));
+        match result {
+            Ok(result) => {
+                std::fs::write(
+                    out_dir.join("voice_quality.json"),
+                    serde_json::to_string_pretty(&result)?,
+                )?;
+                hark_tests::bench_quality::print_table(&result);
+            }
+            Err(e) => {
+                eprintln!("  FAILED: {e:#}");
+                failures.push(format!("voice quality: {e:#}"));
+            }
+        }
     }
     if opts.fanout {
         fanout_scenario(&opts, &out_dir)?;
