@@ -18,6 +18,11 @@ PACKAGES := gcc libc6-dev pkg-config cmake libasound2-dev iproute2 tmux espeak-n
 PACKAGES += chromium chromium-driver python3-selenium
 # make bench: ngircd, the IRC server the fan-out benchmark measures Hark against (--ngircd).
 BENCH_PACKAGES := ngircd
+# make bench's voice quality (hark-bench quality): opus-tools for the plain-Opus reference, and
+# for PESQ (ITU-T P.862, PyPI `pesq` with numpy, in a venv under target/) python3-venv, and
+# python3-dev with a C compiler to build it.
+BENCH_PACKAGES += opus-tools python3-venv python3-dev build-essential
+PESQ_VENV := target/pesq-venv
 # make dist: dpkg-dev (dpkg-shlibdeps) for the packages' Depends, binutils (objcopy) to strip
 # the binaries, git for the commit. make dist-check also: man-db to read the man pages,
 # systemd for systemd-analyze verify, iproute2 for the offline build in a network namespace.
@@ -67,6 +72,9 @@ test: deps
 # Without ARGS: every scenario, then the simulator at 1000 nodes (a few minutes).
 bench: deps
 	$(call install_missing,$(BENCH_PACKAGES))
+	@$(PESQ_VENV)/bin/python -c 'import pesq, numpy' 2>/dev/null || \
+	  { python3 -m venv $(PESQ_VENV) && $(PESQ_VENV)/bin/pip install -q pesq numpy; } || \
+	  echo "PESQ did not install: hark-bench quality will fail, the other scenarios run"
 	$(CARGO) build --release -p hark-node -p hark-tests
 	./target/release/hark-bench $(ARGS)
 	@if [ -z "$(ARGS)" ]; then ./target/release/hark-bench sim --nodes 1000 --seed 1; fi
