@@ -202,9 +202,10 @@ function renderRooms() {
     total += r.unread;
     const li = document.createElement("li");
     const b = document.createElement("button");
-    b.className = "room" + (r === state.current ? " current" : "") + (r.alerts ? " alerting" : "");
+    b.className = "room" + (r.private ? " private" : "") + (r === state.current ? " current" : "") + (r.alerts ? " alerting" : "");
     b.dataset.room = r.name;
-    b.textContent = `${r.private ? "🔒" : "#"} ${r.name}`;
+    b.textContent = r.private ? r.name : `# ${r.name}`;
+    b.title = r.private ? "private room (by invite)" : "public room";
     if (r.unread) {
       const badge = document.createElement("span");
       badge.className = "badge";

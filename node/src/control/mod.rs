@@ -173,7 +173,7 @@ pub enum Request {
     /// A message from a web user (`--web`), signed with the key the node holds for them.
     SendAs {
         origin: Option<Origin>,
-        send: crate::engine::SendAs,
+        send: Box<crate::engine::SendAs>,
     },
     /// One voice frame of a web user's talk-spurt, encoded in the browser (or from PCM it
     /// sent): sealed and published like a frame from this node's own microphone.

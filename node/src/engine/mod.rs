@@ -145,7 +145,7 @@ pub enum Input {
     /// room peers until each message this run sent is confirmed by [`Event::Delivered`].
     ConfirmDelivery,
     /// A message from an identity this node speaks for (a web user, `send_as.rs`).
-    SendAs(SendAs),
+    SendAs(Box<SendAs>),
 }
 
 /// What the engine asks for, in the order it should happen.

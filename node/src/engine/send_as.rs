@@ -24,8 +24,8 @@ pub struct SendAs {
 }
 
 impl<S: Storage> Engine<S> {
-    pub(super) fn on_send_as(&mut self, send: SendAs) {
-        if let Err(CommandError { code, detail }) = self.send_as(send) {
+    pub(super) fn on_send_as(&mut self, send: Box<SendAs>) {
+        if let Err(CommandError { code, detail }) = self.send_as(*send) {
             self.emit(Event::error(code, detail));
         }
     }

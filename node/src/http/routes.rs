@@ -324,7 +324,7 @@ async fn post_message(
             state
                 .ask_with(cmd, |origin| Request::SendAs {
                     origin: Some(origin),
-                    send,
+                    send: Box::new(send),
                 })
                 .await?
         }
