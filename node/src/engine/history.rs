@@ -299,13 +299,21 @@ impl<S: Storage> Engine<S> {
         mut added: Vec<Added>,
         straight_from: &[u8],
     ) -> usize {
-        let mut forged = 0usize;
-        for chunk in &mut added {
-            let verdicts = authorship::accepted(&chunk.records, topic.as_str(), straight_from);
-            forged += verdicts.iter().filter(|ok| !**ok).count();
-            let mut verdicts = verdicts.into_iter();
-            chunk.records.retain(|_| verdicts.next().unwrap_or(false));
-        }
+        let forged = added
+            .iter_mut()
+            .map(|chunk| check_authorship(chunk, topic.as_str(), straight_from, true))
+            .sum();
+        self.take_in_checked(topic, added, forged)
+    }
+
+    /// [`take_in`](Self::take_in) for records already checked with [`check_authorship`]
+    /// (`forged` of them were dropped).
+    pub(super) fn take_in_checked(
+        &mut self,
+        topic: &Topic,
+        added: Vec<Added>,
+        forged: usize,
+    ) -> usize {
         let room = self.room_name(topic);
         if forged > 0 {
             tracing::warn!(
@@ -412,6 +420,22 @@ impl<S: Storage> Engine<S> {
             .map(|r| r.room.name.to_string())
             .unwrap_or_default()
     }
+}
+
+/// Keep the records of `chunk` that may be shown (see [`Engine::take_in`]): those that came
+/// straight from their author and those with their author's valid signature for the room of
+/// `chat_topic`. Returns how many were dropped. `spread`: it may use every core.
+pub(super) fn check_authorship(
+    chunk: &mut Added,
+    chat_topic: &str,
+    straight_from: &[u8],
+    spread: bool,
+) -> usize {
+    let verdicts = authorship::accepted_on(&chunk.records, chat_topic, straight_from, spread);
+    let forged = verdicts.iter().filter(|ok| !**ok).count();
+    let mut verdicts = verdicts.into_iter();
+    chunk.records.retain(|_| verdicts.next().unwrap_or(false));
+    forged
 }
 
 fn message_event(room: &str, message: StoredMessage) -> Event {

@@ -2,6 +2,7 @@
 //! sessions start: a new room peer, anti-entropy, changes waiting for dependencies, and the
 //! onward spread of what a session brought.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use hark_proto::sync::{SyncBody, MAX_SYNC_BYTES};
@@ -9,8 +10,10 @@ use hark_proto::{seal, Topic};
 use libp2p::PeerId;
 use rand::seq::IteratorRandom;
 
+use super::history::check_authorship;
 use super::{Engine, Output, Storage, Timer};
 use crate::api::Event;
+use crate::history::Added;
 use crate::rooms::Room;
 use crate::sync::{Session, SyncRequest, SyncResponse, MAX_ROUNDS, SESSION_TIMEOUT};
 
@@ -214,18 +217,20 @@ impl<S: Storage> Engine<S> {
             }
         };
         let starts = body.digests.is_some();
+        let checker = Checker::new(&topic, peer);
         let (added, outcome) = match self.history(&topic) {
             Ok(history) => {
                 if starts {
                     history.begin_session(peer);
                 }
                 let mut added = Vec::new();
-                let outcome = history.receive(peer, &body.messages, &mut added);
+                let outcome =
+                    history.receive_checked(peer, &body.messages, &mut added, &checker.check());
                 (added, outcome)
             }
             Err(e) => return SyncResponse::refused(&format!("history unavailable: {e}")),
         };
-        let received = self.take_in(&topic, added, &peer.to_bytes());
+        let received = self.take_in_checked(&topic, added, checker.forged());
         if received > 0 {
             self.spread(&topic, peer);
         }
@@ -305,10 +310,12 @@ impl<S: Storage> Engine<S> {
                 return;
             }
         };
+        let checker = Checker::new(topic, peer);
         let (added, outcome) = match self.history(topic) {
             Ok(history) => {
                 let mut added = Vec::new();
-                let outcome = history.receive(peer, &body.messages, &mut added);
+                let outcome =
+                    history.receive_checked(peer, &body.messages, &mut added, &checker.check());
                 (added, outcome)
             }
             Err(_) => {
@@ -316,7 +323,7 @@ impl<S: Storage> Engine<S> {
                 return;
             }
         };
-        let received = self.take_in(topic, added, &peer.to_bytes());
+        let received = self.take_in_checked(topic, added, checker.forged());
         if received > 0 {
             self.spread(topic, peer);
         }
@@ -388,6 +395,35 @@ impl<S: Storage> Engine<S> {
             received,
         });
         self.session_completed(topic, peer, session.own_stored);
+    }
+}
+
+/// Signature checks for what a sync message brings, run by the history as each shard is
+/// applied (beside the Automerge work of the other shards); counts what it dropped.
+struct Checker {
+    topic: String,
+    peer: Vec<u8>,
+    forged: AtomicUsize,
+}
+
+impl Checker {
+    fn new(topic: &Topic, peer: PeerId) -> Self {
+        Self {
+            topic: topic.as_str().to_owned(),
+            peer: peer.to_bytes(),
+            forged: AtomicUsize::new(0),
+        }
+    }
+
+    fn check(&self) -> impl Fn(&mut Added, bool) + Sync + '_ {
+        |chunk: &mut Added, spread: bool| {
+            let dropped = check_authorship(chunk, &self.topic, &self.peer, spread);
+            self.forged.fetch_add(dropped, Ordering::Relaxed);
+        }
+    }
+
+    fn forged(&self) -> usize {
+        self.forged.load(Ordering::Relaxed)
     }
 }
 

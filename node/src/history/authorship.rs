@@ -28,6 +28,17 @@ const PARALLEL_FROM: usize = 256;
 /// `straight_from`, authenticated by the transport), and those whose signature verifies. Each
 /// author's key is decoded once.
 pub fn accepted(records: &[MessageRecord], chat_topic: &str, straight_from: &[u8]) -> Vec<bool> {
+    accepted_on(records, chat_topic, straight_from, true)
+}
+
+/// [`accepted`], on this thread alone unless `spread` (the caller may already keep every core
+/// busy, one shard per core).
+pub fn accepted_on(
+    records: &[MessageRecord],
+    chat_topic: &str,
+    straight_from: &[u8],
+    spread: bool,
+) -> Vec<bool> {
     let mut keys: HashMap<&[u8], Option<PublicKey>> = HashMap::new();
     for record in records {
         if record.author != straight_from {
@@ -43,7 +54,7 @@ pub fn accepted(records: &[MessageRecord], chat_topic: &str, straight_from: &[u8
                 .is_some_and(|key| verifies(record, key, chat_topic))
     };
     let to_check = records.iter().filter(|r| r.author != straight_from).count();
-    if to_check < PARALLEL_FROM {
+    if to_check < PARALLEL_FROM || !spread {
         return records.iter().map(check).collect();
     }
     let threads = cores();

@@ -13,5 +13,5 @@ pub mod authorship;
 pub mod room;
 pub mod shard;
 
-pub use room::{Added, RoomHistory};
+pub use room::{Added, RecordCheck, RoomHistory};
 pub use shard::{Applied, Shard, ShardError};

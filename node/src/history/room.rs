@@ -111,9 +111,43 @@ impl RoomHistory {
         messages: &[ShardMessage],
         added: &mut Vec<Added>,
     ) -> Result<(), ShardError> {
-        let result = self.receive_each(peer, messages, added);
+        self.receive_checked(peer, messages, added, &|_: &mut Added, _: bool| {})
+    }
+
+    /// [`receive`](Self::receive), with `check` run on what each shard added as soon as that
+    /// shard is done (the caller's signature checks), so that with many shards the checks of
+    /// one run while Automerge works on the next. A catch-up of many shards spreads them over
+    /// every core: each shard is its own document and sync state, so they are independent.
+    /// `check`'s second argument says whether it may use more threads itself (false when it
+    /// already runs beside the other shards). Every shard that applied is returned through
+    /// `added` (in the order of `messages`), also when another one failed; the first failure
+    /// is the result.
+    pub fn receive_checked(
+        &mut self,
+        peer: PeerId,
+        messages: &[ShardMessage],
+        added: &mut Vec<Added>,
+        check: RecordCheck<'_>,
+    ) -> Result<(), ShardError> {
+        let result = if self.worth_spreading(messages) {
+            self.receive_spread(peer, messages, added, check)
+        } else {
+            self.receive_each(peer, messages, added, check)
+        };
         self.bound_queues();
         result
+    }
+
+    /// Several big shard messages, each for another shard, and more than one core.
+    fn worth_spreading(&self, messages: &[ShardMessage]) -> bool {
+        let bytes: usize = messages.iter().map(|m| m.message.len()).sum();
+        let mut ids: Vec<u32> = messages.iter().map(|m| m.shard).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        messages.len() >= 2
+            && ids.len() == messages.len()
+            && bytes >= SPREAD_FROM_BYTES
+            && cores() >= 2
     }
 
     fn receive_each(
@@ -121,6 +155,7 @@ impl RoomHistory {
         peer: PeerId,
         messages: &[ShardMessage],
         added: &mut Vec<Added>,
+        check: RecordCheck<'_>,
     ) -> Result<(), ShardError> {
         for ShardMessage { shard, message } in messages {
             if self.shard_or_new(*shard).is_none() {
@@ -130,16 +165,9 @@ impl RoomHistory {
             let Some(doc) = self.shards.get_mut(shard) else {
                 continue;
             };
-            match doc.receive(state, message) {
-                Ok((records, bytes)) => {
-                    if !bytes.is_empty() {
-                        added.push(Added {
-                            shard: *shard,
-                            records,
-                            bytes,
-                        });
-                    }
-                }
+            match receive_one(*shard, doc, state, message, check, true) {
+                Ok(Some(chunk)) => added.push(chunk),
+                Ok(None) => {}
                 Err(e) => {
                     if e == ShardError::Panicked {
                         // Possibly half-applied: forget the in-memory copy; the caller reloads.
@@ -150,6 +178,78 @@ impl RoomHistory {
             }
         }
         Ok(())
+    }
+
+    /// The shards of `messages` on every core: each worker takes every n-th shard (catch-up
+    /// shards are days of similar size) with its document and sync state, and hands them back.
+    fn receive_spread(
+        &mut self,
+        peer: PeerId,
+        messages: &[ShardMessage],
+        added: &mut Vec<Added>,
+        check: RecordCheck<'_>,
+    ) -> Result<(), ShardError> {
+        let mut jobs = Vec::with_capacity(messages.len());
+        let mut refused = None;
+        for (i, ShardMessage { shard, message }) in messages.iter().enumerate() {
+            if self.shard_or_new(*shard).is_none() {
+                refused = Some(ShardError::Rejected("too many shards in one room".into()));
+                break;
+            }
+            let Some(doc) = self.shards.remove(shard) else {
+                continue;
+            };
+            let state = self.states.remove(&(peer, *shard)).unwrap_or_default();
+            jobs.push((i, *shard, doc, state, message.as_slice()));
+        }
+        let workers = cores().min(jobs.len()).max(1);
+        let mut lanes: Vec<Vec<_>> = (0..workers).map(|_| Vec::new()).collect();
+        for (n, job) in jobs.into_iter().enumerate() {
+            lanes[n % workers].push(job);
+        }
+        let mut done = std::thread::scope(|scope| {
+            let handles: Vec<_> = lanes
+                .into_iter()
+                .map(|lane| {
+                    scope.spawn(move || {
+                        lane.into_iter()
+                            .map(|(i, shard, mut doc, mut state, message)| {
+                                let result =
+                                    receive_one(shard, &mut doc, &mut state, message, check, false);
+                                (i, shard, doc, state, result)
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            // A worker cannot panic (Automerge runs under the panic guard); if one did, its
+            // shards are lost from memory and reloaded from the store on next use.
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().unwrap_or_default())
+                .collect::<Vec<_>>()
+        });
+        done.sort_by_key(|(i, ..)| *i);
+        let mut first_error = None;
+        for (_, shard, doc, state, result) in done {
+            match result {
+                Err(ShardError::Panicked) => {
+                    first_error.get_or_insert(ShardError::Panicked);
+                    continue;
+                }
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+                Ok(Some(chunk)) => added.push(chunk),
+                Ok(None) => {}
+            }
+            self.shards.insert(shard, doc);
+            self.states.insert((peer, shard), state);
+        }
+        match first_error.or(refused) {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
 
     /// Add our own message to the shard of its day.
@@ -260,6 +360,40 @@ impl RoomHistory {
     }
 }
 
+/// Checks what a shard added before it is kept (see [`RoomHistory::receive_checked`]).
+pub type RecordCheck<'a> = &'a (dyn Fn(&mut Added, bool) + Sync);
+
+/// Below this many bytes of sync messages, one thread applies them all (spawning costs more).
+const SPREAD_FROM_BYTES: usize = 256 * 1024;
+
+/// Cores to spread over, read once (asking the OS reads cgroup files).
+fn cores() -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, usize::from))
+}
+
+/// One shard's sync message applied and checked; `None` when it added nothing to store.
+fn receive_one(
+    shard: u32,
+    doc: &mut Shard,
+    state: &mut sync::State,
+    message: &[u8],
+    check: RecordCheck<'_>,
+    may_spread: bool,
+) -> Result<Option<Added>, ShardError> {
+    let (records, bytes) = doc.receive(state, message)?;
+    if bytes.is_empty() {
+        return Ok(None);
+    }
+    let mut chunk = Added {
+        shard,
+        records,
+        bytes,
+    };
+    check(&mut chunk, may_spread);
+    Ok(Some(chunk))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -306,6 +440,79 @@ mod tests {
             }
         }
         panic!("the session did not settle");
+    }
+
+    #[test]
+    fn many_big_shards_are_applied_side_by_side_and_each_is_checked() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let (pa, pb) = (PeerId::random(), PeerId::random());
+        let mut a = RoomHistory::new(pa.to_bytes(), BTreeMap::new());
+        // Text that does not compress, so that the shards are big on the wire.
+        let mut seed = 7u64;
+        let mut noise = || {
+            (0..2_000)
+                .map(|_| {
+                    seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+                    char::from(b'a' + (seed >> 59) as u8 % 26)
+                })
+                .collect::<String>()
+        };
+        for day in 100..104u64 {
+            for n in 0..60u8 {
+                let mut r = record(&pa.to_bytes(), n, day);
+                r.id = MessageId([n, day as u8, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14]);
+                r.text = noise();
+                a.add_local(&r).unwrap();
+            }
+        }
+        let mut b = RoomHistory::new(pb.to_bytes(), BTreeMap::new());
+        a.begin_session(pb);
+        b.begin_session(pa);
+        let shards = a.differing(&b.digests());
+        assert_eq!(shards.len(), 4);
+        let checked = AtomicUsize::new(0);
+        let check = |chunk: &mut Added, spread: bool| {
+            assert!(
+                !spread,
+                "beside the other shards, checks stay on their thread"
+            );
+            checked.fetch_add(1, Ordering::Relaxed);
+            // Drop one record of each shard, as a failed signature would.
+            chunk.records.pop();
+        };
+        let mut received = 0;
+        let mut to_b = a.generate(pb, &shards);
+        for _ in 0..10 {
+            let big: usize = to_b.iter().map(|m| m.message.len()).sum();
+            let mut added = Vec::new();
+            b.receive_checked(pa, &to_b, &mut added, &check).unwrap();
+            if big >= SPREAD_FROM_BYTES && to_b.len() > 1 {
+                assert_eq!(
+                    added.len(),
+                    to_b.len(),
+                    "each shard added its chunk, in order"
+                );
+                let order: Vec<u32> = added.iter().map(|c| c.shard).collect();
+                let sent: Vec<u32> = to_b.iter().map(|m| m.shard).collect();
+                assert_eq!(order, sent);
+            }
+            received += added.iter().map(|c| c.records.len()).sum::<usize>();
+            let to_a = b.generate(pa, &shards);
+            let mut back = Vec::new();
+            a.receive(pb, &to_a, &mut back).unwrap();
+            to_b = a.generate(pb, &shards);
+            if to_a.is_empty() && to_b.is_empty() {
+                break;
+            }
+        }
+        assert_eq!(checked.load(Ordering::Relaxed), 4);
+        assert_eq!(received, 4 * 59);
+        assert_eq!(a.digests(), b.digests(), "the two sides agree");
+        assert_eq!(
+            b.sync_state_count(),
+            4,
+            "every shard's sync state was put back"
+        );
     }
 
     #[test]
