@@ -610,3 +610,44 @@ fn connect_one(a: &mut Engine<MemoryStore>, peer: PeerId, clock: &Clock) -> Vec<
     ));
     out
 }
+
+#[test]
+fn a_message_sent_as_a_web_user_is_signed_and_shown_as_theirs_on_every_node() {
+    let clock = Clock {
+        base: Instant::now(),
+        ms: 0,
+    };
+    let mut a = engine(1, &clock);
+    let mut b = engine(2, &clock);
+    let ann = Keypair::ed25519_from_bytes([9; 32]).unwrap();
+    let ann_id = ann.public().to_peer_id().to_string();
+    let out = a.handle(
+        Input::SendAs(Box::new(SendAs {
+            identity: ann,
+            name: "ann".into(),
+            room: "lobby".into(),
+            kind: hark_proto::MessageKind::Me,
+            text: "waves from the web".into(),
+        })),
+        clock.now(),
+    );
+    let shown = |out: &[Output]| {
+        events(out).into_iter().find_map(|e| match e {
+            Event::Message {
+                from, name, kind, ..
+            } => Some((from.clone(), name.clone(), kind.clone())),
+            _ => None,
+        })
+    };
+    assert!(events(&out).iter().any(|e| matches!(e, Event::Sent { .. })));
+    // The serving node's own clients see it as ann's, as they would from a peer.
+    let expected = Some((ann_id.clone(), "ann".to_owned(), "me".to_owned()));
+    assert_eq!(shown(&out), expected);
+    let (topic, data) = published(&out)[0].clone();
+    let out = b.handle(gossip(a.peer_id(), &topic, data, 1), clock.now());
+    assert_eq!(verdict(&out), Some(MessageAcceptance::Accept));
+    assert_eq!(shown(&out), expected);
+    let stored = b.store.messages(&topic, 10, None).unwrap();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].author, ann_id);
+}
