@@ -6,13 +6,12 @@ use prost::Message as _;
 
 use super::DefaultBehaviourTestBuilder;
 use crate::{
-    Event, IdentityTransform, TopicScoreParams,
+    Event, TopicScoreParams,
     behaviour::Behaviour,
     config::{ConfigBuilder, ValidationMode},
     peer_score::{PeerScoreParams, PeerScoreThresholds},
     protocol::SIGNING_PREFIX,
     rpc_proto::proto,
-    subscription_filter::AllowAllSubscriptionFilter,
     topic::TopicHash,
     types::RawMessage,
 };
@@ -36,7 +35,11 @@ fn signed(author: &Keypair, seq: u64, topic: &TopicHash, data: &[u8]) -> RawMess
     raw
 }
 
-fn delivered(gs: &mut Behaviour<IdentityTransform, AllowAllSubscriptionFilter>) -> Vec<Vec<u8>> {
+fn delivered<D, F>(gs: &mut Behaviour<D, F>) -> Vec<Vec<u8>>
+where
+    D: crate::transform::DataTransform,
+    F: crate::subscription_filter::TopicSubscriptionFilter,
+{
     let mut out = Vec::new();
     gs.events.retain(|e| match e {
         ToSwarm::GenerateEvent(Event::Message { message, .. }) => {
