@@ -44,7 +44,9 @@ fn skip(test: &str, why: &str) {
 fn browser_missing() -> Option<String> {
     for path in ["/usr/bin/chromium", "/usr/bin/chromedriver", PYTHON] {
         if !Path::new(path).exists() {
-            return Some(format!("{path} is missing (make test installs chromium chromium-driver python3-selenium)"));
+            return Some(format!(
+                "{path} is missing (make test installs chromium chromium-driver python3-selenium)"
+            ));
         }
     }
     let selenium = Command::new(PYTHON)
@@ -92,7 +94,11 @@ fn wait_file(path: &Path, timeout: Duration) -> String {
                 return text.trim().to_owned();
             }
         }
-        assert!(Instant::now() < deadline, "{} never appeared", path.display());
+        assert!(
+            Instant::now() < deadline,
+            "{} never appeared",
+            path.display()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -141,7 +147,15 @@ fn drive(plan: &Path) -> Value {
     assert!(
         status.success(),
         "drive.py failed ({status}):\n{}",
-        errors.lines().rev().take(30).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n")
+        errors
+            .lines()
+            .rev()
+            .take(30)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect::<Vec<_>>()
+            .join("\n")
     );
     let last = lines.last().expect("drive.py printed its results");
     serde_json::from_str(last).expect("drive.py's results are JSON")
@@ -174,7 +188,10 @@ fn bob_saw<'a>(bob: &'a NodeProcess, text: &str) -> &'a Event {
 #[test]
 fn a_browser_user_chats_talks_and_listens_with_a_json_node() {
     if let Some(why) = browser_missing() {
-        return skip("web::a_browser_user_chats_talks_and_listens_with_a_json_node", &why);
+        return skip(
+            "web::a_browser_user_chats_talks_and_listens_with_a_json_node",
+            &why,
+        );
     }
     let dir = tempfile::tempdir().unwrap();
     let mic = speech(
@@ -182,7 +199,11 @@ fn a_browser_user_chats_talks_and_listens_with_a_json_node() {
         "mic",
         "Pump four is running hot. Send someone down to sector four, and bring the spare seal.",
     );
-    let bob_wav = speech(dir.path(), "bob", "This is bob on the bridge. All stations, radio check.");
+    let bob_wav = speech(
+        dir.path(),
+        "bob",
+        "This is bob on the bridge. All stations, radio check.",
+    );
     let voice_out = dir.path().join("bob-voice");
     let voice_out_arg = voice_out.display().to_string();
 
@@ -195,9 +216,11 @@ fn a_browser_user_chats_talks_and_listens_with_a_json_node() {
     // Something in the history before the web user comes.
     let history_text = "history from bob before ann came";
     bob.send(json!({"cmd": "send", "room": "lobby", "text": history_text}));
-    web.expect("bob's first message", DELIVERY, |e| {
-        matches!(e, Event::Message { text, .. } if text == history_text)
-    });
+    web.expect(
+        "bob's first message",
+        DELIVERY,
+        |e| matches!(e, Event::Message { text, .. } if text == history_text),
+    );
     // Bob's private room; its invite reaches ann out of band (here: the plan).
     bob.send(json!({"cmd": "create", "room": "ops"}));
     let Event::Created { invite, .. } =
@@ -209,7 +232,10 @@ fn a_browser_user_chats_talks_and_listens_with_a_json_node() {
     let url = wait_file(&web.data_dir().join("web/url"), DELIVERY);
     assert!(url.starts_with("https://127.0.0.1:"), "{url}");
     let join_link = web_invite(&web.data_dir());
-    assert!(join_link.starts_with(&format!("{url}#join=")), "{join_link}");
+    assert!(
+        join_link.starts_with(&format!("{url}#join=")),
+        "{join_link}"
+    );
     let screenshots = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/web");
     std::fs::create_dir_all(&screenshots).unwrap();
     let plan = json!({
@@ -232,10 +258,19 @@ fn a_browser_user_chats_talks_and_listens_with_a_json_node() {
     eprintln!("drive.py results: {results:#}");
 
     // Without a link: no data, and the page says how to get in.
-    assert!(results["no_link_message"].as_str().unwrap().contains("join link"));
+    assert!(results["no_link_message"]
+        .as_str()
+        .unwrap()
+        .contains("join link"));
     assert_eq!(results["no_link_api"], json!([401, 401, 401, 401]));
-    assert!(results["bad_link_message"].as_str().unwrap().contains("not valid"));
-    assert!(results["reused_link_message"].as_str().unwrap().contains("already used"));
+    assert!(results["bad_link_message"]
+        .as_str()
+        .unwrap()
+        .contains("not valid"));
+    assert!(results["reused_link_message"]
+        .as_str()
+        .unwrap()
+        .contains("already used"));
     assert_eq!(results["reused_link_api"], 401);
     assert_eq!(results["secure_context"], true);
 
@@ -259,7 +294,11 @@ fn a_browser_user_chats_talks_and_listens_with_a_json_node() {
         else {
             unreachable!()
         };
-        assert_eq!((from.as_str(), name.as_str()), (ann.as_str(), "ann"), "{text}");
+        assert_eq!(
+            (from.as_str(), name.as_str()),
+            (ann.as_str(), "ann"),
+            "{text}"
+        );
         assert_eq!((r.as_str(), k.as_str()), (room, kind), "{text}");
     }
     // The history bob keeps says the same (the record is signed by ann's key).
@@ -290,6 +329,25 @@ fn a_browser_user_chats_talks_and_listens_with_a_json_node() {
         loud_windows * 100.0
     );
 
+    // The PCM fallback (no WebCodecs' Opus): the node encodes, the length holds too.
+    let held_pcm = results["pcm_held_ms"].as_f64().unwrap();
+    let wav = results["bob_voice_end_pcm"]["wav"]
+        .as_str()
+        .expect("bob recorded the PCM spurt");
+    let samples = read_48k_mono(Path::new(wav)).unwrap();
+    let pcm_ms = samples.len() as f64 / 48.0;
+    assert!(
+        (pcm_ms - held_pcm).abs() <= 100.0 && rms(&samples) > 300.0,
+        "PCM: recorded {pcm_ms:.0} ms (RMS {:.0}) for a press of {held_pcm:.0} ms",
+        rms(&samples)
+    );
+    // A refused microphone is said plainly.
+    assert_eq!(results["mic_refused"][0], false);
+    assert!(results["mic_refused"][1]
+        .as_str()
+        .unwrap()
+        .contains("refused"));
+
     // Bob's talk-spurt played in the page.
     let rx = &results["rx"];
     assert!(rx["rxPeak"].as_f64().unwrap() > 0.02, "{rx}");
@@ -297,7 +355,9 @@ fn a_browser_user_chats_talks_and_listens_with_a_json_node() {
     assert!(results["talking_text"].as_str().unwrap().contains("bob"));
 
     for shot in results["screenshots"].as_array().unwrap() {
-        let size = std::fs::metadata(shot.as_str().unwrap()).map(|m| m.len()).unwrap_or(0);
+        let size = std::fs::metadata(shot.as_str().unwrap())
+            .map(|m| m.len())
+            .unwrap_or(0);
         assert!(size > 10_000, "{shot} is missing or empty");
     }
 

@@ -224,6 +224,18 @@ def main():
         RESULTS["ptt_frames_sent"] = stats["framesSent"] - before
         RESULTS["bob_voice_end"] = end
 
+        # The fallback for browsers without WebCodecs' Opus: PCM frames, encoded by the node.
+        d.execute_script("window.hark.voice.codec = 'pcm'")
+        before = d.execute_script("return window.hark.voice.stats.framesSent")
+        ActionChains(d).click_and_hold(ptt).pause(1.5).release().perform()
+        stats = wait_until("the PCM spurt sent", lambda: (lambda s: s if s["releasedAt"] > s["pressedAt"] else None)(
+            d.execute_script("return window.hark.voice.stats")))
+        end = bob.expect("the PCM spurt's voice_end", lambda e: e.get("event") == "voice_end", timeout=30)
+        RESULTS["pcm_held_ms"] = stats["releasedAt"] - stats["pressedAt"]
+        RESULTS["pcm_frames_sent"] = stats["framesSent"] - before
+        RESULTS["bob_voice_end_pcm"] = end
+        d.execute_script("window.hark.voice.codec = 'opus'")
+
         # 6. A talk-spurt from bob plays in the page.
         d.execute_script("window.hark.voice.stats.rxPeak = 0; window.hark.voice.stats.rxChunks = 0")
         bob.send({"cmd": "voice", "room": "lobby", "wav": PLAN["bob_wav"]})
@@ -232,6 +244,13 @@ def main():
         bob.expect("bob's voice_sent", lambda e: e.get("event") == "voice_sent", timeout=60)
         wait_until("the spurt played", lambda: d.execute_script("return window.hark.voice.stats.rxPeak") > 0.02, timeout=10)
         RESULTS["rx"] = d.execute_script("return window.hark.voice.stats")
+
+        # A refused microphone is said plainly (a second Voice, with the browser refusing).
+        RESULTS["mic_refused"] = d.execute_async_script(
+            "const done = arguments[0]; let said = null;"
+            "const v = new window.hark.voice.constructor((text) => { said = text; });"
+            "navigator.mediaDevices.getUserMedia = () => Promise.reject(new DOMException('no', 'NotAllowedError'));"
+            "v.openMic().then(ok => done([ok, said]), e => done([String(e), said]));")
 
         # 7. Screenshots: desktop and phone.
         bob.send({"cmd": "alert", "room": "lobby", "text": "fire alarm on deck 2"})

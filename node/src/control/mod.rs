@@ -176,9 +176,12 @@ pub enum Request {
         send: Box<crate::engine::SendAs>,
     },
     /// One voice frame of a web user's talk-spurt, encoded in the browser (or from PCM it
-    /// sent): sealed and published like a frame from this node's own microphone.
+    /// sent): sealed and published like a frame from this node's own microphone, and played
+    /// here as theirs (`from`, `name`), so this node's other users hear it too.
     VoiceFrame {
         room: String,
+        from: libp2p::PeerId,
+        name: String,
         frame: hark_proto::VoiceFrame,
     },
 }

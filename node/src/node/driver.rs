@@ -237,7 +237,21 @@ impl Driver {
                 self.sending_kind = None;
                 self.answering = None;
             }
-            Request::VoiceFrame { room, frame } => {
+            Request::VoiceFrame {
+                room,
+                from,
+                name,
+                frame,
+            } => {
+                let local = ReceiverInput::Frame {
+                    room: room.clone(),
+                    from,
+                    name,
+                    frame: frame.clone(),
+                };
+                if self.playout.try_send(local).is_err() {
+                    self.playout_overloaded += 1;
+                }
                 self.handle(Input::VoiceOut(Outgoing::Frame { room, frame }));
             }
             Request::Subscribe { origin, filter } => {

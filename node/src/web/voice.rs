@@ -39,6 +39,8 @@ use crate::voice::AudioSink;
 const AUDIO_QUEUE: usize = 50;
 /// A page's frames are 20 ms.
 const FRAME_MS: u8 = 20;
+/// After its own spurt, how long a page still gets no audio (the node's playout of it).
+const OWN_VOICE_TAIL: std::time::Duration = std::time::Duration::from_millis(400);
 /// The largest message a page may send (a PCM frame is 1920 bytes; Opus far less).
 const MAX_MESSAGE: usize = 16 * 1024;
 
@@ -152,6 +154,9 @@ enum Control {
 /// One talk-spurt in progress.
 struct Spurt {
     room: String,
+    /// The talker, for this node's own playout.
+    from: libp2p::PeerId,
+    name: String,
     spurt: u32,
     seq: u16,
     pcm: bool,
@@ -164,6 +169,9 @@ async fn session(socket: WebSocket, web: WebState, user: WebUser) {
     let (mut out, mut incoming) = socket.split();
     let mut audio = web.voice.audio.subscribe();
     let mut spurt: Option<Spurt> = None;
+    // Like a radio, a page does not hear while it talks, nor its own voice played back just
+    // after (this node plays web users' spurts for its other users).
+    let mut deaf_until = tokio::time::Instant::now();
     let link = web.api.link().clone();
     loop {
         tokio::select! {
@@ -183,6 +191,7 @@ async fn session(socket: WebSocket, web: WebState, user: WebUser) {
                         }
                         Ok(Control::Stop) => {
                             let frames = finish(&mut spurt, &link).await;
+                            deaf_until = tokio::time::Instant::now() + OWN_VOICE_TAIL;
                             serde_json::json!({"type": "stopped", "frames": frames})
                         }
                         Err(e) => serde_json::json!({"type": "error", "detail": e.to_string()}),
@@ -194,7 +203,7 @@ async fn session(socket: WebSocket, web: WebState, user: WebUser) {
                 Some(Ok(Message::Binary(bytes))) => {
                     if let Some(talking) = spurt.as_mut() {
                         if let Some(frame) = talking.frame(&bytes, false) {
-                            if link.request(Request::VoiceFrame { room: talking.room.clone(), frame }).await.is_err() {
+                            if link.request(talking.request(frame)).await.is_err() {
                                 break;
                             }
                         }
@@ -209,7 +218,9 @@ async fn session(socket: WebSocket, web: WebState, user: WebUser) {
                         .by_id(&user.id)
                         .map(|u| u.rooms.iter().map(|r| r.to_lowercase()).collect())
                         .unwrap_or_default();
-                    if web.voice.audible_in(&rooms)
+                    let own = spurt.is_some() || tokio::time::Instant::now() < deaf_until;
+                    if !own
+                        && web.voice.audible_in(&rooms)
                         && out.send(Message::Binary(chunk.to_vec().into())).await.is_err()
                     {
                         break;
@@ -251,6 +262,8 @@ fn start(
     let mut rng = rand::thread_rng();
     Ok(Spurt {
         room,
+        from: current.identity.public().to_peer_id(),
+        name: current.name.clone(),
         spurt: rng.gen(),
         seq: rng.gen(),
         pcm,
@@ -260,6 +273,16 @@ fn start(
 }
 
 impl Spurt {
+    /// The frame as a request to the node: published, and played here as the web user's.
+    fn request(&self, frame: VoiceFrame) -> Request {
+        Request::VoiceFrame {
+            room: self.room.clone(),
+            from: self.from,
+            name: self.name.clone(),
+            frame,
+        }
+    }
+
     /// One frame from the page (Opus bytes, or PCM to encode), stamped; `None` if unusable.
     fn frame(&mut self, bytes: &[u8], last: bool) -> Option<VoiceFrame> {
         let opus = if self.pcm || last {
@@ -304,12 +327,7 @@ async fn finish(spurt: &mut Option<Spurt>, link: &ClientLink) -> u32 {
         return 0;
     }
     if let Some(frame) = talking.frame(&[], true) {
-        let _ = link
-            .request(Request::VoiceFrame {
-                room: talking.room.clone(),
-                frame,
-            })
-            .await;
+        let _ = link.request(talking.request(frame)).await;
     }
     talking.frames
 }
