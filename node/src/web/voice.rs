@@ -5,11 +5,12 @@
 //! WebCodecs `AudioEncoder` made, or, where the browser has no Opus encoder, 960 samples of
 //! 16-bit little-endian 48 kHz mono PCM that the node encodes; `{"type":"stop"}` ends it. The
 //! node stamps each frame (spurt id, sequence, capture time) and publishes it on the room's
-//! voice topic like a frame from its own microphone.
+//! voice topic like a frame from its own microphone; it also plays it here as the web user's,
+//! so the node's other users hear them.
 //!
 //! Node → page: what the node plays out (its jitter buffers, concealment and mix, as for a
 //! speaker) in 10 ms binary messages of 16-bit little-endian 48 kHz mono PCM, to pages whose
-//! user is in a room where someone is talking. The page plays them through a short buffer of
+//! user is in a room where someone is talking, and which are not talking themselves. The page plays them through a short buffer of
 //! its own (node/web/voice.js).
 
 use std::collections::HashSet;
