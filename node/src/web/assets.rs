@@ -8,17 +8,41 @@ use axum::Router;
 
 /// (path, content type, body)
 pub const FILES: &[(&str, &str, &str)] = &[
-    ("/", "text/html; charset=utf-8", include_str!("../../web/index.html")),
-    ("/style.css", "text/css; charset=utf-8", include_str!("../../web/style.css")),
-    ("/app.js", "text/javascript; charset=utf-8", include_str!("../../web/app.js")),
-    ("/api.js", "text/javascript; charset=utf-8", include_str!("../../web/api.js")),
-    ("/voice.js", "text/javascript; charset=utf-8", include_str!("../../web/voice.js")),
+    (
+        "/",
+        "text/html; charset=utf-8",
+        include_str!("../../web/index.html"),
+    ),
+    (
+        "/style.css",
+        "text/css; charset=utf-8",
+        include_str!("../../web/style.css"),
+    ),
+    (
+        "/app.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../web/app.js"),
+    ),
+    (
+        "/api.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../web/api.js"),
+    ),
+    (
+        "/voice.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../web/voice.js"),
+    ),
     (
         "/capture-worklet.js",
         "text/javascript; charset=utf-8",
         include_str!("../../web/capture-worklet.js"),
     ),
-    ("/icon.svg", "image/svg+xml", include_str!("../../web/icon.svg")),
+    (
+        "/icon.svg",
+        "image/svg+xml",
+        include_str!("../../web/icon.svg"),
+    ),
 ];
 
 /// Total bytes of the page and everything it loads.

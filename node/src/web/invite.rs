@@ -76,7 +76,11 @@ pub fn qr_text(text: &str) -> Option<String> {
 }
 
 pub fn main(args: &WebInviteArgs) -> ExitCode {
-    let Some(data_dir) = args.data_dir.clone().or_else(crate::config::default_data_dir) else {
+    let Some(data_dir) = args
+        .data_dir
+        .clone()
+        .or_else(crate::config::default_data_dir)
+    else {
         eprintln!("hark-node web-invite: no data dir: give --data-dir DIR");
         return ExitCode::from(2);
     };

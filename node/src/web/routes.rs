@@ -81,8 +81,14 @@ async fn headers(request: Request, next: Next) -> Response {
              style-src 'self'; script-src 'self'; frame-ancestors 'none'",
         ),
     );
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     response
 }
@@ -140,10 +146,15 @@ fn user_json(user: &WebUser) -> serde_json::Value {
 
 /// `POST /web/join {token, name}`: take a join link; the answer sets the session cookie.
 async fn join(State(web): State<WebState>, body: Json<JoinBody>) -> Response {
-    let result = lock(&web.users).redeem(&body.token, body.name.as_deref(), crate::clock::wall_ms());
+    let result =
+        lock(&web.users).redeem(&body.token, body.name.as_deref(), crate::clock::wall_ms());
     match result {
         Ok((user, session)) => {
-            tracing::info!(name = user.name, peer_id = user.peer_id(), "a web user joined");
+            tracing::info!(
+                name = user.name,
+                peer_id = user.peer_id(),
+                "a web user joined"
+            );
             // Strict: no other site can make the browser send it; HttpOnly: no script reads it.
             let cookie = format!(
                 "{COOKIE}={session}; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=31536000"
@@ -264,8 +275,16 @@ async fn leave_room(
     Extension(user): Extension<WebUser>,
     UrlPath(room): UrlPath<String>,
 ) -> Result<Response, ApiError> {
-    let Some(name) = user.rooms.iter().find(|r| r.eq_ignore_ascii_case(&room)).cloned() else {
-        return Err(ApiError::new("not_joined", format!("you are not in {room:?}")));
+    let Some(name) = user
+        .rooms
+        .iter()
+        .find(|r| r.eq_ignore_ascii_case(&room))
+        .cloned()
+    else {
+        return Err(ApiError::new(
+            "not_joined",
+            format!("you are not in {room:?}"),
+        ));
     };
     lock(&web.users)
         .remove_room(&user.id, &name)
@@ -280,11 +299,19 @@ async fn room_invite(
     UrlPath(room): UrlPath<String>,
 ) -> Result<Response, ApiError> {
     if !guest.may(&room) {
-        return Err(ApiError::new("not_joined", format!("you are not in {room:?}")));
+        return Err(ApiError::new(
+            "not_joined",
+            format!("you are not in {room:?}"),
+        ));
     }
     match web.api.ask("invite", Command::Invite { room }).await? {
-        Event::Invite { room, invite } => Ok(Json(json!({"room": room, "invite": invite})).into_response()),
-        other => Err(ApiError::new("internal", format!("unexpected answer {other:?}"))),
+        Event::Invite { room, invite } => {
+            Ok(Json(json!({"room": room, "invite": invite})).into_response())
+        }
+        other => Err(ApiError::new(
+            "internal",
+            format!("unexpected answer {other:?}"),
+        )),
     }
 }
 

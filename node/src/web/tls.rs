@@ -62,7 +62,11 @@ pub fn load_or_create(dir: &Path, hosts: &[String]) -> Result<Identity, String> 
 }
 
 fn create(cert_path: &Path, key_path: &Path, hosts: &[String]) -> Result<(), String> {
-    let mut names = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
+    let mut names = vec![
+        "localhost".to_owned(),
+        "127.0.0.1".to_owned(),
+        "::1".to_owned(),
+    ];
     for host in hosts {
         if !names.contains(host) {
             names.push(host.clone());

@@ -72,7 +72,9 @@ pub struct InviteGrant {
 pub enum RedeemError {
     #[error("this join link is not valid: ask the node's owner for a new one")]
     Unknown,
-    #[error("this join link was already used: each link lets one person in once; ask for a new one")]
+    #[error(
+        "this join link was already used: each link lets one person in once; ask for a new one"
+    )]
     Used,
     #[error("this join link has expired: ask the node's owner for a new one")]
     Expired,
@@ -110,8 +112,9 @@ impl Users {
     pub fn open(dir: &Path) -> Result<Self, String> {
         let path = dir.join("users.json");
         let file: UsersFile = match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|e| format!("{}: {e}", path.display()))?,
+            Ok(bytes) => {
+                serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", path.display()))?
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => UsersFile::default(),
             Err(e) => return Err(format!("{}: {e}", path.display())),
         };
@@ -162,7 +165,10 @@ impl Users {
     }
 
     pub fn by_id(&self, id: &str) -> Option<WebUser> {
-        self.users.iter().find(|u| u.id == id).and_then(|u| self.user(u))
+        self.users
+            .iter()
+            .find(|u| u.id == id)
+            .and_then(|u| self.user(u))
     }
 
     /// Every web user (for the people list).
