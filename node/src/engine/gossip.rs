@@ -115,7 +115,7 @@ impl<S: Storage> Engine<S> {
         if self.names.len() >= MAX_NAMES && !self.names.contains_key(&author) {
             self.names.clear();
         }
-        self.names.insert(author, envelope.name.clone());
+        let newly_heard = self.names.insert(author, envelope.name.clone()).is_none();
         let Some(room_name) = self.rooms.get(topic).map(|r| r.room.name.to_string()) else {
             return Ok(None);
         };
@@ -130,11 +130,22 @@ impl<S: Storage> Engine<S> {
                 from: self.peer_text(&envelope.author),
                 name,
             },
-            Body::Presence => Event::Presence {
-                room: room_name,
-                from: self.peer_text(&envelope.author),
-                name,
-            },
+            Body::Presence => {
+                // Someone we are not connected to, forwarded by a peer we are (behind a
+                // relay, on another segment), whom we had not heard: tell them we are here
+                // too, as we do for a peer that subscribes over a connection; otherwise they
+                // would wait for our next regular announcement (a minute or more) to see us.
+                let relayed = from != author && !self.peers.contains_key(&author);
+                if newly_heard && relayed && author != self.me {
+                    let soon = self.presence_soon();
+                    self.schedule_presence_answer(topic, soon);
+                }
+                Event::Presence {
+                    room: room_name,
+                    from: self.peer_text(&envelope.author),
+                    name,
+                }
+            }
         };
         self.emit(event);
         Ok(None)

@@ -159,7 +159,7 @@ impl<S: Storage> Engine<S> {
     /// The same, to answer a newcomer (see [`Self::presence_due`]). In a big mesh an answer
     /// reaches everyone, so one at most every [`PRESENCE_ANSWER_GAP`]: a newcomer who joins
     /// just after hears us at the next regular announcement.
-    fn schedule_presence_answer(&mut self, topic: &Topic, after: Duration) {
+    pub(super) fn schedule_presence_answer(&mut self, topic: &Topic, after: Duration) {
         let big = self.names.len() > PRESENCE_SMALL_MESH;
         let recent = self
             .rooms
