@@ -375,3 +375,51 @@ fn a_browser_user_chats_talks_and_listens_with_a_json_node() {
     let _ = std::fs::write(tmp.join("web-figures.json"), figures.to_string());
     eprintln!("web figures: {figures}");
 }
+
+#[test]
+fn the_web_option_comes_from_any_source_and_web_invite_needs_a_running_web_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str], env: &[(&str, &str)]| {
+        let mut command = Command::new(hark_node_bin());
+        command
+            .args(args)
+            .env_remove("HARK_CONFIG")
+            .env("XDG_CONFIG_HOME", dir.path());
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        command.output().expect("hark-node runs")
+    };
+    let config = dir.path().join("c.toml");
+    std::fs::write(&config, "web = \"0.0.0.0:8443\"\n").unwrap();
+    let out = run(
+        &["--config", config.to_str().unwrap(), "--print-config"],
+        &[],
+    );
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("web = \"0.0.0.0:8443\""));
+    let out = run(&["--print-config"], &[("HARK_WEB", "127.0.0.1:9443")]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("web = \"127.0.0.1:9443\""),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run(&["--print-config"], &[("HARK_WEB", "everywhere")]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("HARK_WEB"));
+
+    // No node on the data dir: a one-line reason, exit 2.
+    let data = dir.path().join("data");
+    let out = run(&["web-invite", "--data-dir", data.to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no node running"));
+    // A node without --web (a URL left by a killed one does not count): no link, the reason.
+    std::fs::create_dir_all(data.join("web")).unwrap();
+    std::fs::write(data.join("web/url"), "https://127.0.0.1:1/").unwrap();
+    let node = NodeProcess::start_with_dir("plain", data.clone(), "/ip4/127.0.0.1/tcp/0", &[]);
+    let out = run(&["web-invite", "--data-dir", data.to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--web"));
+    drop(node);
+}

@@ -70,7 +70,10 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
                 .map_err(anyhow::Error::msg)?;
             Some(served.sink)
         }
-        None => None,
+        None => {
+            hark_node::web::not_serving(&data_dir);
+            None
+        }
     };
     let (mut terminal, guard, ptt_mode) =
         terminal::setup().context("cannot set up the terminal")?;

@@ -110,6 +110,9 @@ async fn run(
             return fail(e);
         }
     }
+    if web.is_none() {
+        hark_node::web::not_serving(&data_dir);
+    }
     if let Some(addr) = web {
         // The browser client (node/src/web/): its pages hear what this node plays out.
         match hark_node::web::serve(addr, &data_dir, node.link()).await {

@@ -98,6 +98,12 @@ pub async fn serve(addr: SocketAddr, data_dir: &Path, link: ClientLink) -> Resul
     })
 }
 
+/// A node started without `--web` removes the URL a killed one may have left, so that
+/// `hark-node web-invite` never hands out a link to nothing.
+pub fn not_serving(data_dir: &Path) {
+    let _ = std::fs::remove_file(web_dir(data_dir).join(URL_FILE));
+}
+
 /// The address to put in links: the bound one, or for a wildcard, the address this host uses
 /// to reach the LAN (a UDP socket's route lookup: connecting one sends nothing), else loopback.
 fn public_host(bound: IpAddr) -> IpAddr {
