@@ -69,6 +69,10 @@ pub enum Command {
     },
     /// The peers marked verified, answered with [`Event::VerifiedPeers`].
     VerifiedPeers,
+    /// A direct message to one peer (`to`: its peer id, or a name heard as for `verify`), in
+    /// the room `@PEER_ID`, opened on first use on both sides; answered with `sent` (and
+    /// `joined {room:"@PEER_ID"}` before it the first time).
+    Dm { to: String, text: String },
     /// Stop the node.
     Quit,
 }

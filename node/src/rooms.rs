@@ -132,6 +132,7 @@ impl RoomBook {
     pub fn find(&self, typed: &str) -> Option<&Room> {
         RoomName::parse(typed)
             .ok()
+            .or_else(|| RoomName::parse_direct(typed))
             .and_then(|name| self.by_name.get(&name))
     }
 

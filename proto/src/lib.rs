@@ -14,6 +14,7 @@
 //! - [`voice`]: one push-to-talk Opus frame on a room's voice topic.
 //! - [`invite`]: invite strings that carry a private room's name and key out of band.
 //! - [`safety`]: safety numbers two people compare to verify each other's identity key.
+//! - [`direct`]: the key of a direct-message room, from the two identity keys (X25519).
 //! - [`mention`]: whether a chat line names someone (the UI's highlight, the hooks' `mention`).
 //!
 //! The flow of one chat line: the node builds an [`Envelope`], [`Envelope::encode`]s it,
@@ -21,6 +22,7 @@
 //! associated data, and publishes the result on that topic. A receiver runs the same steps in
 //! reverse: [`seal::open`], then [`Envelope::decode`], which checks version and limits.
 
+pub mod direct;
 pub mod envelope;
 pub mod hlc;
 pub mod invite;

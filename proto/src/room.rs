@@ -13,6 +13,8 @@ const CHAT_TOPIC_CONTEXT: &str = "hark 2026-11 chat topic v1";
 const VOICE_TOPIC_CONTEXT: &str = "hark 2026-11 voice topic v1";
 const SYNC_CONTEXT: &str = "hark 2026-11 history sync v1";
 const FINGERPRINT_CONTEXT: &str = "hark 2026-11 room key fingerprint v1";
+/// The longest peer id text a direct-message room is named after (an Ed25519 id is 52).
+const MAX_PEER_ID_CHARS: usize = 64;
 
 /// A validated room name: lowercase, 1–48 bytes of `a-z 0-9 - _ .`; a leading `#` is dropped.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -49,6 +51,31 @@ impl RoomName {
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// The name of the direct-message room with `peer` (a peer id as text): `@PEER`. Never
+    /// what [`RoomName::parse`] accepts, so no public room can take a DM's name.
+    pub fn direct(peer: &str) -> Result<Self, NameError> {
+        if peer.is_empty() {
+            return Err(NameError::Empty);
+        }
+        if peer.len() > MAX_PEER_ID_CHARS {
+            return Err(NameError::TooLong);
+        }
+        if let Some(bad) = peer.chars().find(|c| !c.is_ascii_alphanumeric()) {
+            return Err(NameError::BadChar(bad));
+        }
+        Ok(Self(format!("@{peer}")))
+    }
+
+    /// `@PEER` as typed or stored: the direct-message room's name.
+    pub fn parse_direct(raw: &str) -> Option<Self> {
+        Self::direct(raw.trim().strip_prefix('@')?).ok()
+    }
+
+    /// The other member's peer id (text) if this is a direct-message room.
+    pub fn direct_peer(&self) -> Option<&str> {
+        self.0.strip_prefix('@')
     }
 }
 
@@ -158,6 +185,21 @@ mod tests {
         assert_ne!(key.chat_topic(), key.voice_topic());
         assert!(!key.chat_topic().as_str().contains("lobby"));
         assert!(key.chat_topic().as_str().starts_with("hark/1/chat/"));
+    }
+
+    #[test]
+    fn direct_names_are_their_own_kind() {
+        let name = RoomName::direct("12D3KooWabc").unwrap();
+        assert_eq!(name.as_str(), "@12D3KooWabc");
+        assert_eq!(name.direct_peer(), Some("12D3KooWabc"));
+        assert_eq!(RoomName::parse_direct(" @12D3KooWabc "), Some(name));
+        assert!(
+            RoomName::parse("@12D3KooWabc").is_err(),
+            "never a public room"
+        );
+        assert!(RoomName::parse_direct("12D3KooWabc").is_none());
+        assert!(RoomName::parse_direct("@a b").is_none());
+        assert!(RoomName::parse("ops").unwrap().direct_peer().is_none());
     }
 
     #[test]

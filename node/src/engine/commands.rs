@@ -40,6 +40,7 @@ impl<S: Storage> Engine<S> {
             Command::Create { room } => self.create(&room),
             Command::Leave { room } => self.leave(&room),
             Command::Verify { peer, confirm } => self.verify(&peer, confirm),
+            Command::Dm { to, text } => self.direct_message(&to, text),
             Command::VerifiedPeers => {
                 self.verified_list();
                 Ok(())
@@ -74,6 +75,12 @@ impl<S: Storage> Engine<S> {
     fn invite(&mut self, typed: &str) -> Result<(), CommandError> {
         let topic = self.room_topic(typed)?;
         let name = self.rooms[&topic].room.name.clone();
+        if name.direct_peer().is_some() {
+            return Err(fail(
+                "direct_room",
+                format!("{name} is a direct-message room: it has no invite"),
+            ));
+        }
         let Some(invite) = self.book.invite(&name) else {
             return Err(fail(
                 "public_room",
@@ -136,7 +143,7 @@ impl<S: Storage> Engine<S> {
         Ok(())
     }
 
-    fn add_room(&mut self, room: Room) -> Result<(), CommandError> {
+    pub(super) fn add_room(&mut self, room: Room) -> Result<(), CommandError> {
         let added = self
             .book
             .insert(room.clone())

@@ -152,7 +152,7 @@ impl<S: Storage> Engine<S> {
 
     /// A peer the user named: a peer id, or a name (`bob`, `bob#a1c2`) heard this run or kept
     /// with a verified mark. A name several keys use must carry its `#id`.
-    fn resolve_peer(&mut self, typed: &str) -> Result<PeerId, CommandError> {
+    pub(super) fn resolve_peer(&mut self, typed: &str) -> Result<PeerId, CommandError> {
         let typed = typed.trim().trim_start_matches('@');
         if let Ok(peer) = typed.parse::<PeerId>() {
             return Ok(peer);

@@ -18,10 +18,12 @@
 //! - `peers.rs`: connections, subscriptions, discovery, redial, presence.
 //! - `voice.rs`: voice frames in (checked, to playout) and out (sealed, published).
 //! - `identities.rs`: safety numbers, verified marks, names claimed by more than one key.
+//! - `direct.rs`: direct-message rooms `@PEER` (keys from both identities), opened on use.
 //! - `send_as.rs`: a message signed by an identity the node holds for a web user.
 
 mod commands;
 mod delivery;
+mod direct;
 mod gossip;
 mod history;
 mod identities;
@@ -238,6 +240,8 @@ pub struct Engine<S> {
     peer_texts: HashMap<Vec<u8>, String>,
     /// Peers the user marked verified (kept in the store).
     verified: identities::Verified,
+    /// DM rooms we listen on for connected peers, until one side uses them.
+    listening: direct::Listening,
     seen: SeenIds,
     redial: Redialer,
     /// mDNS peers we leave to dial us first, and when we dial them anyway.
@@ -297,6 +301,7 @@ impl<S: Storage> Engine<S> {
             names: HashMap::new(),
             peer_texts: HashMap::new(),
             verified: identities::Verified::default(),
+            listening: direct::Listening::default(),
             seen: SeenIds::new(SEEN_IDS),
             redial,
             mdns_waiting: HashMap::new(),
@@ -317,6 +322,7 @@ impl<S: Storage> Engine<S> {
     /// Handle one input at `now`; returns what to do, in order.
     pub fn handle(&mut self, input: Input, now: Now) -> Vec<Output> {
         self.now = now;
+        self.wake_direct(&input);
         match input {
             Input::Start => self.start(),
             Input::Command(command) => self.on_command(command),

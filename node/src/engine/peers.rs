@@ -32,6 +32,7 @@ impl<S: Storage> Engine<S> {
         self.mdns_waiting.remove(&peer);
         self.peers.entry(peer).or_default().addrs.push(addr);
         if first {
+            self.listen_direct(peer);
             tracing::info!(%peer, "peer connected");
             self.emit(Event::PeerConnected {
                 peer_id: peer.to_string(),
@@ -50,6 +51,7 @@ impl<S: Storage> Engine<S> {
         }
         self.peers.remove(&peer);
         self.names.remove(&peer);
+        self.unlisten_direct(&peer);
         for room in self.rooms.values_mut() {
             room.forget_peer(&peer);
         }

@@ -232,8 +232,12 @@ impl Store {
         for row in rows {
             let (name, key, private) = row.map_err(self.sql_err())?;
             // A row we cannot read is skipped with a warning rather than failing the start.
-            match (RoomName::parse(&name), <[u8; 32]>::try_from(key.as_slice())) {
-                (Ok(name), Ok(key)) => rooms.push(StoredRoom {
+            // A direct-message room is stored as `@PEER`.
+            let parsed = RoomName::parse(&name)
+                .ok()
+                .or_else(|| RoomName::parse_direct(&name));
+            match (parsed, <[u8; 32]>::try_from(key.as_slice())) {
+                (Some(name), Ok(key)) => rooms.push(StoredRoom {
                     name,
                     key: RoomKey::from_bytes(key),
                     private,
