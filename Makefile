@@ -94,9 +94,10 @@ dist: deps dist-deps
 
 # Tests the packages as an operator would use them (tests/tests/dist.rs, as root: it installs
 # them into this machine, chats with a build of this tree, removes them, keeping /etc/hark and
-# /var/lib/hark), and builds the source bundle offline in a network namespace. Slow (release
-# build, then a debug build of the bundle from scratch), so not part of `make test`; CI runs
-# it after `make test`. The tests and the "fresh build" they chat with are the debug build of
+# /var/lib/hark), and builds the source bundle offline in a network namespace. Slow (a release
+# build, then a build of the bundle from scratch), and it changes the machine's packages, so it
+# is not part of `make test`; CI (.ci/run) runs it after `make test`, on a throwaway machine.
+# The tests and the "fresh build" they chat with are the debug build of
 # `make test`, with the same package and feature selection (--workspace), so after `make test`
 # nothing but the dist test itself is compiled; only `make dist` builds release.
 dist-check: dist
