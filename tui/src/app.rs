@@ -95,7 +95,13 @@ impl Room {
     fn new(name: &str) -> Self {
         Self {
             name: name.to_owned(),
-            private: (name == "lobby").then_some(false),
+            private: if name == "lobby" {
+                Some(false)
+            } else if name.starts_with('@') {
+                Some(true)
+            } else {
+                None
+            },
             timeline: Timeline::default(),
             people: People::default(),
             unread: 0,
@@ -317,7 +323,7 @@ impl App {
                         HISTORY_PAGE,
                         HistoryReason::Startup,
                     ));
-                    if room != "lobby" {
+                    if room != "lobby" && !room.starts_with('@') {
                         effects.push(self.send(
                             Command::Invite { room: room.clone() },
                             Some(Request::Invite { room, quiet: true }),
@@ -400,7 +406,11 @@ impl App {
                 let fresh = self.room_index(&room).is_none() || answered == Some(Request::Create);
                 let index = self.ensure_room(&room);
                 self.rooms[index].confirmed = true;
-                self.switch_to(index);
+                // Someone opening a direct-message room with us does not move our view.
+                let direct = room.starts_with('@');
+                if !direct {
+                    self.switch_to(index);
+                }
                 if fresh {
                     effects.push(self.request_history(
                         room.clone(),
@@ -416,7 +426,15 @@ impl App {
                             }),
                         ));
                     }
-                    self.notice(index, format!("joined #{room}"), NoticeLevel::Info, now);
+                    let what = if direct {
+                        format!(
+                            "direct messages with {}",
+                            self.room_label(&self.rooms[index])
+                        )
+                    } else {
+                        format!("joined #{room}")
+                    };
+                    self.notice(index, what, NoticeLevel::Info, now);
                     effects.push(self.rooms_to_save());
                 }
             }
@@ -593,6 +611,12 @@ impl App {
         now: Now,
         effects: &mut Vec<Effect>,
     ) {
+        // A direct message opens its room in the sidebar (the node says `joined` first, but
+        // a client that attached later has not heard that).
+        if room.starts_with('@') && self.room_index(room).is_none() {
+            self.ensure_room(room);
+            effects.push(self.rooms_to_save());
+        }
         let Some(index) = self.room_index(room) else {
             tracing::debug!(room, "message for a room not in the sidebar");
             return;
@@ -626,9 +650,11 @@ impl App {
         if own {
             return;
         }
+        // A direct message is for us: it counts (and rings) like a mention.
+        let direct = room.starts_with('@');
         if !in_view {
             room_state.unread += 1;
-            if mention || kind == MessageKind::Alert {
+            if mention || direct || kind == MessageKind::Alert {
                 room_state.mentions += 1;
             }
         }
@@ -642,7 +668,7 @@ impl App {
                     since: now.at,
                 });
             }
-        } else if mention && !in_view {
+        } else if (mention || direct) && !in_view {
             effects.push(Effect::Bell);
         }
     }
@@ -844,6 +870,83 @@ impl App {
             Some(_) => {
                 let state = if verified { "already" } else { "was not" };
                 self.set_hint(format!("{who} {state} marked verified"), false, now.at);
+            }
+        }
+    }
+
+    /// How a room is named on screen: `ops`, or `@bob#a1c2` for a direct-message room.
+    pub fn room_label(&self, room: &Room) -> String {
+        match room.name.strip_prefix('@') {
+            Some(peer) => format!(
+                "@{}",
+                display_name(self.identities.name_of(peer).unwrap_or("?"), peer)
+            ),
+            None => room.name.clone(),
+        }
+    }
+
+    /// `/msg NICK TEXT`: opens (and shows) the room `@PEER` and sends the line there.
+    fn direct_message(&mut self, who: &str, text: String, now: Now) -> Vec<Effect> {
+        let Some(peer) = self.resolve_nick(who, "/msg", now) else {
+            return Vec::new();
+        };
+        // Not a name heard here: only a whole peer id will do (the room is named after it).
+        let known = self.identities.name_of(&peer).is_some();
+        let looks_like_id = peer.len() > 40 && peer.chars().all(|c| c.is_ascii_alphanumeric());
+        if !known && !looks_like_id {
+            self.set_hint(
+                format!("no one called {who} heard yet: /msg takes a name seen here or a peer id"),
+                true,
+                now.at,
+            );
+            return Vec::new();
+        }
+        let room = format!("@{peer}");
+        let index = self.ensure_room(&room);
+        self.switch_to(index);
+        self.follow_current();
+        vec![self.send(
+            Command::Dm {
+                to: peer,
+                text: text.clone(),
+            },
+            Some(Request::Send {
+                room,
+                kind: MessageKind::Text,
+                text,
+            }),
+        )]
+    }
+
+    /// The peer id a typed name means (`bob`, `bob#a1c2`), among every key heard; what was
+    /// typed when no one is known by it (a peer id, or a name the node may know); `None`
+    /// (with a hint) when several keys share the name.
+    fn resolve_nick(&mut self, who: &str, command: &str, now: Now) -> Option<String> {
+        let who = who.trim_start_matches('@');
+        let (name, short) = match who.split_once('#') {
+            Some((name, short)) => (name, Some(short)),
+            None => (who, None),
+        };
+        let keys: Vec<String> = self
+            .identities
+            .keys_named(name)
+            .into_iter()
+            .filter(|k| short.is_none_or(|s| k.ends_with(s)))
+            .collect();
+        match &keys[..] {
+            [one] => Some(one.clone()),
+            [] => Some(who.to_owned()),
+            several => {
+                let ids: Vec<String> = several.iter().map(|k| display_name(name, k)).collect();
+                self.set_hint(
+                    format!(
+                        "several keys use the name {name}: {} (add the #id: {command} {name}#…)",
+                        ids.join(", ")
+                    ),
+                    true,
+                    now.at,
+                );
+                None
             }
         }
     }
@@ -1251,6 +1354,7 @@ impl App {
                 },
                 UiCommand::Mute(who, muted) => self.mute(&who, muted, now),
                 UiCommand::Verify(who, step) => self.verify(&who, step, now),
+                UiCommand::Msg(who, text) => self.direct_message(&who, text, now),
                 UiCommand::Help => {
                     self.overlay = Some(Overlay::Help);
                     Vec::new()

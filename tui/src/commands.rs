@@ -22,6 +22,11 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
     ("search", "TEXT", "search this room's stored history"),
     ("mute", "NICK", "stop playing NICK's voice (/unmute NICK)"),
     (
+        "msg",
+        "NICK TEXT",
+        "a direct message to NICK, in the room @NICK",
+    ),
+    (
         "verify",
         "NICK [ok]",
         "safety number to compare with NICK; ok marks NICK verified (/unverify)",
@@ -62,6 +67,8 @@ pub enum UiCommand {
     Mute(String, bool),
     /// Who, and what to do with their verified mark.
     Verify(String, VerifyStep),
+    /// A direct message: to whom (a name, `name#id`, or a peer id), and the text.
+    Msg(String, String),
     Help,
     Quit,
 }
@@ -141,9 +148,16 @@ pub fn parse(line: &str) -> Result<Option<Submitted>, String> {
         ),
         "help" => UiCommand::Help,
         "quit" | "exit" => UiCommand::Quit,
-        "msg" | "query" => {
-            return Err("direct messages (/msg) are not available yet in this version".into())
-        }
+        "msg" | "query" => match rest.split_once(char::is_whitespace) {
+            Some((who, text)) if !text.trim().is_empty() => {
+                UiCommand::Msg(who.to_owned(), text.trim().to_owned())
+            }
+            _ => {
+                return Err(format!(
+                    "/{word} needs a name and some text: /{word} bob hello"
+                ))
+            }
+        },
         other => return Err(unknown(other)),
     };
     Ok(Some(Submitted::Command(command)))

@@ -36,6 +36,8 @@ pub struct Identities {
     verified: HashSet<String>,
     /// Lowercased name → the keys (peer ids) heard using it.
     claims: HashMap<String, BTreeSet<String>>,
+    /// Each key's latest name (for direct-message rooms, named by key).
+    names: HashMap<String, String>,
 }
 
 impl Identities {
@@ -44,6 +46,9 @@ impl Identities {
     pub fn note(&mut self, peer_id: &str, name: &str) -> bool {
         if name.is_empty() || peer_id.is_empty() {
             return false;
+        }
+        if self.names.contains_key(peer_id) || self.names.len() < MAX_NAMES {
+            self.names.insert(peer_id.to_owned(), name.to_owned());
         }
         let key = name.to_lowercase();
         if !self.claims.contains_key(&key) && self.claims.len() >= MAX_NAMES {
@@ -82,6 +87,11 @@ impl Identities {
             .get(&name.to_lowercase())
             .map(|keys| keys.iter().filter(|k| *k != peer_id).cloned().collect())
             .unwrap_or_default()
+    }
+
+    /// The name `peer_id` used last, if heard.
+    pub fn name_of(&self, peer_id: &str) -> Option<&str> {
+        self.names.get(peer_id).map(String::as_str)
     }
 
     /// Every key heard using `name` (any case), in a stable order.

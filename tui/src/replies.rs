@@ -101,6 +101,8 @@ impl Replies {
     pub fn answer(&mut self, event: &Event) -> Option<(Request, Option<String>)> {
         match event {
             Event::Error { code, .. } if code == "publish_failed" => return None,
+            // A direct-message room opens when the other side writes: it answers nothing.
+            Event::Joined { room } if room.starts_with('@') => return None,
             Event::Error { .. }
             | Event::Sent { .. }
             | Event::History { .. }

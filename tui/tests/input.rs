@@ -132,7 +132,7 @@ fn commands_parse_and_bad_ones_get_one_line_hints() {
         "/create",
         "/leave a b",
         "/frobnicate now",
-        "/msg bob hi",
+        "/msg bob",
         "/\u{1b}[2J",
         &format!("/{}", "x".repeat(10_000)),
     ] {

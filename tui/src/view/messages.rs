@@ -69,13 +69,20 @@ fn title(app: &App, room: &Room) -> String {
         .iter()
         .filter(|p| app.connected.contains(&p.peer_id))
         .count();
+    let direct = room.name.starts_with('@');
     let kind = match room.private {
+        _ if direct => " · direct",
         Some(true) => " · private",
         Some(false) => " · public",
         None => "",
     };
     let peers = if online == 1 { "peer" } else { "peers" };
-    format!(" #{} · {online} {peers}{kind} ", room.name)
+    let label = if direct {
+        app.room_label(room)
+    } else {
+        format!("#{}", room.name)
+    };
+    format!(" {label} · {online} {peers}{kind} ")
 }
 
 /// The lines that fill `height` rows ending at the scroll position (top-aligned when there

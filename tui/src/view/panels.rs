@@ -32,7 +32,7 @@ pub fn sidebar(frame: &mut Frame, area: Rect, app: &App) {
                 (mentions, _) => format!(" @{mentions}"),
             };
             let name_room = width.saturating_sub(number.width() + counts.width());
-            let name = truncate(&room.name, name_room);
+            let name = truncate(&app.room_label(room), name_room);
             let pad = width.saturating_sub(number.width() + name.width() + counts.width());
             let text = format!("{number}{name}{}{counts}", " ".repeat(pad));
             let style = if i == app.current {
@@ -133,6 +133,9 @@ pub fn input(frame: &mut Frame, area: Rect, app: &App) {
         ),
         None => Line::styled(
             match app.current_room() {
+                Some(room) if room.name.starts_with('@') => {
+                    format!(" to {} ", app.room_label(room))
+                }
                 Some(room) => format!(" to #{} ", room.name),
                 None => " no room ".to_owned(),
             },
