@@ -614,6 +614,31 @@ command = "logger -t hark"
     }
 
     #[test]
+    fn voice_bitrate_from_each_source_is_checked() {
+        let file = Settings::parse("voice-bitrate = 32000\n").unwrap();
+        file.check(&Origin::File("c.toml".into())).unwrap();
+        assert_eq!(file.voice_bitrate, Some(32_000));
+        assert_eq!(file.clone().effective().voice_bitrate, Some(32_000));
+        assert_eq!(
+            Settings::default().effective().voice_bitrate,
+            Some(crate::voice::codec::DEFAULT_BITRATE)
+        );
+        let low = Settings::parse("voice-bitrate = 500\n").unwrap();
+        let e = low.check(&Origin::File("c.toml".into())).unwrap_err();
+        assert!(e.to_string().contains("voice-bitrate"), "{e}");
+        let env = Settings::from_vars(|name| {
+            (name == "HARK_VOICE_BITRATE").then(|| "40000".to_owned())
+        })
+        .unwrap();
+        assert_eq!(env.voice_bitrate, Some(40_000));
+        let e = Settings::from_vars(|name| {
+            (name == "HARK_VOICE_BITRATE").then(|| "fast".to_owned())
+        })
+        .unwrap_err();
+        assert!(e.to_string().starts_with("HARK_VOICE_BITRATE"), "{e}");
+    }
+
+    #[test]
     fn join_file_must_be_private() {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();

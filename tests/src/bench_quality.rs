@@ -13,8 +13,8 @@
 //! loss patterns. Talkers plan their FEC from the loss they heard (`voice::loss`): here the
 //! meter hears one earlier spurt at the same loss first, with another seed.
 //!
-//! The reference is the same speech through plain Opus: `opusenc` (Debian `opus-tools`) at 24
-//! and 32 kbit/s with 20 ms frames, decoded by `opusdec`, no loss.
+//! The reference is the same speech through plain Opus: `opusenc` (Debian `opus-tools`) at 24,
+//! 32 and 48 kbit/s with 20 ms frames, decoded by `opusdec`, no loss.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -394,7 +394,7 @@ pub fn quality(dir: &Path, speech: &Path) -> Result<Value> {
     let pcm = read_48k_mono(speech).context("the speech")?;
     let mut plain = Vec::new();
     let mut plain_files = Vec::new();
-    for kbps in [24u32, 32] {
+    for kbps in [24u32, 32, 48] {
         match plain_opus(dir, speech, kbps) {
             Ok(file) => {
                 plain.push(kbps);

@@ -436,13 +436,13 @@ fn run() -> Result<std::process::ExitCode> {
         )?;
         println!("\nvoice (one talker, two listeners on loopback, espeak-ng speech, 20 ms frames)");
         println!(
-            "{:>6} {:>10} {:>7} {:>6} {:>9} {:>9} {:>7} {:>7}",
-            "loss", "listener", "frames", "lost", "FEC", "PLC", "p50 ms", "p99 ms"
+            "{:>6} {:>10} {:>7} {:>6} {:>9} {:>9} {:>7} {:>7} {:>7}",
+            "loss", "listener", "frames", "lost", "rebuilt", "PLC", "p50 ms", "p99 ms", "PESQ-WB"
         );
         for r in &results {
             let n = |k: &str| r[k].as_u64().unwrap_or(0);
             println!(
-                "{:>5}% {:>10} {:>7} {:>6} {:>9} {:>9} {:>7} {:>7}",
+                "{:>5}% {:>10} {:>7} {:>6} {:>9} {:>9} {:>7} {:>7} {:>7}",
                 n("loss_percent"),
                 r["listener"].as_str().unwrap_or(""),
                 n("frames"),
@@ -450,17 +450,26 @@ fn run() -> Result<std::process::ExitCode> {
                 n("recovered"),
                 n("concealed"),
                 n("latency_ms_p50"),
-                n("latency_ms_p99")
+                n("latency_ms_p99"),
+                r["pesq_wb"]
+                    .as_f64()
+                    .map_or("-".to_owned(), |s| format!("{s:.2}"))
             );
         }
-        println!(
-            "codec per talker: encode {:.0} µs + decode {:.0} µs per 20 ms frame = {:.2} % of a core; {:.0} B per frame; look-ahead {:.1} ms",
-            codec["encode_us_per_frame"].as_f64().unwrap_or(0.0),
-            codec["decode_us_per_frame"].as_f64().unwrap_or(0.0),
-            codec["cpu_percent_per_talker"].as_f64().unwrap_or(0.0),
-            codec["opus_bytes_per_frame"].as_f64().unwrap_or(0.0),
-            codec["lookahead_ms"].as_f64().unwrap_or(0.0)
-        );
+        for (label, c) in [("today", &codec), ("before", &codec["before"])] {
+            println!(
+                "codec per talker, {label} ({} bit/s, decoder complexity {}): encode {:.0} µs + decode {:.0} µs per 20 ms frame = {:.2} % of a core; a lost frame concealed in {:.0} µs, rebuilt in {:.0} µs; {:.0} B per frame; look-ahead {:.1} ms",
+                c["bitrate"],
+                c["decoder_complexity"],
+                c["encode_us_per_frame"].as_f64().unwrap_or(0.0),
+                c["decode_us_per_frame"].as_f64().unwrap_or(0.0),
+                c["cpu_percent_per_talker"].as_f64().unwrap_or(0.0),
+                c["conceal_us"].as_f64().unwrap_or(0.0),
+                c["rebuild_us"].as_f64().unwrap_or(0.0),
+                c["opus_bytes_per_frame"].as_f64().unwrap_or(0.0),
+                c["lookahead_ms"].as_f64().unwrap_or(0.0)
+            );
+        }
     }
     if opts.quality {
         eprintln!("voice quality: PESQ-WB at 0/5/10/20 % loss …");
