@@ -16,6 +16,7 @@ import base64
 import http.client
 import json
 import os
+import shutil
 import socket
 import ssl
 import struct
@@ -297,6 +298,7 @@ def main():
         for proc in (web, bob):
             proc.kill()
             proc.wait(timeout=10)
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
