@@ -626,15 +626,13 @@ command = "logger -t hark"
         let low = Settings::parse("voice-bitrate = 500\n").unwrap();
         let e = low.check(&Origin::File("c.toml".into())).unwrap_err();
         assert!(e.to_string().contains("voice-bitrate"), "{e}");
-        let env = Settings::from_vars(|name| {
-            (name == "HARK_VOICE_BITRATE").then(|| "40000".to_owned())
-        })
-        .unwrap();
+        let env =
+            Settings::from_vars(|name| (name == "HARK_VOICE_BITRATE").then(|| "40000".to_owned()))
+                .unwrap();
         assert_eq!(env.voice_bitrate, Some(40_000));
-        let e = Settings::from_vars(|name| {
-            (name == "HARK_VOICE_BITRATE").then(|| "fast".to_owned())
-        })
-        .unwrap_err();
+        let e =
+            Settings::from_vars(|name| (name == "HARK_VOICE_BITRATE").then(|| "fast".to_owned()))
+                .unwrap_err();
         assert!(e.to_string().starts_with("HARK_VOICE_BITRATE"), "{e}");
     }
 

@@ -479,9 +479,7 @@ pub fn print_table(result: &Value) {
             .iter()
             .map(|loss| {
                 runs.iter()
-                    .find(|r| {
-                        r["variant"] == variant.name && r["loss_percent"] == u64::from(*loss)
-                    })
+                    .find(|r| r["variant"] == variant.name && r["loss_percent"] == u64::from(*loss))
                     .and_then(|r| r["pesq_wb_mean"].as_f64())
                     .map_or("-".to_owned(), |s| format!("{s:.2}"))
             })
@@ -523,13 +521,22 @@ mod tests {
         let lossy = play_through(&pcm, &after, 20, 2, &meter).unwrap();
         assert_eq!(lossy.frames, 50, "losses are filled in, the length kept");
         assert!(lossy.lost > 0 && lossy.lost == lossy.recovered + lossy.concealed);
-        assert_eq!(lossy.loss_planned, 5, "planned from the clean spurt heard before");
+        assert_eq!(
+            lossy.loss_planned, 5,
+            "planned from the clean spurt heard before"
+        );
         assert!(meter.percent().is_some_and(|p| p > 0.0));
-        let p99 = percentile(&{
-            let mut l = lossy.latencies_ms.clone();
-            l.sort_unstable();
-            l
-        }, 0.99);
-        assert!((40..=55).contains(&p99), "the jitter buffer's target and a tick: {p99}");
+        let p99 = percentile(
+            &{
+                let mut l = lossy.latencies_ms.clone();
+                l.sort_unstable();
+                l
+            },
+            0.99,
+        );
+        assert!(
+            (40..=55).contains(&p99),
+            "the jitter buffer's target and a tick: {p99}"
+        );
     }
 }

@@ -476,7 +476,12 @@ impl Driver {
                 }
             }
             Output::TalkWav { room, wav } => {
-                sender::spawn_wav(room, wav, self.voice_talk.clone(), self.voice_out_tx.clone());
+                sender::spawn_wav(
+                    room,
+                    wav,
+                    self.voice_talk.clone(),
+                    self.voice_out_tx.clone(),
+                );
             }
         }
         None

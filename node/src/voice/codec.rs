@@ -276,10 +276,11 @@ impl VoiceDecoder {
     /// `later`'s redundancy: its in-band FEC for the frame just before, its deep redundancy
     /// otherwise; conceal when it has neither.
     pub fn recover(&mut self, later: &[u8], ahead: u32, out: &mut [i16]) -> Repair {
-        if ahead == 1 && opus_ffi::packet_has_lbrr(later) {
-            if matches!(self.inner.decode(Some(later), out, true), Ok(n) if n == out.len()) {
-                return Repair::Fec;
-            }
+        if ahead == 1
+            && opus_ffi::packet_has_lbrr(later)
+            && matches!(self.inner.decode(Some(later), out, true), Ok(n) if n == out.len())
+        {
+            return Repair::Fec;
         }
         if let Some(dred) = self.dred.as_mut() {
             let frame = out.len() as i32;
@@ -366,7 +367,11 @@ mod tests {
 
     #[test]
     fn the_bundled_libopus_has_the_neural_tools() {
-        assert!(opus_ffi::version().contains("1.6"), "{}", opus_ffi::version());
+        assert!(
+            opus_ffi::version().contains("1.6"),
+            "{}",
+            opus_ffi::version()
+        );
         assert!(DredParser::new().is_ok(), "built with DRED");
         let mut raw = RawDecoder::mono(48_000).unwrap();
         assert!(raw.set(OPUS_SET_COMPLEXITY_REQUEST, 7).is_ok());

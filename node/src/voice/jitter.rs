@@ -356,7 +356,11 @@ mod tests {
         };
         assert_eq!(reach3.pop(60), rebuilt(2), "2 from 4, two back");
         assert_eq!(reach3.pop(80), rebuilt(1), "3 from 4, one back");
-        assert_eq!(fec_only.pop(60), Playout::Conceal, "FEC reaches one back only");
+        assert_eq!(
+            fec_only.pop(60),
+            Playout::Conceal,
+            "FEC reaches one back only"
+        );
         assert_eq!(fec_only.pop(80), rebuilt(1));
         reach3.recovery_failed();
         assert_eq!((reach3.stats.recovered, reach3.stats.concealed), (1, 1));

@@ -12,8 +12,7 @@ use opusic_sys as ffi;
 
 pub use ffi::{
     OPUS_GET_LOOKAHEAD_REQUEST, OPUS_SET_BITRATE_REQUEST, OPUS_SET_COMPLEXITY_REQUEST,
-    OPUS_SET_DRED_DURATION_REQUEST, OPUS_SET_INBAND_FEC_REQUEST,
-    OPUS_SET_PACKET_LOSS_PERC_REQUEST,
+    OPUS_SET_DRED_DURATION_REQUEST, OPUS_SET_INBAND_FEC_REQUEST, OPUS_SET_PACKET_LOSS_PERC_REQUEST,
 };
 
 /// A libopus error code with its text.
@@ -93,13 +92,7 @@ impl RawEncoder {
         let max = i32::try_from(out.len()).map_err(|_| OpusError(ffi::OPUS_BAD_ARG))?;
         // SAFETY: the pointers and lengths describe `pcm` and `out`.
         let n = unsafe {
-            ffi::opus_encode(
-                self.0.as_ptr(),
-                pcm.as_ptr(),
-                frame,
-                out.as_mut_ptr(),
-                max,
-            )
+            ffi::opus_encode(self.0.as_ptr(), pcm.as_ptr(), frame, out.as_mut_ptr(), max)
         };
         check(n).map(|n| n as usize)
     }

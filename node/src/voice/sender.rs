@@ -100,10 +100,12 @@ fn talk(
         }
         frames += 1;
         seq = seq.wrapping_add(1);
-        if frames % LOSS_CHECK_FRAMES == 0 {
+        if frames.is_multiple_of(LOSS_CHECK_FRAMES) {
             // Someone else's spurt may have ended meanwhile and told us more about the network.
             let planned = fec_loss_percent(settings.loss.percent());
-            encoder.set_loss_percent(planned).map_err(|e| e.to_string())?;
+            encoder
+                .set_loss_percent(planned)
+                .map_err(|e| e.to_string())?;
         }
         if captured != Captured::Frame {
             return Ok(frames);
