@@ -7,6 +7,21 @@ use hark_tests::process::DELIVERY;
 use hark_tests::NodeProcess;
 use serde_json::json;
 
+/// A voice spurt played in real time, plus buffering: generous on a loaded machine.
+const SPURT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// One second of a 440 Hz tone, 48 kHz mono.
+fn tone(dir: &std::path::Path) -> std::path::PathBuf {
+    let samples: Vec<i16> = (0..48_000)
+        .map(|n| {
+            (8_000.0 * (2.0 * std::f64::consts::PI * 440.0 * n as f64 / 48_000.0).sin()) as i16
+        })
+        .collect();
+    let path = dir.join("tone.wav");
+    hark_node::voice::wav::write_48k_mono(&path, &samples).expect("the tone writes");
+    path
+}
+
 fn dm(node: &mut NodeProcess, to: &str, text: &str) -> String {
     node.send(json!({"cmd": "dm", "to": to, "text": text}));
     match node.expect("sent", DELIVERY, |e| {
@@ -79,6 +94,23 @@ fn a_direct_message_reaches_only_its_peer_both_ways() {
         ["psst, the spare key is under pump 4", "got it", "by name"]
     );
 
+    // Push-to-talk in the DM room: bob hears alice there, carol hears nothing.
+    let dir = tempfile::tempdir().unwrap();
+    let wav = tone(dir.path());
+    alice.send(json!({"cmd": "voice", "room": format!("@{pb}"), "wav": wav}));
+    alice.expect("voice_sent", SPURT, |e| {
+        matches!(e, Event::VoiceSent { .. })
+    });
+    let end = bob.expect(
+        "alice's spurt",
+        SPURT,
+        |e| matches!(e, Event::VoiceEnd { from, .. } if *from == pa),
+    );
+    assert!(
+        matches!(&end, Event::VoiceEnd { room, received, .. } if *room == format!("@{pa}") && *received > 0),
+        "{end:?}"
+    );
+
     // Carol, connected to both all along, saw none of it.
     carol.drain();
     assert!(
@@ -88,6 +120,13 @@ fn a_direct_message_reaches_only_its_peer_both_ways() {
             .any(|e| matches!(e, Event::Message { text, .. }
             if text.contains("psst") || text == "got it" || text == "by name")),
         "an outsider read a DM"
+    );
+    assert!(
+        !carol
+            .seen
+            .iter()
+            .any(|e| matches!(e, Event::VoiceStart { .. } | Event::VoiceEnd { .. })),
+        "an outsider heard a DM"
     );
     // A DM has no invite to hand on.
     alice.send(json!({"cmd": "invite", "room": format!("@{pb}")}));
