@@ -94,6 +94,34 @@ fn a_direct_message_reaches_only_its_peer_both_ways() {
         ["psst, the spare key is under pump 4", "got it", "by name"]
     );
 
+    // `hark-node ctl dm` through bob's control socket: waits for `sent`, prints it.
+    let out = std::process::Command::new(hark_tests::hark_node_bin())
+        .args(["ctl", "--data-dir"])
+        .arg(bob.data_dir())
+        .args(["dm", &pa, "from the command line"])
+        .output()
+        .expect("ctl runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("one JSON line on stdout");
+    assert_eq!(printed["event"], "sent");
+    assert_eq!(printed["room"], format!("@{pa}"));
+    receives(&mut alice, &pb, "from the command line");
+
+    // Search works in a DM room like in any room.
+    bob.send(json!({"cmd": "search", "room": format!("@{pa}"), "text": "spare"}));
+    let found = bob.expect("search_results", DELIVERY, |e| {
+        matches!(e, Event::SearchResults { .. } | Event::Error { .. })
+    });
+    assert!(
+        matches!(&found, Event::SearchResults { messages, .. } if messages.len() == 1),
+        "{found:?}"
+    );
+
     // Push-to-talk in the DM room: bob hears alice there, carol hears nothing.
     let dir = tempfile::tempdir().unwrap();
     let wav = tone(dir.path());
@@ -153,7 +181,7 @@ fn a_direct_message_to_a_peer_that_is_offline_arrives_when_they_meet() {
     let pd = dave.peer_id.clone();
     assert!(dave.quit().success());
 
-    dm(&mut alice, &pd, "call the bridge when you are back");
+    let id = dm(&mut alice, &pd, "call the bridge when you are back");
 
     let mut dave = NodeProcess::start_with_dir(
         "dave",
@@ -165,5 +193,16 @@ fn a_direct_message_to_a_peer_that_is_offline_arrives_when_they_meet() {
         &mut dave,
         &alice.peer_id.clone(),
         "call the bridge when you are back",
+    );
+    // The sender sees that it arrived, and at whom.
+    let delivered = alice.expect(
+        "delivered",
+        DELIVERY,
+        |e| matches!(e, Event::Delivered { id: d, .. } if *d == id),
+    );
+    assert!(
+        matches!(&delivered, Event::Delivered { room, peers, .. }
+            if *room == format!("@{pd}") && peers.contains(&pd)),
+        "{delivered:?}"
     );
 }

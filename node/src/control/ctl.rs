@@ -29,6 +29,9 @@ pub enum CtlAction {
     Send { room: String, text: String },
     /// Send an action line (/me).
     Me { room: String, text: String },
+    /// Send a direct message to PEER (a peer id, or a name the node heard) in the room
+    /// `@PEER_ID`; returns once it is stored durably (`sent`), printing that event.
+    Dm { peer: String, text: String },
     /// Send an alert (the panic button).
     Alert { room: String, text: String },
     /// Print a room's stored messages as JSON lines, oldest first.
@@ -129,6 +132,7 @@ async fn run_with(args: &CtlArgs, show: impl Fn(&Value) -> bool) -> ExitCode {
     let (command, tail) = match &args.action {
         CtlAction::Send { room, text } => (json!({"cmd":"send","room":room,"text":text}), false),
         CtlAction::Me { room, text } => (json!({"cmd":"me","room":room,"text":text}), false),
+        CtlAction::Dm { peer, text } => (json!({"cmd":"dm","to":peer,"text":text}), false),
         CtlAction::Alert { room, text } => (json!({"cmd":"alert","room":room,"text":text}), false),
         CtlAction::History {
             room,
@@ -191,6 +195,10 @@ async fn run_with(args: &CtlArgs, show: impl Fn(&Value) -> bool) -> ExitCode {
             continue;
         }
         if !answers {
+            continue;
+        }
+        // A first DM is answered `joined {room:"@PEER"}`, then `sent`: wait for `sent`.
+        if matches!(args.action, CtlAction::Dm { .. }) && name == "joined" {
             continue;
         }
         let mut event = event;
