@@ -80,6 +80,18 @@ mod tests {
     }
 
     #[test]
+    fn known_answer_from_libsodium() {
+        // Computed independently: PyNaCl (libsodium) crypto_sign_ed25519_sk_to_curve25519 and
+        // _pk_to_curve25519, crypto_scalarmult, then Python's blake3 derive_key over the
+        // shared secret and the sorted public keys. Pins the conversion and the layout.
+        let key = direct_key(&[1; 32], &public(&[2; 32])).unwrap();
+        assert_eq!(
+            hex::encode(key.as_bytes()),
+            "efc2593ff58be323e32d1eb2e5d99c77bb6d34f6211c18846f3bcd0fda10617a"
+        );
+    }
+
+    #[test]
     fn bad_and_weak_keys_are_refused() {
         // Not a point on the curve (y = 2 has no x).
         let mut not_a_point = [0u8; 32];
