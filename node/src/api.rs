@@ -91,6 +91,9 @@ pub struct PeerInfo {
     /// Marked verified by this node's user (its safety number was compared).
     #[serde(default)]
     pub verified: bool,
+    /// Other peer ids heard using the same name (any case): someone else claims it.
+    #[serde(default)]
+    pub same_name: Vec<String>,
 }
 
 /// A peer marked verified, with the name it had when it was marked.

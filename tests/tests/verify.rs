@@ -126,6 +126,15 @@ fn safety_numbers_match_on_both_sides_and_differ_for_an_impostor() {
     let marked = |id: &str| peers.iter().find(|p| p.peer_id == id).map(|p| p.verified);
     assert_eq!(marked(&pb), Some(true));
     assert_eq!(marked(&pf), Some(false));
+    // The shared name is flagged in `peers` too, on both keys.
+    let shared = |id: &str| {
+        peers
+            .iter()
+            .find(|p| p.peer_id == id)
+            .map(|p| p.same_name.clone())
+    };
+    assert_eq!(shared(&pb), Some(vec![pf.clone()]));
+    assert_eq!(shared(&pf), Some(vec![pb.clone()]));
 
     // An unknown name is refused: exit 1 with the node's reason.
     let (code, _, err) = verify_cli(&dir, &["nobody"]);

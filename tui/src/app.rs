@@ -465,11 +465,13 @@ impl App {
                     } else {
                         peer.name.clone()
                     };
+                    let mark = self.identities.mark(&peer.peer_id, &peer.name);
                     self.notice(
                         here,
                         format!(
-                            "  {}  score {:.1}  {}",
+                            "  {}{}  score {:.1}  {}",
                             display_name(&name, &peer.peer_id),
+                            mark.suffix(),
                             peer.score,
                             peer.addrs.join(" ")
                         ),

@@ -237,6 +237,7 @@ impl<S: Storage> Engine<S> {
                 // Only gossipsub knows scores: the driver fills them in.
                 score: 0.0,
                 verified: self.verified.contains(peer),
+                same_name: self.same_name(peer, self.names.get(peer).map_or("", String::as_str)),
             })
             .collect();
         peers.sort_by(|a, b| a.peer_id.cmp(&b.peer_id));
