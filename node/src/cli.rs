@@ -41,8 +41,8 @@ pub struct NodeArgs {
     /// Voice frame length in milliseconds: 20 (default) or 10 (lower latency, more packets).
     #[arg(long, value_name = "MS", value_parser = parse_frame_ms)]
     pub voice_frame_ms: Option<u8>,
-    /// Voice bitrate in bit/s, 6000 to 128000 (default 32000: a LAN has room for it; 24000
-    /// was the default before).
+    /// Voice bitrate in bit/s, 6000 to 128000 (default 48000: a LAN has room for it, and it
+    /// sounds better under loss; 24000 was the default before).
     #[arg(long, value_name = "BITS")]
     pub voice_bitrate: Option<i32>,
     #[command(flatten)]
