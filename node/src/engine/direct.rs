@@ -12,6 +12,8 @@
 
 use std::collections::HashMap;
 
+#[cfg(test)]
+use hark_proto::Topic;
 use hark_proto::{MessageKind, RoomName};
 use libp2p::PeerId;
 
@@ -138,5 +140,169 @@ impl<S: Storage> Engine<S> {
         self.open_direct(peer)?;
         let room = format!("@{peer}");
         self.send_message(&room, MessageKind::Text, text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use libp2p::identity::Keypair;
+    use rand::rngs::StdRng;
+    use rand::SeedableRng;
+
+    use super::super::{EngineConfig, MemoryStore, Now, Output};
+    use super::*;
+    use crate::rooms::RoomBook;
+
+    fn now() -> Now {
+        Now {
+            at: Instant::now(),
+            wall_ms: 1_796_083_200_000,
+        }
+    }
+
+    fn engine(seed: u8) -> Engine<MemoryStore> {
+        Engine::new(
+            EngineConfig {
+                identity: Keypair::ed25519_from_bytes([seed; 32]).unwrap(),
+                name: format!("n{seed}"),
+                relay: false,
+                rooms: RoomBook::default(),
+                static_peers: Vec::new(),
+                clock_offset_ms: 0,
+                voice_frame_ms: 20,
+                voice_drop_percent: 0,
+                newest_hlc: None,
+            },
+            MemoryStore::default(),
+            StdRng::seed_from_u64(u64::from(seed)),
+            now(),
+        )
+    }
+
+    fn peer(seed: u8) -> PeerId {
+        Keypair::ed25519_from_bytes([seed; 32])
+            .unwrap()
+            .public()
+            .to_peer_id()
+    }
+
+    fn room_of(engine: &Engine<MemoryStore>, peer: &PeerId) -> Room {
+        match engine.direct_room(peer) {
+            Ok(room) => room,
+            Err(e) => panic!("no DM room: {}", e.detail),
+        }
+    }
+
+    fn joined(out: &[Output]) -> Vec<String> {
+        out.iter()
+            .filter_map(|o| match o {
+                Output::Event(Event::Joined { room }) => Some(room.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_dm_room_is_listened_on_per_connection_and_opens_only_when_the_peer_uses_it() {
+        let mut a = engine(1);
+        let b = peer(2);
+        let room = room_of(&a, &b);
+        // The same room, seen from b's side, has the same topics.
+        assert_eq!(room_of(&engine(2), &a.me).key, room.key);
+
+        let connected = Input::Connected {
+            peer: b,
+            addr: "/memory/2".parse().unwrap(),
+            first: true,
+        };
+        let out = a.handle(connected, now());
+        assert!(
+            out.iter()
+                .any(|o| matches!(o, Output::Subscribe(t) if *t == room.chat_topic)),
+            "listening on the DM topic"
+        );
+        // b only listening too (its chat-topic subscription): nothing opens.
+        let out = a.handle(
+            Input::Subscribed {
+                peer: b,
+                topic: room.chat_topic.as_str().to_owned(),
+            },
+            now(),
+        );
+        assert!(joined(&out).is_empty());
+        assert!(a.store().rooms().is_empty());
+        // b has the room (its voice-topic subscription): it opens here, stored.
+        let out = a.handle(
+            Input::Subscribed {
+                peer: b,
+                topic: room.voice_topic.as_str().to_owned(),
+            },
+            now(),
+        );
+        assert_eq!(joined(&out), vec![format!("@{b}")]);
+        assert_eq!(a.store().rooms().len(), 1);
+        // An open room outlives the connection; a room only listened on does not.
+        let c = peer(3);
+        let c_topic = room_of(&a, &c).chat_topic;
+        a.handle(
+            Input::Connected {
+                peer: c,
+                addr: "/memory/3".parse().unwrap(),
+                first: true,
+            },
+            now(),
+        );
+        for gone in [b, c] {
+            let out = a.handle(
+                Input::Disconnected {
+                    peer: gone,
+                    addr: format!("/memory/{}", if gone == b { 2 } else { 3 })
+                        .parse()
+                        .unwrap(),
+                    remaining: 0,
+                },
+                now(),
+            );
+            let dropped: Vec<&Topic> = out
+                .iter()
+                .filter_map(|o| match o {
+                    Output::Unsubscribe(t) => Some(t),
+                    _ => None,
+                })
+                .collect();
+            if gone == b {
+                assert!(dropped.is_empty(), "the open DM stays: {dropped:?}");
+            } else {
+                assert_eq!(dropped, vec![&c_topic]);
+            }
+        }
+    }
+
+    #[test]
+    fn a_dm_to_yourself_or_a_stranger_is_refused() {
+        let mut a = engine(1);
+        let me = a.me.to_string();
+        let out = a.handle(
+            Input::Command(crate::api::Command::Dm {
+                to: me,
+                text: "hi".into(),
+            }),
+            now(),
+        );
+        assert!(out
+            .iter()
+            .any(|o| matches!(o, Output::Event(Event::Error { code, .. }) if code == "bad_peer")));
+        let out = a.handle(
+            Input::Command(crate::api::Command::Dm {
+                to: "nobody".into(),
+                text: "hi".into(),
+            }),
+            now(),
+        );
+        assert!(out.iter().any(
+            |o| matches!(o, Output::Event(Event::Error { code, .. }) if code == "unknown_peer")
+        ));
     }
 }
