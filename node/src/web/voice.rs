@@ -42,6 +42,10 @@ const AUDIO_QUEUE: usize = 50;
 const FRAME_MS: u8 = 20;
 /// After its own spurt, how long a page still gets no audio (the node's playout of it).
 const OWN_VOICE_TAIL: std::time::Duration = std::time::Duration::from_millis(400);
+/// A page may send frames at the pace it captures them, up to this many ahead of the spurt's
+/// elapsed time (frames arrive in bursts after a stall of the page, the network or this
+/// node); beyond, frames are dropped rather than flooded onto the mesh.
+const AHEAD_FRAMES: u64 = 50;
 /// The largest message a page may send (a PCM frame is 1920 bytes; Opus far less).
 const MAX_MESSAGE: usize = 16 * 1024;
 
@@ -164,6 +168,7 @@ struct Spurt {
     /// Encodes PCM frames, and the closing frame of every spurt.
     encoder: VoiceEncoder,
     frames: u32,
+    started: std::time::Instant,
 }
 
 async fn session(socket: WebSocket, web: WebState, user: WebUser) {
@@ -270,6 +275,7 @@ fn start(
         pcm,
         encoder,
         frames: 0,
+        started: std::time::Instant::now(),
     })
 }
 
@@ -286,6 +292,12 @@ impl Spurt {
 
     /// One frame from the page (Opus bytes, or PCM to encode), stamped; `None` if unusable.
     fn frame(&mut self, bytes: &[u8], last: bool) -> Option<VoiceFrame> {
+        if !last {
+            let elapsed = self.started.elapsed().as_millis() as u64 / u64::from(FRAME_MS);
+            if u64::from(self.frames) >= elapsed + AHEAD_FRAMES {
+                return None;
+            }
+        }
         let opus = if self.pcm || last {
             let samples = frame_samples(FRAME_MS);
             let mut pcm = vec![0i16; samples];
@@ -331,4 +343,51 @@ async fn finish(spurt: &mut Option<Spurt>, link: &ClientLink) -> u32 {
         let _ = link.request(talking.request(frame)).await;
     }
     talking.frames
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spurt() -> Spurt {
+        Spurt {
+            room: "lobby".into(),
+            from: libp2p::PeerId::random(),
+            name: "ann".into(),
+            spurt: 1,
+            seq: 0,
+            pcm: false,
+            encoder: VoiceEncoder::new(FRAME_MS).unwrap(),
+            frames: 0,
+            started: std::time::Instant::now(),
+        }
+    }
+
+    #[test]
+    fn frames_are_stamped_in_order_and_a_flood_is_cut_to_the_capture_pace() {
+        let mut talking = spurt();
+        let sent: Vec<VoiceFrame> = (0..200)
+            .filter_map(|_| talking.frame(&[7; 40], false))
+            .collect();
+        // A second's worth at once, then (almost) nothing until time passes.
+        assert!((50..=52).contains(&sent.len()), "{}", sent.len());
+        assert!(sent
+            .windows(2)
+            .all(|w| w[1].seq == w[0].seq.wrapping_add(1)));
+        assert!(sent
+            .iter()
+            .all(|f| !f.last && f.frame_ms == FRAME_MS && f.opus == [7; 40]));
+        // Oversized or empty Opus packets are not frames.
+        std::thread::sleep(std::time::Duration::from_millis(60));
+        assert!(talking.frame(&[], false).is_none());
+        assert!(talking.frame(&vec![1; 5000], false).is_none());
+        // The closing frame is always made (the node encodes a little silence), flagged last.
+        let last = talking.frame(&[], true).unwrap();
+        assert!(last.last && !last.opus.is_empty());
+        // PCM frames must be exactly 20 ms of 16-bit samples.
+        let mut pcm = spurt();
+        pcm.pcm = true;
+        assert!(pcm.frame(&[0; 100], false).is_none());
+        assert!(pcm.frame(&[0; 1920], false).is_some());
+    }
 }
