@@ -146,6 +146,24 @@ fn two_clients_at_once_one_tails_one_sends_and_the_node_keeps_its_peers() {
         DELIVERY,
         |e| matches!(e, Event::Message { text, .. } if text == "from the socket"),
     );
+    // The node's other clients see it as the node's own message (`hark` shows what a bot on
+    // its socket said); the client that sent it has its `sent` instead.
+    let own = tail.expect("the socket's message on the tail", DELIVERY, |v| {
+        v["event"] == "message" && v["text"] == "from the socket"
+    });
+    assert_eq!(own["from"], pa);
+    a.expect(
+        "the socket's message on stdin's client",
+        DELIVERY,
+        |e| matches!(e, Event::Message { text, from, .. } if text == "from the socket" && *from == pa),
+    );
+    assert!(
+        sender
+            .collect(Duration::from_millis(300))
+            .iter()
+            .all(|v| v["event"] != "message"),
+        "the sender does not get its own message back"
+    );
 
     b.send(json!({"cmd": "send", "room": "lobby", "text": "from bob"}));
     let got = tail.expect("bob's message on the tail", DELIVERY, |v| {

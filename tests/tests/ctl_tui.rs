@@ -122,6 +122,8 @@ fn ctl_drives_a_running_hark_and_ptt_reaches_its_microphone() {
     bob.expect("the scripted line", DELIVERY, |e| {
         matches!(e, Event::Message { name, text, .. } if name == "alice" && text == "from a script")
     });
+    // hark shows what a script said through its node, as its own line.
+    tmux.wait_for("from a script");
     let out = ctl(&data_dir, &["peers"]);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stdout).contains(&bob.peer_id));

@@ -66,9 +66,22 @@ impl<S: Storage> Engine<S> {
             .map_err(|e| fail("store_failed", e))?;
         let room = self.room_name(&topic);
         self.emit(Event::Sent {
-            room,
+            room: room.clone(),
             id: record.id.to_hex(),
         });
+        // For the node's other clients (the driver keeps it from the one that sent it).
+        let author = self.peer_text(&record.author);
+        self.emit(message_event(
+            &room,
+            StoredMessage {
+                id: record.id,
+                hlc: record.hlc,
+                author,
+                name: record.name.clone(),
+                kind: record.kind,
+                text: record.text.clone(),
+            },
+        ));
         self.publish_as(&topic, record.id, Body::Change { shard, change });
         self.stored_own(&topic, record.id);
         Ok(())

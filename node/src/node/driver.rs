@@ -97,6 +97,8 @@ pub struct Driver {
     /// When `ready` is due, once every listener has reported an address.
     ready_at: Option<tokio::time::Instant>,
     name: String,
+    /// Our peer id as events write it: our own messages are shared differently.
+    me: String,
     network_key: Option<PreSharedKey>,
     failure_logged: HashMap<String, Instant>,
     /// Our sync requests in flight: which session each answers.
@@ -133,7 +135,9 @@ impl Driver {
             voice_events_tx,
             voice_talk.loss.clone(),
         );
+        let me = parts.swarm.local_peer_id().to_base58();
         let mut driver = Self {
+            me,
             swarm: parts.swarm,
             engine: parts.engine,
             timers: TimerQueue::default(),
@@ -386,15 +390,21 @@ impl Driver {
                 }
             }
             Some(_) => self.events.send(event),
-            None => {
-                self.clients.retain(|_, client| !client.sink.closed());
-                for client in self.clients.values_mut() {
-                    if client.filter.passes(&event) {
-                        client.sink.send(Answered::broadcast(event.clone()));
-                    }
-                }
-                self.events.send(event);
+            None => self.share(event, None),
+        }
+    }
+
+    /// An event for the embedding client and every attached client that follows it, except
+    /// `except` (the client whose command made it).
+    fn share(&mut self, event: Event, except: Option<ClientId>) {
+        self.clients.retain(|_, client| !client.sink.closed());
+        for (id, client) in self.clients.iter_mut() {
+            if Some(*id) != except && client.filter.passes(&event) {
+                client.sink.send(Answered::broadcast(event.clone()));
             }
+        }
+        if except != Some(PRIMARY) {
+            self.events.send(event);
         }
     }
 
@@ -502,10 +512,19 @@ impl Driver {
             event => event,
         };
         self.count(&event);
-        // A message is news for every client, even when a command made it (a web user's
-        // message, engine/send_as.rs): never an answer to the asker alone.
+        // A message is news for every client, even when a command made it: a web user's
+        // (engine/send_as.rs) goes to all; one of ours goes to every client but the one that
+        // sent it, which has its `sent` (a bot on the control socket, and `hark` shows it).
         let origin = match event {
-            Event::Message { .. } => None,
+            Event::Message { .. } => {
+                let asker = self.answering.as_ref().map(|origin| origin.client);
+                let own = matches!(&event, Event::Message { from, .. } if *from == self.me);
+                if own && self.ready {
+                    self.share(event, asker);
+                    return;
+                }
+                None
+            }
             _ => self.answering.clone(),
         };
         if self.ready {

@@ -736,8 +736,14 @@ impl Sim {
                 self.hold(node, index);
             }
             Event::Message { id, .. } => {
+                let index = self.message_index.get(&id).copied();
+                // The author's own message, which the engine raises for the node's other
+                // clients: the simulated client is the one that sent it.
+                if index.is_some_and(|i| self.messages[i as usize].author == node) {
+                    return;
+                }
                 self.trace_line(node, b"message", id.as_bytes());
-                let Some(&index) = self.message_index.get(&id) else {
+                let Some(index) = index else {
                     return;
                 };
                 let sent_at = self.messages[index as usize].sent_at;
