@@ -9,7 +9,7 @@
 use std::path::Path;
 use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 
@@ -69,10 +69,19 @@ fn run(conn: &Connection, woken: &mpsc::Receiver<()>) {
             Ok(()) => {}
             Err(_) => return checkpoint(conn),
         }
-        // Let the burst gather (or stop early when the store closes).
-        match woken.recv_timeout(FLUSH_DELAY) {
-            Ok(()) | Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => return checkpoint(conn),
+        // Let the burst gather for the whole delay, however many writes come meanwhile (or
+        // stop early when the store closes).
+        let due = Instant::now() + FLUSH_DELAY;
+        loop {
+            let left = due.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            match woken.recv_timeout(left) {
+                Ok(()) => {}
+                Err(RecvTimeoutError::Timeout) => break,
+                Err(RecvTimeoutError::Disconnected) => return checkpoint(conn),
+            }
         }
         checkpoint(conn);
     }

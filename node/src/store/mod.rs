@@ -304,6 +304,47 @@ mod tests {
     }
 
     #[test]
+    fn deferred_writes_are_kept_and_interleave_with_durable_ones() {
+        use hark_proto::{Hlc, MessageId, MessageKind};
+        let dir = tempfile::tempdir().unwrap();
+        let message = |n: u8| StoredMessage {
+            id: MessageId([n; 16]),
+            hlc: Hlc::new(1_000 + n as u64, 0),
+            author: "alice".into(),
+            name: "alice".into(),
+            kind: MessageKind::Text,
+            text: format!("m{n}"),
+        };
+        {
+            let mut store = Store::open(dir.path()).unwrap();
+            for n in 0..50u8 {
+                let durability = if n % 10 == 0 {
+                    Durability::Now
+                } else {
+                    Durability::Deferred
+                };
+                let fresh = store
+                    .append_history_batch("room", &[(1, b"chunk", &[message(n)])], durability)
+                    .unwrap();
+                assert_eq!(fresh, vec![vec![true]]);
+            }
+            // A room saved after deferred writes is durable again (FULL).
+            let room = StoredRoom {
+                name: RoomName::parse("ops").unwrap(),
+                key: RoomKey::from_bytes([3; 32]),
+                private: false,
+            };
+            store.save_room(&room, 1).unwrap();
+            assert_eq!(store.synchronous, Durability::Now);
+            // Let the flusher run at least once while the store is open.
+            std::thread::sleep(flusher::FLUSH_DELAY * 2);
+        }
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.recent_messages("room", 100).unwrap().len(), 50);
+        assert_eq!(store.history_chunks("room").unwrap()[0].1.len(), 50);
+    }
+
+    #[test]
     fn a_second_process_cannot_share_the_data_dir() {
         let dir = tempfile::tempdir().unwrap();
         let _first = Store::open(dir.path()).unwrap();
