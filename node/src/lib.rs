@@ -68,6 +68,6 @@ pub mod voice;
 pub mod web;
 
 pub use api::{Command, Event, HistoryMessage, PeerInfo};
-pub use hark_proto::mention::mentions;
 pub use config::NodeConfig;
+pub use hark_proto::mention::mentions;
 pub use node::{Node, NodeHandle, StartError};
