@@ -274,6 +274,9 @@ fn a_browser_user_chats_talks_and_listens_with_a_json_node() {
     assert_eq!(results["reused_link_api"], 401);
     assert_eq!(results["secure_context"], true);
 
+    // A private room is not read before its invite.
+    assert_eq!(results["private_before_invite"], 404);
+
     // Messages, both ways, attributed to the web user on bob's node.
     let ann = results["web_peer_id"].as_str().unwrap().to_owned();
     assert_ne!(ann, pw, "the web user has her own identity, not the node's");

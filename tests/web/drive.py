@@ -183,7 +183,10 @@ def main():
         got = bob.expect("ann's /me", lambda e: e.get("event") == "message" and e.get("text") == "waves")
         RESULTS["bob_got_me"] = got
 
-        # 4. Private room by invite (bob created it).
+        # 4. Private room by invite (bob created it); not readable before.
+        RESULTS["private_before_invite"] = d.execute_async_script(
+            "const done = arguments[0];"
+            "fetch('/v1/rooms/ops/messages').then(r => done(r.status), e => done(String(e)));")
         d.find_element(By.ID, "room-input").send_keys(PLAN["ops_invite"], Keys.ENTER)
         wait_until("the private room", lambda: text_of(d, "#room-title") == "#ops")
         d.find_element(By.ID, "text").send_keys("secret plan from ann", Keys.ENTER)
