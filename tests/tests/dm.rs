@@ -206,3 +206,41 @@ fn a_direct_message_to_a_peer_that_is_offline_arrives_when_they_meet() {
         "{delivered:?}"
     );
 }
+
+#[test]
+fn a_direct_message_over_the_http_api() {
+    use std::io::{Read, Write};
+    let alice = NodeProcess::start("alice", &["--http", "127.0.0.1:0"]);
+    let mut bob = NodeProcess::start("bob", &["--peer", &alice.addr()]);
+    let (pa, pb) = (alice.peer_id.clone(), bob.peer_id.clone());
+    let needle = "HTTP API listening on http://";
+    assert!(alice.wait_stderr(needle, DELIVERY), "{}", alice.stderr());
+    let stderr = alice.stderr();
+    let start = stderr.find(needle).unwrap() + needle.len();
+    let addr = stderr[start..]
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned();
+    bob.wait_presence("lobby", &[&pa], DELIVERY);
+
+    let body = r#"{"text":"over http"}"#;
+    let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(15)))
+        .unwrap();
+    write!(
+        stream,
+        "POST /v1/peers/{pb}/messages HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 201"), "{response}");
+    let json: serde_json::Value =
+        serde_json::from_str(response.split_once("\r\n\r\n").unwrap().1).unwrap();
+    assert_eq!(json["room"], format!("@{pb}"));
+    assert!(json["id"].is_string(), "{json}");
+    receives(&mut bob, &pa, "over http");
+}

@@ -197,10 +197,6 @@ async fn run_with(args: &CtlArgs, show: impl Fn(&Value) -> bool) -> ExitCode {
         if !answers {
             continue;
         }
-        // A first DM is answered `joined {room:"@PEER"}`, then `sent`: wait for `sent`.
-        if matches!(args.action, CtlAction::Dm { .. }) && name == "joined" {
-            continue;
-        }
         let mut event = event;
         if let Some(map) = event.as_object_mut() {
             map.remove("cmd_id");

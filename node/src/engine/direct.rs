@@ -101,16 +101,21 @@ impl<S: Storage> Engine<S> {
             _ => None,
         };
         if let Some(peer) = peer.copied() {
-            if let Err(CommandError { code, detail }) = self.open_direct(peer) {
-                tracing::warn!(%peer, code, "cannot open the direct-message room: {detail}");
+            match self.open_direct(peer) {
+                Ok(Some(room)) => self.emit(Event::Joined { room }),
+                Ok(None) => {}
+                Err(CommandError { code, detail }) => {
+                    tracing::warn!(%peer, code, "cannot open the direct-message room: {detail}");
+                }
             }
         }
     }
 
     /// Make the DM room with `peer` ours (stored, subscribed, `joined`), if it is not yet.
-    fn open_direct(&mut self, peer: PeerId) -> Result<(), CommandError> {
+    /// Returns the room's name when it was opened now, for the caller to announce.
+    fn open_direct(&mut self, peer: PeerId) -> Result<Option<String>, CommandError> {
         if self.has_direct(&peer) {
-            return Ok(());
+            return Ok(None);
         }
         let room = match self.listening.remove(&peer) {
             Some(room) => room,
@@ -119,13 +124,12 @@ impl<S: Storage> Engine<S> {
         let (name, topic) = (room.name.to_string(), room.chat_topic.clone());
         self.add_room(room)?;
         tracing::info!(%peer, "direct-message room open");
-        self.emit(Event::Joined { room: name });
         // The other side may have asked to sync before the room was ours here: whichever of
         // us would start the session (the smaller id, see sync_new_room), start one now too.
         if self.me > peer && self.room_peers(&topic).contains(&peer) {
             self.start_sync(peer, &topic);
         }
-        Ok(())
+        Ok(Some(name))
     }
 
     /// `dm {to,text}`: a direct message to a peer (id, or a name heard), in room `@PEER`.
@@ -137,9 +141,17 @@ impl<S: Storage> Engine<S> {
                 "a direct message to yourself goes nowhere",
             ));
         }
-        self.open_direct(peer)?;
+        let opened = self.open_direct(peer)?;
         let room = format!("@{peer}");
-        self.send_message(&room, MessageKind::Text, text)
+        let sent = self.send_message(&room, MessageKind::Text, text);
+        // `sent` (or the error) first: it is the answer to `dm`; `joined` follows.
+        if let Err(CommandError { code, detail }) = sent {
+            self.emit(Event::error(code, detail));
+        }
+        if let Some(room) = opened {
+            self.emit(Event::Joined { room });
+        }
+        Ok(())
     }
 }
 

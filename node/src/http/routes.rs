@@ -236,6 +236,10 @@ pub fn router(state: State) -> Router {
         .route("/v1/rooms/{room}/messages", get(history).post(post_message))
         .route("/v1/rooms/{room}/search", get(search))
         .route("/v1/peers", get(peers))
+        .route(
+            "/v1/peers/{peer}/messages",
+            axum::routing::post(post_direct),
+        )
         .route("/v1/events", get(events))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
@@ -331,6 +335,38 @@ async fn post_message(
         None => state.ask(cmd, command).await?,
     };
     match answer {
+        Event::Sent { room, id } => {
+            Ok((StatusCode::CREATED, Json(json!({"id": id, "room": room}))).into_response())
+        }
+        other => Err(unexpected(&other)),
+    }
+}
+
+/// `POST /v1/peers/{peer}/messages` with `{"text":…}`: a direct message (the `dm` command) as
+/// this node → 201 `{"id","room":"@PEER_ID"}`. Not for a web user's session: its messages are
+/// signed as that user, and DMs as a web user are not built.
+async fn post_direct(
+    axum::extract::State(state): St,
+    guest: MaybeGuest,
+    peer: Result<Path<String>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let Path(peer) = peer?;
+    if guest.is_some() {
+        return Err(ApiError::new(
+            "not_joined",
+            "direct messages are not available to web users",
+        ));
+    }
+    let body = body?;
+    let value: Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad(format!("the body is not JSON: {e}")))?;
+    let text = value
+        .get("text")
+        .and_then(Value::as_str)
+        .ok_or_else(|| ApiError::bad("the body needs \"text\": a string"))?
+        .to_owned();
+    match state.ask("dm", Command::Dm { to: peer, text }).await? {
         Event::Sent { room, id } => {
             Ok((StatusCode::CREATED, Json(json!({"id": id, "room": room}))).into_response())
         }
