@@ -90,6 +90,7 @@ impl<S: Storage> Engine<S> {
             .get(&peer)
             .cloned()
             .or_else(|| self.verified_marks().get(&peer).cloned())
+            .or_else(|| (peer == self.me).then(|| self.name.clone()))
             .unwrap_or_default();
         match confirm {
             Some(true) => {
