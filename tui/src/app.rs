@@ -70,6 +70,11 @@ pub enum Effect {
         peer_id: String,
         muted: bool,
     },
+    /// Make a join link for the browser client (`/web-invite`); the answer comes back
+    /// through [`App::on_web_invite`].
+    WebInvite {
+        name: Option<String>,
+    },
     Quit,
 }
 
@@ -135,7 +140,15 @@ pub enum Overlay {
         /// Other keys heard using the same name.
         same_name: Vec<String>,
     },
+    /// A one-time join link for the browser client (`/web-invite`).
+    WebInvite {
+        url: String,
+        name: Option<String>,
+    },
 }
+
+/// What `/web-invite` says when this `hark` serves no browser client.
+pub const NO_WEB: &str = "start hark with --web ADDR to serve the browser client";
 
 #[derive(Clone, Debug)]
 pub struct AlertBanner {
@@ -189,6 +202,8 @@ pub struct App {
     told_no_voice: bool,
     /// Verified peers, and names more than one key uses.
     pub identities: Identities,
+    /// This `hark` serves the browser client (`--web`), so `/web-invite` can make links.
+    pub serves_web: bool,
 }
 
 impl App {
@@ -221,6 +236,7 @@ impl App {
             notices: 0,
             told_no_voice: false,
             identities: Identities::default(),
+            serves_web: false,
         }
     }
 
@@ -268,6 +284,29 @@ impl App {
             },
             Some(Request::History { room, reason }),
         )
+    }
+
+    /// The node's answer to [`Effect::WebInvite`]: the link in a box with its QR code (and
+    /// on the clipboard where the terminal allows), or why there is none.
+    pub fn on_web_invite(
+        &mut self,
+        name: Option<String>,
+        made: Result<String, String>,
+        now: Now,
+    ) -> Vec<Effect> {
+        match made {
+            Ok(url) => {
+                self.overlay = Some(Overlay::WebInvite {
+                    url: url.clone(),
+                    name,
+                });
+                vec![Effect::Copy(url)]
+            }
+            Err(why) => {
+                self.set_hint(format!("no join link: {why}"), true, now.at);
+                Vec::new()
+            }
+        }
     }
 
     pub fn set_hint(&mut self, text: impl Into<String>, error: bool, now: Instant) {
@@ -1357,6 +1396,14 @@ impl App {
                 UiCommand::Mute(who, muted) => self.mute(&who, muted, now),
                 UiCommand::Verify(who, step) => self.verify(&who, step, now),
                 UiCommand::Msg(who, text) => self.direct_message(&who, text, now),
+                UiCommand::WebInvite(name) => {
+                    if self.serves_web {
+                        vec![Effect::WebInvite { name }]
+                    } else {
+                        self.set_hint(NO_WEB, false, now.at);
+                        Vec::new()
+                    }
+                }
                 UiCommand::Help => {
                     self.overlay = Some(Overlay::Help);
                     Vec::new()

@@ -31,6 +31,11 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
         "NICK [ok]",
         "safety number to compare with NICK; ok marks NICK verified (/unverify)",
     ),
+    (
+        "web-invite",
+        "[NAME]",
+        "a one-time join link for the browser client (--web)",
+    ),
     ("help", "", "keys and commands (F1)"),
     ("quit", "", "leave hark (Ctrl+C)"),
 ];
@@ -69,6 +74,8 @@ pub enum UiCommand {
     Verify(String, VerifyStep),
     /// A direct message: to whom (a name, `name#id`, or a peer id), and the text.
     Msg(String, String),
+    /// A join link for the browser client, proposing this name to the new user.
+    WebInvite(Option<String>),
     Help,
     Quit,
 }
@@ -146,6 +153,11 @@ pub fn parse(line: &str) -> Result<Option<Submitted>, String> {
             one_word("a name: /unverify bob (or bob#3f9a)")?,
             VerifyStep::Revoke,
         ),
+        "web-invite" => UiCommand::WebInvite(match rest.split_whitespace().count() {
+            0 => None,
+            1 => Some(rest.to_owned()),
+            _ => return Err("/web-invite takes at most one name: /web-invite alice".into()),
+        }),
         "help" => UiCommand::Help,
         "quit" | "exit" => UiCommand::Quit,
         "msg" | "query" => match rest.split_once(char::is_whitespace) {

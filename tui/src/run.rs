@@ -62,17 +62,17 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
             .map_err(anyhow::Error::msg)?;
     }
     // The pages hear what this node plays, beside the speaker; the URL and its QR code go to
-    // hark.log (join links: `hark-node web-invite --data-dir DIR`).
-    let web_sink = match web {
+    // hark.log; join links come from `/web-invite` (or `hark-node web-invite --data-dir DIR`).
+    let (web_sink, join_links) = match web {
         Some(addr) => {
             let served = hark_node::web::serve(addr, &data_dir, node.link())
                 .await
                 .map_err(anyhow::Error::msg)?;
-            Some(served.sink)
+            (Some(served.sink), Some(served.join_links))
         }
         None => {
             hark_node::web::not_serving(&data_dir);
-            None
+            (None, None)
         }
     };
     let (mut terminal, guard, ptt_mode) =
@@ -94,6 +94,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     // `ptt` on the control socket keys this microphone.
     let _ = node.accept_ptt().await;
     let mut app = App::new(&rooms, network_key, ptt, clock);
+    app.serves_web = join_links.is_some();
     let result = event_loop(
         &mut terminal,
         &mut app,
@@ -101,6 +102,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         events,
         voice.as_mut(),
         &data_dir,
+        join_links.as_ref(),
     )
     .await;
     // Give the terminal back first: the user sees the shell while the node closes its store.
@@ -123,6 +125,7 @@ async fn event_loop(
     mut events: mpsc::Receiver<Event>,
     voice: &mut dyn Voice,
     data_dir: &std::path::Path,
+    join_links: Option<&hark_node::web::invite::JoinLinks>,
 ) -> anyhow::Result<()> {
     let mut keys_in = EventStream::new();
     let mut tick = tokio::time::interval(TICK);
@@ -170,7 +173,9 @@ async fn event_loop(
             _ = hangup.recv() => return Ok(()),
             _ = interrupt.recv() => return Ok(()),
         };
-        for effect in effects {
+        // A queue, as an answer (a join link) brings effects of its own.
+        let mut effects = std::collections::VecDeque::from(effects);
+        while let Some(effect) = effects.pop_front() {
             match effect {
                 Effect::Node(command) => {
                     tracing::debug!(?command, "to node");
@@ -211,6 +216,13 @@ async fn event_loop(
                     }
                     Err(_) => tracing::warn!(peer_id, "cannot mute: not a peer id"),
                 },
+                Effect::WebInvite { name } => {
+                    let made = match join_links {
+                        Some(links) => links.make(name.clone()),
+                        None => Err(crate::app::NO_WEB.to_owned()),
+                    };
+                    effects.extend(app.on_web_invite(name, made, Now::real()));
+                }
                 Effect::Quit => return Ok(()),
             }
         }

@@ -6,7 +6,7 @@
 //! node runs there, and reads the node's URL from `DIR/web/url`, which only a node serving
 //! `--web` writes. The page shows a clear message for a link that is bad, used or expired.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Args;
@@ -43,7 +43,8 @@ pub fn make_link(
     hours: u64,
 ) -> Result<String, String> {
     if let Some(name) = &name {
-        hark_proto::envelope::check_nick(name).map_err(|why| format!("--name {name:?}: {why}"))?;
+        hark_proto::envelope::check_nick(name)
+            .map_err(|why| format!("the name {name:?}: {why}"))?;
     }
     let web = super::web_dir(data_dir);
     let url = std::fs::read_to_string(web.join(super::URL_FILE)).map_err(|_| {
@@ -63,6 +64,27 @@ pub fn make_link(
     };
     let token = write_invite(&web, &grant)?;
     Ok(format!("{}#join={token}", url.trim()))
+}
+
+/// Join links for the web client a node serves, for that node's own UI (`/web-invite` in
+/// `hark`): the same one-time links as `hark-node web-invite` makes, lobby only, valid
+/// [`DEFAULT_HOURS`]. Handed out by [`super::serve`], so only a node that serves `--web` has one.
+#[derive(Clone, Debug)]
+pub struct JoinLinks {
+    data_dir: PathBuf,
+}
+
+impl JoinLinks {
+    pub(super) fn new(data_dir: &Path) -> Self {
+        Self {
+            data_dir: data_dir.to_owned(),
+        }
+    }
+
+    /// A new link (`https://…/#join=TOKEN`), proposing `name` to the new user.
+    pub fn make(&self, name: Option<String>) -> Result<String, String> {
+        make_link(&self.data_dir, name, Vec::new(), DEFAULT_HOURS)
+    }
 }
 
 /// A QR code of `text` for a terminal (two rows per character line).
@@ -112,5 +134,43 @@ pub fn main(args: &WebInviteArgs) -> ExitCode {
             eprintln!("hark-node web-invite: {e}");
             ExitCode::from(2)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::users::Users;
+    use super::*;
+
+    #[test]
+    fn join_links_of_a_serving_node_let_one_person_in() {
+        let dir = tempfile::tempdir().unwrap();
+        let links = JoinLinks::new(dir.path());
+        // No URL written: the node does not serve the web client (any more).
+        let refused = links.make(None).unwrap_err();
+        assert!(refused.contains("--web ADDR"), "{refused}");
+
+        let web = super::super::web_dir(dir.path());
+        std::fs::create_dir_all(&web).unwrap();
+        std::fs::write(web.join(super::super::URL_FILE), "https://10.0.0.5:8443/\n").unwrap();
+        assert!(links
+            .make(Some("a b".into()))
+            .unwrap_err()
+            .contains("\"a b\""));
+        let link = links.make(Some("carol".into())).unwrap();
+        let token = link
+            .strip_prefix("https://10.0.0.5:8443/#join=")
+            .unwrap_or_else(|| panic!("{link}"));
+        let mut users = Users::open(&web).unwrap();
+        let now = crate::clock::wall_ms();
+        let (user, _session) = users.redeem(token, None, now).unwrap();
+        assert_eq!(user.name, "carol");
+        assert_eq!(user.rooms.len(), 1, "lobby only: {:?}", user.rooms);
+        assert!(users.redeem(token, None, now).is_err(), "once only");
+        // Valid for DEFAULT_HOURS, not longer.
+        let again = links.make(None).unwrap();
+        let token = again.rsplit('=').next().unwrap();
+        let late = now + (DEFAULT_HOURS + 1) * 3_600_000;
+        assert!(users.redeem(token, None, late).is_err());
     }
 }

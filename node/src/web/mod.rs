@@ -43,6 +43,8 @@ pub struct Served {
     pub fingerprint: String,
     /// Plays received voice to the pages (install with `NodeHandle::set_audio_sink`).
     pub sink: voice::WebSink,
+    /// Makes one-time join links for this listener (`/web-invite` in `hark`).
+    pub join_links: invite::JoinLinks,
 }
 
 /// Bind `addr`, serve the browser client over HTTPS until the node stops.
@@ -95,6 +97,7 @@ pub async fn serve(addr: SocketAddr, data_dir: &Path, link: ClientLink) -> Resul
         url,
         fingerprint: identity.fingerprint,
         sink,
+        join_links: invite::JoinLinks::new(data_dir),
     })
 }
 

@@ -25,6 +25,7 @@ pub fn overlay(frame: &mut Frame, screen: Rect, pane: Rect, overlay: &Overlay, a
             verified,
             same_name,
         } => safety_box(frame, screen, peer, name, number, *verified, same_name),
+        Overlay::WebInvite { url, name } => web_invite_box(frame, screen, url, name.as_deref()),
         Overlay::Search {
             room,
             text,
@@ -130,6 +131,63 @@ fn safety_box(
     let area = centered(screen, width, lines.len() as u16 + 2);
     let block = Block::bordered()
         .title(" safety number ")
+        .border_style(Style::new().fg(Color::Cyan));
+    frame.render_widget(Clear, area);
+    frame.render_widget(
+        Paragraph::new(lines)
+            .block(block)
+            .wrap(Wrap { trim: false }),
+        area,
+    );
+}
+
+/// `/web-invite`: the join link on a line of its own (no side border, so selecting it copies
+/// exactly the link) and its QR code for a phone's camera, drawn like `/verify`'s.
+fn web_invite_box(frame: &mut Frame, screen: Rect, url: &str, name: Option<&str>) {
+    use hark_node::control::safety::qr_lines;
+    let whom = match name {
+        Some(name) => format!("A join link for {} to the browser client:", sanitize(name)),
+        None => "A join link to the browser client:".to_owned(),
+    };
+    let mut lines: Vec<Line> = vec![
+        Line::raw(whom),
+        Line::raw(""),
+        Line::styled(url.to_owned(), Style::new().add_modifier(Modifier::BOLD)),
+        Line::raw(""),
+    ];
+    let tail = [
+        "One person, once, within 24 h · on the clipboard where the terminal allows",
+        "The browser warns about the node's own certificate: compare its SHA-256",
+        "fingerprint with the one in hark.log before accepting it.",
+    ];
+    // The code only where it fits whole: a cut one scans as nothing.
+    let qr = qr_lines(url);
+    let fixed = lines.len() + tail.len() + 2;
+    if qr.len() + 1 + fixed <= usize::from(screen.height) {
+        lines.extend(qr.into_iter().map(|l| Line::raw(format!("  {l}"))));
+        lines.push(Line::raw(""));
+    } else {
+        lines.push(Line::styled(
+            "(a taller terminal shows it as a QR code)",
+            Style::new().fg(Color::DarkGray),
+        ));
+    }
+    lines.extend(
+        tail.iter()
+            .map(|l| Line::styled(*l, Style::new().fg(Color::DarkGray))),
+    );
+    // The whole width, as for a room's invite: nothing of the screen beside the link's line.
+    // Tall enough for every line as wrapped at this width (a long link), borders included.
+    let width = usize::from(screen.width.max(1));
+    let rows: usize = lines.iter().map(|l| l.width().div_ceil(width).max(1)).sum();
+    let area = centered(
+        screen,
+        screen.width,
+        (rows + 2).min(usize::from(screen.height)) as u16,
+    );
+    let block = Block::new()
+        .borders(Borders::TOP | Borders::BOTTOM)
+        .title(" browser join link · Esc closes ")
         .border_style(Style::new().fg(Color::Cyan));
     frame.render_widget(Clear, area);
     frame.render_widget(
