@@ -49,7 +49,7 @@ pub struct NodeArgs {
     pub http: crate::http::HttpArgs,
     /// Serve the browser client over HTTPS on ADDR (IP:PORT, e.g. 0.0.0.0:8443): chat and
     /// push-to-talk from any phone on the LAN. People get in with a one-time link from
-    /// `hark-node web-invite`. See docs/web.md.
+    /// `hark-node web-invite` (or `/web-invite` in hark). See docs/web.md.
     #[arg(long, value_name = "ADDR")]
     pub web: Option<std::net::SocketAddr>,
     /// The config file: TOML, one key per long option (`name = "bob"`, `peer = [...]`).
