@@ -25,6 +25,9 @@ pub const MAX_HISTORY_LIMIT: usize = 10_000;
 const DEFAULT_HISTORY_LIMIT: usize = 100;
 /// How long a change may wait for its dependencies by gossip before we sync for them.
 const DEPS_GRACE: Duration = Duration::from_millis(500);
+/// Received batches of at least this many messages are stored durable at once (see
+/// [`Engine::take_in_checked`]).
+const BIG_BATCH: usize = 1_000;
 /// Search indexing runs this often while stored messages wait for it.
 const SEARCH_INDEX_EVERY: Duration = Duration::from_millis(100);
 
@@ -338,7 +341,16 @@ impl<S: Storage> Engine<S> {
         if added.is_empty() {
             return 0;
         }
-        let Ok(fresh) = self.persist_with(topic, added, Durability::Deferred) else {
+        // A big batch (a catch-up) is one transaction whose single fsync costs little beside
+        // it, and a checkpoint thread copying it out while it is written costs more: durable
+        // at once. Gossip and small syncs do not wait for the disk.
+        let records: usize = added.iter().map(|chunk| chunk.records.len()).sum();
+        let durability = if records >= BIG_BATCH {
+            Durability::Now
+        } else {
+            Durability::Deferred
+        };
+        let Ok(fresh) = self.persist_with(topic, added, durability) else {
             return 0;
         };
         let count = fresh.len();
