@@ -517,10 +517,11 @@ impl Driver {
         // sent it, which has its `sent` (a bot on the control socket, and `hark` shows it).
         let origin = match event {
             Event::Message { .. } => {
-                let asker = self.answering.as_ref().map(|origin| origin.client);
+                // A command without an origin is the embedding client's (NodeHandle::send).
+                let asker = self.answering.as_ref().map_or(PRIMARY, |origin| origin.client);
                 let own = matches!(&event, Event::Message { from, .. } if *from == self.me);
                 if own && self.ready {
-                    self.share(event, asker);
+                    self.share(event, Some(asker));
                     return;
                 }
                 None
