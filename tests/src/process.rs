@@ -387,6 +387,24 @@ impl NodeProcess {
         self.stderr().contains(needle)
     }
 
+    /// The HTTP API's address (`IP:PORT`) from the node's log line, for a node started with
+    /// `--http`; panics with the node's stderr if none is logged within [`DELIVERY`].
+    pub fn http_addr(&self) -> String {
+        let needle = "HTTP API listening on http://";
+        assert!(
+            self.wait_stderr(needle, DELIVERY),
+            "no HTTP address logged; stderr:\n{}",
+            self.stderr()
+        );
+        let stderr = self.stderr();
+        let start = stderr.find(needle).unwrap_or_default() + needle.len();
+        stderr[start..]
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
     /// Wait for the peers this node is in a room with to announce themselves there. Presence
     /// already seen counts: the announcements arrive in any order.
     pub fn wait_presence(&mut self, room: &str, peers: &[&str], timeout: Duration) {

@@ -14,23 +14,6 @@ use hark_tests::process::{hark_node_bin, DELIVERY};
 use hark_tests::NodeProcess;
 use serde_json::{json, Value};
 
-/// The HTTP API's address from the node's log line.
-fn http_addr(node: &NodeProcess) -> String {
-    let needle = "HTTP API listening on http://";
-    assert!(
-        node.wait_stderr(needle, DELIVERY),
-        "no HTTP address logged; stderr:\n{}",
-        node.stderr()
-    );
-    let stderr = node.stderr();
-    let start = stderr.find(needle).unwrap() + needle.len();
-    stderr[start..]
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_owned()
-}
-
 /// One request (HTTP/1.1, `Connection: close`): the status and the body.
 fn request(
     addr: &str,
@@ -167,7 +150,7 @@ fn sample(scrape: &prometheus_parse::Scrape, metric: &str, label: (&str, &str)) 
 #[test]
 fn post_page_follow_and_metrics() {
     let a = NodeProcess::start("alice", &["--http", "127.0.0.1:0"]);
-    let addr = http_addr(&a);
+    let addr = a.http_addr();
     let mut b = NodeProcess::start("bob", &["--peer", &a.addr()]);
 
     let health = json_of(request(&addr, "GET", "/healthz", None, None), 200);
@@ -314,7 +297,7 @@ fn wrong_token_is_a_401_json_error() {
             token.to_str().unwrap(),
         ],
     );
-    let addr = http_addr(&node);
+    let addr = node.http_addr();
     for given in [None, Some("wrong"), Some("s3cret-token2")] {
         let error = json_of(request(&addr, "GET", "/v1/rooms", given, None), 401);
         assert_eq!(error["code"], "unauthorized", "{error}");

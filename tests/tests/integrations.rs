@@ -144,19 +144,6 @@ fn run_sh(script: &str, env: &[(&str, &str)]) -> (bool, String) {
     )
 }
 
-/// The HTTP API's address from the node's log line.
-fn http_addr(node: &NodeProcess) -> String {
-    let needle = "HTTP API listening on http://";
-    assert!(node.wait_stderr(needle, DELIVERY), "{}", node.stderr());
-    let stderr = node.stderr();
-    let start = stderr.find(needle).unwrap() + needle.len();
-    stderr[start..]
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_owned()
-}
-
 #[test]
 fn hooks_post_retry_run_commands_and_dead_letter() {
     let (alerts_addr, alerts) = receiver(1);
@@ -340,7 +327,7 @@ fn cookbook_recipes_work_as_written() {
             &token,
         ],
     );
-    let addr = http_addr(&relay);
+    let addr = relay.http_addr();
     let mut bob = NodeProcess::start(
         "bob",
         &["--join", "sms", "--join", "ops", "--peer", &relay.addr()],

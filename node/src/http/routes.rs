@@ -285,14 +285,7 @@ async fn post_message(
 ) -> Result<Response, ApiError> {
     let Path(room) = room?;
     allowed(&guest, &room)?;
-    let body = body?;
-    let value: Value = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad(format!("the body is not JSON: {e}")))?;
-    let text = value
-        .get("text")
-        .and_then(Value::as_str)
-        .ok_or_else(|| ApiError::bad("the body needs \"text\": a string"))?
-        .to_owned();
+    let (value, text) = text_body(body)?;
     let (cmd, command) = match value
         .get("kind")
         .and_then(|k| k.as_str().or(k.is_null().then_some("text")))
@@ -334,6 +327,24 @@ async fn post_message(
         }
         None => state.ask(cmd, command).await?,
     };
+    created(answer)
+}
+
+/// A message's JSON body and its `"text"`, or the 400 that says what is wrong with it.
+fn text_body(body: Result<Bytes, BytesRejection>) -> Result<(Value, String), ApiError> {
+    let body = body?;
+    let value: Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad(format!("the body is not JSON: {e}")))?;
+    let text = value
+        .get("text")
+        .and_then(Value::as_str)
+        .ok_or_else(|| ApiError::bad("the body needs \"text\": a string"))?
+        .to_owned();
+    Ok((value, text))
+}
+
+/// The answer to a message sent: 201 `{"id","room"}`.
+fn created(answer: Event) -> Result<Response, ApiError> {
     match answer {
         Event::Sent { room, id } => {
             Ok((StatusCode::CREATED, Json(json!({"id": id, "room": room}))).into_response())
@@ -358,20 +369,8 @@ async fn post_direct(
             "direct messages are not available to web users",
         ));
     }
-    let body = body?;
-    let value: Value = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad(format!("the body is not JSON: {e}")))?;
-    let text = value
-        .get("text")
-        .and_then(Value::as_str)
-        .ok_or_else(|| ApiError::bad("the body needs \"text\": a string"))?
-        .to_owned();
-    match state.ask("dm", Command::Dm { to: peer, text }).await? {
-        Event::Sent { room, id } => {
-            Ok((StatusCode::CREATED, Json(json!({"id": id, "room": room}))).into_response())
-        }
-        other => Err(unexpected(&other)),
-    }
+    let (_, text) = text_body(body)?;
+    created(state.ask("dm", Command::Dm { to: peer, text }).await?)
 }
 
 async fn history(

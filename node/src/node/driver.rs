@@ -518,7 +518,10 @@ impl Driver {
         let origin = match event {
             Event::Message { .. } => {
                 // A command without an origin is the embedding client's (NodeHandle::send).
-                let asker = self.answering.as_ref().map_or(PRIMARY, |origin| origin.client);
+                let asker = self
+                    .answering
+                    .as_ref()
+                    .map_or(PRIMARY, |origin| origin.client);
                 let own = matches!(&event, Event::Message { from, .. } if *from == self.me);
                 if own && self.ready {
                     self.share(event, Some(asker));
