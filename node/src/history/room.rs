@@ -254,25 +254,24 @@ impl RoomHistory {
 
     /// Add our own message to the shard of its day.
     pub fn add_local(&mut self, record: &MessageRecord) -> Result<Added, ShardError> {
-        let shard = record.hlc.day();
-        let doc = self
-            .shard_or_new(shard)
-            .ok_or_else(|| ShardError::Rejected("too many shards in one room".into()))?;
-        let bytes = doc.add_local(record)?;
-        Ok(Added {
-            shard,
-            records: vec![record.clone()],
-            bytes,
-        })
+        self.add_to_its_day(record, Shard::add_local)
     }
 
     /// Add a message written under another identity (see [`Shard::add_local_as`]).
     pub fn add_local_as(&mut self, record: &MessageRecord) -> Result<Added, ShardError> {
+        self.add_to_its_day(record, Shard::add_local_as)
+    }
+
+    fn add_to_its_day(
+        &mut self,
+        record: &MessageRecord,
+        add: impl FnOnce(&mut Shard, &MessageRecord) -> Result<Vec<u8>, ShardError>,
+    ) -> Result<Added, ShardError> {
         let shard = record.hlc.day();
         let doc = self
             .shard_or_new(shard)
             .ok_or_else(|| ShardError::Rejected("too many shards in one room".into()))?;
-        let bytes = doc.add_local_as(record)?;
+        let bytes = add(doc, record)?;
         Ok(Added {
             shard,
             records: vec![record.clone()],

@@ -386,12 +386,7 @@ async fn history(
     let mut before = None;
     for (key, value) in query {
         match key.as_str() {
-            "limit" => {
-                limit =
-                    Some(value.parse::<usize>().map_err(|_| {
-                        ApiError::bad(format!("limit {value:?} is not a whole number"))
-                    })?)
-            }
+            "limit" => limit = Some(parse_limit(&value)?),
             "before" => before = Some(value),
             _ => {}
         }
@@ -412,6 +407,13 @@ async fn history(
         }
         other => Err(unexpected(&other)),
     }
+}
+
+/// A `limit` query value: a whole number, or the 400 that says it is not.
+fn parse_limit(value: &str) -> Result<usize, ApiError> {
+    value
+        .parse()
+        .map_err(|_| ApiError::bad(format!("limit {value:?} is not a whole number")))
 }
 
 async fn rooms(axum::extract::State(state): St, guest: MaybeGuest) -> Result<Response, ApiError> {
@@ -447,12 +449,7 @@ async fn search(
     for (key, value) in query {
         match key.as_str() {
             "text" | "q" => text = Some(value),
-            "limit" => {
-                limit =
-                    Some(value.parse::<usize>().map_err(|_| {
-                        ApiError::bad(format!("limit {value:?} is not a whole number"))
-                    })?)
-            }
+            "limit" => limit = Some(parse_limit(&value)?),
             _ => {}
         }
     }
