@@ -15,6 +15,8 @@
 //! - [`invite`]: invite strings that carry a private room's name and key out of band.
 //! - [`safety`]: safety numbers two people compare to verify each other's identity key.
 //! - [`direct`]: the key of a direct-message room, from the two identity keys (X25519).
+//! - [`blind`]: `/hark/blind/1`, sealed envelopes kept and handed on by relays without the key.
+//! - [`membership`]: owner, admins, kicks and key epochs of a private room (pure rules).
 //! - [`mention`]: whether a chat line names someone (the UI's highlight, the hooks' `mention`).
 //!
 //! The flow of one chat line: the node builds an [`Envelope`], [`Envelope::encode`]s it,
@@ -22,11 +24,13 @@
 //! associated data, and publishes the result on that topic. A receiver runs the same steps in
 //! reverse: [`seal::open`], then [`Envelope::decode`], which checks version and limits.
 
+pub mod blind;
 pub mod direct;
 pub mod envelope;
 pub mod hlc;
 pub mod invite;
 pub mod limits;
+pub mod membership;
 pub mod mention;
 pub mod record;
 pub mod room;

@@ -31,6 +31,9 @@ pub enum MessageKind {
     Text,
     Me,
     Alert,
+    /// A membership operation (`membership.rs`): never shown as a message, and never accepted
+    /// from a client as a kind to send.
+    Member,
 }
 
 impl MessageKind {
@@ -39,6 +42,7 @@ impl MessageKind {
             MessageKind::Text => "text",
             MessageKind::Me => "me",
             MessageKind::Alert => "alert",
+            MessageKind::Member => "member",
         }
     }
 
