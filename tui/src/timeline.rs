@@ -43,6 +43,38 @@ pub struct ChatMessage {
     pub own: bool,
     /// Verified author, or a name another key uses too (refreshed as that changes).
     pub mark: crate::identities::IdMark,
+    /// Who holds it, for a message of ours this node sent during its run (`None`: not
+    /// followed, e.g. loaded from history).
+    pub delivery: Option<Delivery>,
+}
+
+/// Who holds one of our messages, as the node's last `delivered` for it said.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Delivery {
+    /// Peers known to hold it: members and relays.
+    pub holders: usize,
+    /// Of them, members of the room.
+    pub members_holding: usize,
+    /// The room's members the node knows of (itself excluded).
+    pub members: usize,
+}
+
+impl Delivery {
+    /// The mark shown after the message (docs/ui.md): `·` nobody is known to hold it yet,
+    /// `✓` a peer or relay that is no known member does, `✓✓ N/M` N of the M members do,
+    /// `✓✓` all of them.
+    pub fn mark(&self) -> String {
+        let (n, m) = (self.members_holding, self.members);
+        if n >= 1 && n >= m {
+            "✓✓".to_owned()
+        } else if n >= 1 {
+            format!("✓✓ {n}/{m}")
+        } else if self.holders >= 1 {
+            "✓".to_owned()
+        } else {
+            "·".to_owned()
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -95,6 +127,21 @@ impl Timeline {
             EntryBody::Message(m) => Some(m),
             EntryBody::Notice { .. } => None,
         })
+    }
+
+    /// The chat message with `id`; our own recent ones are found first (searched from the end).
+    pub fn message_mut(&mut self, id: &str) -> Option<&mut ChatMessage> {
+        if !self.ids.contains(id) {
+            return None;
+        }
+        self.entries
+            .iter_mut()
+            .rev()
+            .find(|e| e.key.id == id)
+            .and_then(|e| match &mut e.body {
+                EntryBody::Message(m) => Some(m),
+                EntryBody::Notice { .. } => None,
+            })
     }
 
     pub fn len(&self) -> usize {
@@ -271,6 +318,27 @@ mod tests {
             .map(|e| (e.key.ts, e.key.id.as_str()))
             .collect();
         assert_eq!(keys, vec![(1, "c"), (5, "a"), (5, "b")]);
+    }
+
+    #[test]
+    fn delivery_marks_go_from_nobody_to_a_holder_to_members_to_all() {
+        let mark = |holders, members_holding, members| {
+            Delivery {
+                holders,
+                members_holding,
+                members,
+            }
+            .mark()
+        };
+        assert_eq!(mark(0, 0, 2), "·");
+        assert_eq!(mark(1, 0, 2), "✓", "a relay holds it, no member yet");
+        assert_eq!(mark(2, 1, 2), "✓✓ 1/2");
+        assert_eq!(mark(2, 2, 2), "✓✓");
+        assert_eq!(
+            mark(1, 1, 0),
+            "✓✓",
+            "a holder heard later than its event: all we know"
+        );
     }
 
     #[test]

@@ -119,6 +119,8 @@ impl<S: Storage> Engine<S> {
         let Some(room_name) = self.rooms.get(topic).map(|r| r.room.name.to_string()) else {
             return Ok(None);
         };
+        // It opened under the room key: its author is a member (delivery marks' M).
+        self.heard_in(topic, author);
         let name = envelope.name;
         let event = match envelope.body {
             Body::Change { shard, change } => {

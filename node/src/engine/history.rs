@@ -112,7 +112,8 @@ impl<S: Storage> Engine<S> {
             })
             .transpose()?;
         let messages = self
-            .room_messages(&topic, limit, before)
+            .store
+            .messages(&topic, limit, before)
             .map_err(|e| fail("store_failed", e))?
             .into_iter()
             .map(HistoryMessage::from)
@@ -136,7 +137,8 @@ impl<S: Storage> Engine<S> {
             .unwrap_or(DEFAULT_HISTORY_LIMIT)
             .min(MAX_HISTORY_LIMIT);
         let messages = self
-            .room_search(&topic, &text, limit)
+            .store
+            .search(&topic, &text, limit)
             .map_err(|e| fail("store_failed", e))?
             .into_iter()
             .map(HistoryMessage::from)
@@ -325,11 +327,9 @@ impl<S: Storage> Engine<S> {
     pub(super) fn take_in_checked(
         &mut self,
         topic: &Topic,
-        mut added: Vec<Added>,
+        added: Vec<Added>,
         forged: usize,
     ) -> usize {
-        // Membership operations are applied, never shown; a kicked member's late words hidden.
-        self.sift_members(topic, &mut added);
         let room = self.room_name(topic);
         if forged > 0 {
             tracing::warn!(

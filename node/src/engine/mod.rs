@@ -18,9 +18,9 @@
 //! - `peers.rs`: connections, subscriptions, discovery, redial, presence.
 //! - `voice.rs`: voice frames in (checked, to playout) and out (sealed, published).
 //! - `identities.rs`: safety numbers, verified marks, names claimed by more than one key.
+//! - `delivery.rs`: which peers hold our messages (`delivered`), room members, chasing.
 //! - `direct.rs`: direct-message rooms `@PEER` (keys from both identities), opened on use.
 //! - `send_as.rs`: a message signed by an identity the node holds for a web user.
-//! - `membership.rs`: private rooms' owner, admins, kicks and key epochs.
 
 mod commands;
 mod delivery;
@@ -28,7 +28,6 @@ mod direct;
 mod gossip;
 mod history;
 mod identities;
-mod membership;
 mod peers;
 mod room_state;
 mod send_as;
@@ -242,8 +241,6 @@ pub struct Engine<S> {
     peer_texts: HashMap<Vec<u8>, String>,
     /// Peers the user marked verified (kept in the store).
     verified: identities::Verified,
-    /// Owner, admins and key epochs of private rooms (`membership.rs`).
-    members: membership::Members,
     /// DM rooms we listen on for connected peers, until one side uses them.
     listening: direct::Listening,
     seen: SeenIds,
@@ -257,11 +254,8 @@ pub struct Engine<S> {
     drop_warned: HashSet<(PeerId, Drop)>,
     /// Messages of ours stored so far this run (a sequence, to compare with sessions' starts).
     stored_seq: u64,
-    /// Our messages no peer is known to hold yet, with their place in `stored_seq`.
-    undelivered: HashMap<Topic, Vec<(hark_proto::MessageId, u64)>>,
-    /// The client asked to have delivery confirmed.
-    confirming: bool,
-    chase_timer: bool,
+    /// Who holds our messages, and who is in each room (`delivery.rs`).
+    delivery: delivery::Delivery,
     /// Outputs of the input being handled.
     out: Vec<Output>,
     now: Now,
@@ -288,7 +282,7 @@ impl<S: Storage> Engine<S> {
             .iter()
             .map(|room| (room.chat_topic.clone(), RoomState::new(room.clone())))
             .collect();
-        let mut engine = Self {
+        Self {
             me,
             identity: config.identity,
             name: config.name,
@@ -305,7 +299,6 @@ impl<S: Storage> Engine<S> {
             names: HashMap::new(),
             peer_texts: HashMap::new(),
             verified: identities::Verified::default(),
-            members: membership::Members::default(),
             listening: direct::Listening::default(),
             seen: SeenIds::new(SEEN_IDS),
             redial,
@@ -316,14 +309,10 @@ impl<S: Storage> Engine<S> {
             drops: HashMap::new(),
             drop_warned: HashSet::new(),
             stored_seq: 0,
-            undelivered: HashMap::new(),
-            confirming: false,
-            chase_timer: false,
+            delivery: delivery::Delivery::default(),
             out: Vec::new(),
             now,
-        };
-        engine.restore_members();
-        engine
+        }
     }
 
     /// Handle one input at `now`; returns what to do, in order.
@@ -479,7 +468,6 @@ impl<S: Storage> Engine<S> {
             self.preload_histories();
         }
         self.set_timer(crate::sync::ANTI_ENTROPY_INTERVAL, Timer::AntiEntropy);
-        self.subscribe_retired();
         let topics: Vec<Topic> = self.rooms.keys().cloned().collect();
         for topic in topics {
             let interval = self.presence_interval();
@@ -518,5 +506,7 @@ fn fail(code: &'static str, detail: impl Into<String>) -> CommandError {
     }
 }
 
+#[cfg(test)]
+mod delivery_tests;
 #[cfg(test)]
 mod tests;

@@ -7,7 +7,9 @@ use super::history::history_entry;
 use super::{AlertBanner, App, Effect, Me, Now, Overlay, HISTORY_PAGE};
 use crate::replies::{HistoryReason, Request};
 use crate::style::{display_name, mentions};
-use crate::timeline::{ChatMessage, Entry, EntryBody, EntryKey, MessageKind, NoticeLevel};
+use crate::timeline::{
+    ChatMessage, Delivery, Entry, EntryBody, EntryKey, MessageKind, NoticeLevel,
+};
 
 /// Alerts older than this (arriving late by sync) are listed, not flashed.
 const ALERT_FRESH_MS: u64 = 10 * 60 * 1000;
@@ -64,6 +66,24 @@ impl App {
                     if r == room {
                         self.add_own_message(&room, id, kind, text, now);
                     }
+                }
+            }
+            Event::Delivered {
+                room,
+                id,
+                peers,
+                members,
+                members_holding,
+            } => {
+                if let Some(message) = self
+                    .room_mut(&room)
+                    .and_then(|r| r.timeline.message_mut(&id))
+                {
+                    message.delivery = Some(Delivery {
+                        holders: peers.len(),
+                        members_holding,
+                        members,
+                    });
                 }
             }
             Event::PeerConnected { peer_id } => {
@@ -356,6 +376,8 @@ impl App {
                 mention,
                 own,
                 mark,
+                // Ours, sent by another client of this node: the node follows it too.
+                delivery: own.then(Delivery::default),
             }),
         });
         if !added {
@@ -443,6 +465,7 @@ impl App {
                 mention: false,
                 own: true,
                 mark,
+                delivery: Some(Delivery::default()),
             }),
         });
     }

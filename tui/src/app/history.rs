@@ -107,6 +107,8 @@ pub(super) fn history_entry(m: HistoryMessage, my_id: &str, my_name: &str) -> En
             mention,
             own,
             mark: IdMark::None,
+            // Who holds it was not kept; the node follows only what it sends from now on.
+            delivery: None,
         }),
     }
 }

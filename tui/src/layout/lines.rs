@@ -36,6 +36,19 @@ pub fn entry_lines(
         format!("{} ", clock.clock(entry.key.ts)),
         Style::new().fg(Color::DarkGray),
     );
+    // Who holds a message of ours (`·`, `✓`, `✓✓ N/M`, `✓✓`), after its text.
+    let delivery = match &entry.body {
+        EntryBody::Message(message) => message.delivery.map(|d| {
+            let mark = d.mark();
+            let colour = if d.members_holding >= 1 && d.members_holding >= d.members {
+                Color::Green
+            } else {
+                Color::DarkGray
+            };
+            Span::styled(format!(" {mark}"), Style::new().fg(colour))
+        }),
+        EntryBody::Notice { .. } => None,
+    };
     let (prefix, text, text_style) = match &entry.body {
         EntryBody::Message(message) => {
             // ✓ verified, ⚠ a name another key uses too (crate::identities).
@@ -115,6 +128,15 @@ pub fn entry_lines(
             Span::raw(" ".repeat(indent)),
             Span::styled(chunk, text_style),
         ]));
+    }
+    if let Some(mark) = delivery {
+        // On the last line when it fits, else on a line of its own under the text.
+        let last = lines.len() - 1;
+        if lines[last].width() + mark.width() <= width {
+            lines[last].push_span(mark);
+        } else {
+            lines.push(Line::from(vec![Span::raw(" ".repeat(indent)), mark]));
+        }
     }
     lines
 }

@@ -1,0 +1,252 @@
+//! Delivery marks end to end (docs/protocol.md, Delivery marks): alice, bob and carol in a
+//! room, carol away; what alice sends is marked held by bob (1 of 2 members), and by carol too
+//! (2 of 2) once she is back — from the syncs the nodes run anyway, with no client asking. Then
+//! the same through the real `hark` in tmux: `✓✓ 1/2` and then `✓✓` beside the message.
+//!
+//! Processes on loopback with `--no-mdns`; every wait has a deadline.
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use hark_node::Event;
+use hark_tests::process::{hark_node_bin, DELIVERY};
+use hark_tests::NodeProcess;
+use serde_json::json;
+
+/// Generous: the suite runs many node processes at once on two cores.
+const SCREEN_DEADLINE: Duration = Duration::from_secs(30);
+
+/// Alice's next `delivered` for `id`, as (holders, N, M).
+fn next_delivered(alice: &mut NodeProcess, id: &str) -> (Vec<String>, usize, usize) {
+    match alice.expect(
+        "delivered",
+        DELIVERY,
+        |e| matches!(e, Event::Delivered { id: d, .. } if d == id),
+    ) {
+        Event::Delivered {
+            peers,
+            members,
+            members_holding,
+            ..
+        } => (peers, members_holding, members),
+        _ => unreachable!("expect returns a matching event"),
+    }
+}
+
+#[test]
+fn marks_grow_from_the_member_online_to_the_one_who_comes_back() {
+    let mut alice = NodeProcess::start("alice", &[]);
+    let mut bob = NodeProcess::start("bob", &["--peer", &alice.addr()]);
+    let carol_dir = tempfile::tempdir().expect("temp dir");
+    let carol_path = carol_dir.path().to_path_buf();
+    let carol = NodeProcess::start_with_dir(
+        "carol",
+        carol_path.clone(),
+        "/ip4/127.0.0.1/tcp/0",
+        &["--peer", &alice.addr()],
+    );
+    let carol_id = carol.peer_id.clone();
+    // Alice has heard both in the lobby: two members.
+    alice.wait_presence("lobby", &[&bob.peer_id, &carol_id], DELIVERY);
+
+    // Carol goes away.
+    assert!(carol.quit().success());
+    alice.expect(
+        "carol gone",
+        DELIVERY,
+        |e| matches!(e, Event::PeerDisconnected { peer_id } if *peer_id == carol_id),
+    );
+
+    // Alice writes; nobody asks for confirmation, yet the mark moves: bob holds it, 1 of 2.
+    alice.send(json!({"cmd": "send", "room": "lobby", "text": "pump 4 is running hot"}));
+    let id = match alice.expect("sent", DELIVERY, |e| matches!(e, Event::Sent { .. })) {
+        Event::Sent { id, .. } => id,
+        _ => unreachable!(),
+    };
+    bob.expect(
+        "alice's line",
+        DELIVERY,
+        |e| matches!(e, Event::Message { text, .. } if text == "pump 4 is running hot"),
+    );
+    assert_eq!(
+        next_delivered(&mut alice, &id),
+        (vec![bob.peer_id.clone()], 1, 2)
+    );
+
+    // Carol comes back: her node syncs on meeting alice's, and alice's mark grows to 2 of 2.
+    let mut carol = NodeProcess::start_with_dir(
+        "carol",
+        carol_path,
+        "/ip4/127.0.0.1/tcp/0",
+        &["--peer", &alice.addr()],
+    );
+    carol.expect(
+        "alice's line, synced",
+        DELIVERY,
+        |e| matches!(e, Event::Message { text, .. } if text == "pump 4 is running hot"),
+    );
+    let (holders, n, m) = next_delivered(&mut alice, &id);
+    assert_eq!(holders, vec![bob.peer_id.clone(), carol_id.clone()]);
+    assert_eq!((n, m), (2, 2));
+    // Each growth was reported once: exactly the two events.
+    alice.drain();
+    let events = alice
+        .seen
+        .iter()
+        .filter(|e| matches!(e, Event::Delivered { id: d, .. } if *d == id))
+        .count();
+    assert_eq!(events, 2, "{:#?}", alice.seen);
+}
+
+/// A tmux server of our own running one command; killed on drop, even when the test fails.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn start(command: &str) -> Self {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let tmux = Tmux {
+            socket: format!("hark-delivery-{}-{nanos}", std::process::id()),
+        };
+        let out = tmux.run(&[
+            "new-session",
+            "-d",
+            "-s",
+            "e2e",
+            "-x",
+            "100",
+            "-y",
+            "30",
+            command,
+        ]);
+        assert!(out.status.success(), "tmux: {out:?}");
+        tmux
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new("tmux")
+            .args(["-L", &self.socket, "-f", "/dev/null"])
+            .args(args)
+            .output()
+            .expect("tmux is installed (make deps installs it)")
+    }
+
+    fn screen(&self) -> String {
+        String::from_utf8_lossy(&self.run(&["capture-pane", "-p", "-t", "e2e"]).stdout).into_owned()
+    }
+
+    /// Poll the pane until a line holds `needle` and passes `check`; returns that line.
+    fn wait_line(&self, needle: &str, check: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + SCREEN_DEADLINE;
+        loop {
+            let screen = self.screen();
+            if let Some(line) = screen.lines().find(|l| l.contains(needle) && check(l)) {
+                return line.to_owned();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no line with {needle:?} as wanted within {SCREEN_DEADLINE:?}; the pane shows:\n{screen}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.run(&["kill-server"]);
+    }
+}
+
+/// The listen address of the node inside `hark`, from the `ready` line of its control socket.
+fn hark_addr(data_dir: &Path) -> String {
+    let socket = data_dir.join("control.sock");
+    let deadline = Instant::now() + SCREEN_DEADLINE;
+    let stream = loop {
+        match UnixStream::connect(&socket) {
+            Ok(stream) => break stream,
+            Err(e) => {
+                assert!(Instant::now() < deadline, "{}: {e}", socket.display());
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    };
+    stream
+        .set_read_timeout(Some(SCREEN_DEADLINE))
+        .expect("read timeout");
+    let mut line = String::new();
+    BufReader::new(stream)
+        .read_line(&mut line)
+        .expect("ready from the control socket");
+    let ready: serde_json::Value = serde_json::from_str(&line).expect("a JSON line");
+    ready["listen"][0]
+        .as_str()
+        .unwrap_or_else(|| panic!("no listen address in {line}"))
+        .to_owned()
+}
+
+#[test]
+fn the_tui_shows_the_mark_grow_beside_its_message() {
+    let hark = hark_node_bin().with_file_name("hark");
+    assert!(
+        hark.exists(),
+        "{} is missing: run `cargo build --workspace --bins` first (make test does)",
+        hark.display()
+    );
+    let dir = tempfile::tempdir().expect("temp dir");
+    let alice_dir = dir.path().join("alice");
+    let command = format!(
+        "{} --no-mdns --listen /ip4/127.0.0.1/tcp/0 --data-dir {} --name alice; exec sleep 600",
+        hark.display(),
+        alice_dir.display()
+    );
+    let tmux = Tmux::start(&command);
+    tmux.wait_line("F1 help", |_| true);
+    let alice_addr = hark_addr(&alice_dir);
+
+    let bob = NodeProcess::start("bob", &["--peer", &alice_addr]);
+    let carol_path = dir.path().join("carol");
+    let carol = NodeProcess::start_with_dir(
+        "carol",
+        carol_path.clone(),
+        "/ip4/127.0.0.1/tcp/0",
+        &["--peer", &alice_addr],
+    );
+    // Both are heard in the lobby: the people list shows them.
+    let (bob_short, carol_short) = (
+        bob.peer_id[bob.peer_id.len() - 4..].to_owned(),
+        carol.peer_id[carol.peer_id.len() - 4..].to_owned(),
+    );
+    tmux.wait_line(&format!("bob#{bob_short}"), |_| true);
+    tmux.wait_line(&format!("carol#{carol_short}"), |_| true);
+    tmux.wait_line(" · 2 peers · ", |_| true);
+
+    // Carol goes away; alice types a line.
+    assert!(carol.quit().success());
+    tmux.wait_line(" · 1 peer · ", |_| true);
+    tmux.run(&["send-keys", "-t", "e2e", "-l", "pump 4 is running hot"]);
+    tmux.run(&["send-keys", "-t", "e2e", "Enter"]);
+    let line = tmux.wait_line("pump 4 is running hot", |l| l.contains("✓✓ 1/2"));
+    assert!(line.contains("alice#"), "{line}");
+
+    // Carol is back: all of the members hold it, `✓✓` alone.
+    let _carol = NodeProcess::start_with_dir(
+        "carol",
+        carol_path,
+        "/ip4/127.0.0.1/tcp/0",
+        &["--peer", &alice_addr],
+    );
+    let line = tmux.wait_line("pump 4 is running hot", |l| {
+        l.contains("hot ✓✓") && !l.contains("1/2")
+    });
+    assert!(!line.contains("2/2"), "all members: no count, {line}");
+    // For the log of a run (`--nocapture`): the screen as the user saw it.
+    eprintln!("{}", tmux.screen());
+    drop(bob);
+}
