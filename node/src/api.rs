@@ -73,6 +73,15 @@ pub enum Command {
     /// the room `@PEER_ID`, opened on first use on both sides; answered with `sent` (and
     /// `joined {room:"@PEER_ID"}` before it the first time).
     Dm { to: String, text: String },
+    /// Take `peer` (a peer id, or a name heard) out of a private room: the room moves to a new
+    /// key that every other member gets and `peer` does not (`engine/membership.rs`). Owner
+    /// and admins only. Answered with `kicked` and `epoch`.
+    Kick { room: String, peer: String },
+    /// The owner names `peer` an admin of a private room (admins can kick). Answered with
+    /// `members`.
+    Promote { room: String, peer: String },
+    /// Who is in a private room: answered with `members`.
+    Members { room: String },
     /// Stop the node.
     Quit,
 }
@@ -306,6 +315,30 @@ pub enum Event {
     /// shows when it gets this.
     Lagged {
         missed: u64,
+    },
+    /// `peer` was taken out of a private room by `by` (an admin or the owner). To the kicked
+    /// node itself too: it reads nothing written after this.
+    Kicked {
+        room: String,
+        peer: String,
+        by: String,
+    },
+    /// This node moved to a new key epoch of a private room (after a kick); `epoch` counts
+    /// from 0 (the key of the room's first invite).
+    Epoch {
+        room: String,
+        epoch: u32,
+    },
+    /// The answer to `members` and `promote`: the private room's owner, admins (the owner
+    /// among them) and members (everyone in the current epoch, owner and admins included),
+    /// the current epoch, and who was kicked.
+    Members {
+        room: String,
+        owner: String,
+        admins: Vec<String>,
+        members: Vec<String>,
+        epoch: u32,
+        kicked: Vec<String>,
     },
 }
 

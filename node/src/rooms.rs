@@ -98,6 +98,9 @@ pub struct RoomBook {
     by_name: BTreeMap<RoomName, Room>,
     by_topic: HashMap<String, RoomName>,
     by_voice_topic: HashMap<String, RoomName>,
+    /// Old key epochs of private rooms (by chat topic): still read, synced and shown, never
+    /// written to (`engine/membership.rs`).
+    retired: HashMap<String, Room>,
 }
 
 impl RoomBook {
@@ -117,7 +120,35 @@ impl RoomBook {
         Ok(true)
     }
 
+    /// Move the room of `room.name` to another key (a new epoch); the old one is returned and
+    /// kept as retired.
+    pub fn rekey(&mut self, room: Room) -> Option<Room> {
+        let old = self.by_name.remove(&room.name)?;
+        self.by_topic.remove(old.chat_topic.as_str());
+        self.by_voice_topic.remove(old.voice_topic.as_str());
+        self.retired.remove(room.chat_topic.as_str());
+        self.retired
+            .insert(old.chat_topic.as_str().to_owned(), old.clone());
+        self.by_topic
+            .insert(room.chat_topic.as_str().to_owned(), room.name.clone());
+        self.by_voice_topic
+            .insert(room.voice_topic.as_str().to_owned(), room.name.clone());
+        self.by_name.insert(room.name.clone(), room);
+        Some(old)
+    }
+
+    /// Keep an old epoch of a room (read, synced, never written to).
+    pub fn retire(&mut self, room: Room) {
+        self.retired.insert(room.chat_topic.as_str().to_owned(), room);
+    }
+
+    /// The retired epochs of every room.
+    pub fn retired(&self) -> impl Iterator<Item = &Room> {
+        self.retired.values()
+    }
+
     pub fn remove(&mut self, name: &RoomName) -> Option<Room> {
+        self.retired.retain(|_, room| room.name != *name);
         let room = self.by_name.remove(name)?;
         self.by_topic.remove(room.chat_topic.as_str());
         self.by_voice_topic.remove(room.voice_topic.as_str());
@@ -141,6 +172,7 @@ impl RoomBook {
         self.by_topic
             .get(topic)
             .and_then(|name| self.by_name.get(name))
+            .or_else(|| self.retired.get(topic))
     }
 
     pub fn by_voice_topic(&self, topic: &str) -> Option<&Room> {

@@ -116,6 +116,9 @@ pub fn event_kind(event: &Event) -> &'static str {
         Event::Ptt { .. } => "ptt",
         Event::Error { .. } => "error",
         Event::Lagged { .. } => "lagged",
+        Event::Kicked { .. } => "kicked",
+        Event::Epoch { .. } => "epoch",
+        Event::Members { .. } => "members",
     }
 }
 
@@ -137,7 +140,10 @@ pub fn event_room(event: &Event) -> Option<&str> {
         | Event::VoiceEnd { room, .. }
         | Event::VoiceSent { room, .. }
         | Event::Synced { room, .. }
-        | Event::Ptt { room, .. } => Some(room),
+        | Event::Ptt { room, .. }
+        | Event::Kicked { room, .. }
+        | Event::Epoch { room, .. }
+        | Event::Members { room, .. } => Some(room),
         _ => None,
     }
 }

@@ -29,8 +29,8 @@ impl<S: Storage> Engine<S> {
             Command::Voice { room, wav } => self.voice_command(&room, wav),
             Command::Typing { room } => self.send_typing(&room),
             Command::Join { room, invite } => match (room, invite) {
-                (Some(room), None) => self.join(parse_join_target(&room)),
-                (None, Some(invite)) => self.join(parse_invite(&invite)),
+                (Some(room), None) => self.join(parse_join_target(&room), &room),
+                (None, Some(invite)) => self.join(parse_invite(&invite), &invite),
                 (None, None) => Err(fail("bad_command", "join needs \"room\" or \"invite\"")),
                 (Some(_), Some(_)) => Err(fail(
                     "bad_command",
@@ -41,6 +41,9 @@ impl<S: Storage> Engine<S> {
             Command::Leave { room } => self.leave(&room),
             Command::Verify { peer, confirm } => self.verify(&peer, confirm),
             Command::Dm { to, text } => self.direct_message(&to, text),
+            Command::Kick { room, peer } => self.kick(&room, &peer),
+            Command::Promote { room, peer } => self.promote(&room, &peer),
+            Command::Members { room } => self.members_command(&room),
             Command::VerifiedPeers => {
                 self.verified_list();
                 Ok(())
@@ -81,7 +84,10 @@ impl<S: Storage> Engine<S> {
                 format!("{name} is a direct-message room: it has no invite"),
             ));
         }
-        let Some(invite) = self.book.invite(&name) else {
+        let Some(invite) = self
+            .members_invite(&name)
+            .or_else(|| self.book.invite(&name))
+        else {
             return Err(fail(
                 "public_room",
                 format!("{name} is public: others join it by name"),
@@ -111,13 +117,16 @@ impl<S: Storage> Engine<S> {
         Ok(())
     }
 
-    fn join(&mut self, target: Result<Room, JoinError>) -> Result<(), CommandError> {
+    fn join(&mut self, target: Result<Room, JoinError>, typed: &str) -> Result<(), CommandError> {
         let room = target.map_err(|e| match e {
             JoinError::Invite(e) => fail("bad_invite", e.to_string()),
             e => fail("bad_room", e.to_string()),
         })?;
         let name = room.name.to_string();
-        self.add_room(room)?;
+        self.add_room(room.clone())?;
+        if room.private {
+            self.members_joined(&room, typed);
+        }
         self.emit(Event::Joined { room: name });
         Ok(())
     }
@@ -131,8 +140,12 @@ impl<S: Storage> Engine<S> {
             ));
         }
         let room = Room::new(name.clone(), RoomKey::random(&mut self.rng), true);
-        self.add_room(room)?;
-        let invite = self.book.invite(&name).unwrap_or_default();
+        self.add_room(room.clone())?;
+        self.members_created(&room);
+        let invite = self
+            .members_invite(&name)
+            .or_else(|| self.book.invite(&name))
+            .unwrap_or_default();
         self.emit(Event::Created {
             room: name.to_string(),
             invite,
@@ -173,6 +186,7 @@ impl<S: Storage> Engine<S> {
         self.store
             .forget_room(&room.name)
             .map_err(|e| fail("store_failed", e))?;
+        self.members_left(&room.name);
         self.book.remove(&room.name);
         // Everything the engine knew of the room goes in one step.
         self.rooms.remove(&topic);

@@ -112,8 +112,7 @@ impl<S: Storage> Engine<S> {
             })
             .transpose()?;
         let messages = self
-            .store
-            .messages(&topic, limit, before)
+            .room_messages(&topic, limit, before)
             .map_err(|e| fail("store_failed", e))?
             .into_iter()
             .map(HistoryMessage::from)
@@ -137,8 +136,7 @@ impl<S: Storage> Engine<S> {
             .unwrap_or(DEFAULT_HISTORY_LIMIT)
             .min(MAX_HISTORY_LIMIT);
         let messages = self
-            .store
-            .search(&topic, &text, limit)
+            .room_search(&topic, &text, limit)
             .map_err(|e| fail("store_failed", e))?
             .into_iter()
             .map(HistoryMessage::from)
@@ -327,9 +325,11 @@ impl<S: Storage> Engine<S> {
     pub(super) fn take_in_checked(
         &mut self,
         topic: &Topic,
-        added: Vec<Added>,
+        mut added: Vec<Added>,
         forged: usize,
     ) -> usize {
+        // Membership operations are applied, never shown; a kicked member's late words hidden.
+        self.sift_members(topic, &mut added);
         let room = self.room_name(topic);
         if forged > 0 {
             tracing::warn!(

@@ -21,6 +21,7 @@
 //! - `delivery.rs`: which peers hold our messages (`delivered`), room members, chasing.
 //! - `direct.rs`: direct-message rooms `@PEER` (keys from both identities), opened on use.
 //! - `send_as.rs`: a message signed by an identity the node holds for a web user.
+//! - `membership.rs`: private rooms' owner, admins, kicks and key epochs.
 
 mod commands;
 mod delivery;
@@ -28,6 +29,7 @@ mod direct;
 mod gossip;
 mod history;
 mod identities;
+mod membership;
 mod peers;
 mod room_state;
 mod send_as;
@@ -241,6 +243,8 @@ pub struct Engine<S> {
     peer_texts: HashMap<Vec<u8>, String>,
     /// Peers the user marked verified (kept in the store).
     verified: identities::Verified,
+    /// Owner, admins and key epochs of private rooms (`membership.rs`).
+    members: membership::Members,
     /// DM rooms we listen on for connected peers, until one side uses them.
     listening: direct::Listening,
     seen: SeenIds,
@@ -282,7 +286,7 @@ impl<S: Storage> Engine<S> {
             .iter()
             .map(|room| (room.chat_topic.clone(), RoomState::new(room.clone())))
             .collect();
-        Self {
+        let mut engine = Self {
             me,
             identity: config.identity,
             name: config.name,
@@ -299,6 +303,7 @@ impl<S: Storage> Engine<S> {
             names: HashMap::new(),
             peer_texts: HashMap::new(),
             verified: identities::Verified::default(),
+            members: membership::Members::default(),
             listening: direct::Listening::default(),
             seen: SeenIds::new(SEEN_IDS),
             redial,
@@ -312,7 +317,9 @@ impl<S: Storage> Engine<S> {
             delivery: delivery::Delivery::default(),
             out: Vec::new(),
             now,
-        }
+        };
+        engine.restore_members();
+        engine
     }
 
     /// Handle one input at `now`; returns what to do, in order.
@@ -468,6 +475,7 @@ impl<S: Storage> Engine<S> {
             self.preload_histories();
         }
         self.set_timer(crate::sync::ANTI_ENTROPY_INTERVAL, Timer::AntiEntropy);
+        self.subscribe_retired();
         let topics: Vec<Topic> = self.rooms.keys().cloned().collect();
         for topic in topics {
             let interval = self.presence_interval();

@@ -50,6 +50,14 @@ pub trait Storage {
     fn verified_peers(&mut self) -> Result<Vec<(String, String)>, String>;
     /// Mark `peer` verified under `name`, or (`None`) take the mark away.
     fn set_verified(&mut self, peer: &str, name: Option<&str>, now_ms: u64) -> Result<(), String>;
+    /// The membership state saved for a private room (`membership.rs`), if any.
+    fn membership(&mut self, _room: &RoomName) -> Result<Option<Vec<u8>>, String> {
+        Ok(None)
+    }
+    /// Save (`None`: forget) a private room's membership state, durable at once.
+    fn set_membership(&mut self, _room: &RoomName, _state: Option<&[u8]>) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 impl Storage for Store {
@@ -113,6 +121,14 @@ impl Storage for Store {
     fn set_verified(&mut self, peer: &str, name: Option<&str>, now_ms: u64) -> Result<(), String> {
         Store::set_verified(self, peer, name, now_ms).map_err(|e| e.to_string())
     }
+
+    fn membership(&mut self, room: &RoomName) -> Result<Option<Vec<u8>>, String> {
+        Store::membership(self, room.as_str()).map_err(|e| e.to_string())
+    }
+
+    fn set_membership(&mut self, room: &RoomName, state: Option<&[u8]>) -> Result<(), String> {
+        Store::set_membership(self, room.as_str(), state).map_err(|e| e.to_string())
+    }
 }
 
 /// Everything in memory: for engine tests and the simulator. Cloning it is a crash: the clone
@@ -123,6 +139,7 @@ pub struct MemoryStore {
     chunks: HashMap<Topic, BTreeMap<u32, Vec<Vec<u8>>>>,
     index: HashMap<Topic, RoomIndex>,
     verified: BTreeMap<String, String>,
+    membership: BTreeMap<String, Vec<u8>>,
     /// Fails every write from now on (a full disk), for tests.
     pub failing: bool,
 }
@@ -273,6 +290,19 @@ impl Storage for MemoryStore {
         match name {
             Some(name) => self.verified.insert(peer.to_owned(), name.to_owned()),
             None => self.verified.remove(peer),
+        };
+        Ok(())
+    }
+
+    fn membership(&mut self, room: &RoomName) -> Result<Option<Vec<u8>>, String> {
+        Ok(self.membership.get(room.as_str()).cloned())
+    }
+
+    fn set_membership(&mut self, room: &RoomName, state: Option<&[u8]>) -> Result<(), String> {
+        self.check_writable()?;
+        match state {
+            Some(state) => self.membership.insert(room.to_string(), state.to_vec()),
+            None => self.membership.remove(room.as_str()),
         };
         Ok(())
     }

@@ -65,6 +65,7 @@ CREATE TABLE IF NOT EXISTS rooms (
 
 mod flusher;
 mod history;
+mod membership;
 mod verified;
 pub use history::{ShardChunks, StoredMessage, SEARCH_BATCH};
 

@@ -1,0 +1,315 @@
+//! Membership that can be taken back (docs/protocol.md, "Members, kicks and key epochs"): a
+//! kicked member's node, still running, connected and subscribed to everything it has, reads no
+//! message and hears no voice written after the kick, and keeps what it had; the others carry
+//! on in the new epoch. Two admins kicking at once end with every remaining member on one
+//! epoch that neither kicked member holds.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use hark_node::Event;
+use hark_tests::process::DELIVERY;
+use hark_tests::NodeProcess;
+use serde_json::json;
+
+/// A voice spurt is paced in real time, plus buffering, on a loaded machine.
+const SPURT: Duration = Duration::from_secs(30);
+/// How long a kicked node is watched for anything it should not get, after the others have it.
+const QUIET: Duration = Duration::from_secs(3);
+
+/// One second of a 440 Hz tone, 48 kHz mono 16-bit PCM.
+fn tone(dir: &Path) -> PathBuf {
+    let rate = 48_000u32;
+    let samples: Vec<i16> = (0..rate)
+        .map(|i| ((i as f64 * 440.0 * std::f64::consts::TAU / rate as f64).sin() * 8_000.0) as i16)
+        .collect();
+    let data_len = (samples.len() * 2) as u32;
+    let mut bytes = Vec::new();
+    bytes.extend_from_slice(b"RIFF");
+    bytes.extend_from_slice(&(36 + data_len).to_le_bytes());
+    bytes.extend_from_slice(b"WAVEfmt ");
+    bytes.extend_from_slice(&16u32.to_le_bytes());
+    bytes.extend_from_slice(&1u16.to_le_bytes());
+    bytes.extend_from_slice(&1u16.to_le_bytes());
+    bytes.extend_from_slice(&rate.to_le_bytes());
+    bytes.extend_from_slice(&(rate * 2).to_le_bytes());
+    bytes.extend_from_slice(&2u16.to_le_bytes());
+    bytes.extend_from_slice(&16u16.to_le_bytes());
+    bytes.extend_from_slice(b"data");
+    bytes.extend_from_slice(&data_len.to_le_bytes());
+    for s in samples {
+        bytes.extend_from_slice(&s.to_le_bytes());
+    }
+    let path = dir.join("tone.wav");
+    std::fs::write(&path, bytes).expect("write the WAV");
+    path
+}
+
+fn create(node: &mut NodeProcess, room: &str) -> String {
+    node.send(json!({"cmd": "create", "room": room}));
+    match node.expect("created", DELIVERY, |e| matches!(e, Event::Created { .. })) {
+        Event::Created { invite, .. } => invite,
+        _ => unreachable!(),
+    }
+}
+
+fn join(node: &mut NodeProcess, invite: &str, room: &str) {
+    node.send(json!({"cmd": "join", "invite": invite}));
+    node.expect(
+        "joined",
+        DELIVERY,
+        |e| matches!(e, Event::Joined { room: r } if r == room),
+    );
+}
+
+/// The node's `members` answer: (owner, admins, members, epoch, kicked).
+type Members = (String, Vec<String>, Vec<String>, u32, Vec<String>);
+
+fn members(node: &mut NodeProcess, room: &str) -> Members {
+    node.send(json!({"cmd": "members", "room": room}));
+    match node.expect(
+        "members",
+        DELIVERY,
+        |e| matches!(e, Event::Members { room: r, .. } if r == room),
+    ) {
+        Event::Members {
+            owner,
+            admins,
+            members,
+            epoch,
+            kicked,
+            ..
+        } => (owner, admins, members, epoch, kicked),
+        _ => unreachable!(),
+    }
+}
+
+/// Ask `members` until `pred` holds, within `timeout`.
+fn wait_members(
+    node: &mut NodeProcess,
+    room: &str,
+    timeout: Duration,
+    mut pred: impl FnMut(&Members) -> bool,
+) -> Members {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let got = members(node, room);
+        if pred(&got) {
+            return got;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{}: members never as expected; last {got:?}\nstderr:\n{}",
+            node.name,
+            node.stderr()
+        );
+        // Let the node work before asking again (bounded by the deadline above).
+        node.wait_for(Duration::from_millis(300), |_| false);
+    }
+}
+
+fn sorted(mut peers: Vec<String>) -> Vec<String> {
+    peers.sort();
+    peers
+}
+
+/// An event seen already, or one that comes within [`DELIVERY`].
+fn saw(node: &mut NodeProcess, what: &str, pred: impl Fn(&Event) -> bool) {
+    node.drain();
+    if node.seen.iter().any(&pred) {
+        return;
+    }
+    node.expect(what, DELIVERY, pred);
+}
+
+fn expect_text(node: &mut NodeProcess, text: &str) {
+    node.drain();
+    if !node.messages_with_text(text).is_empty() {
+        return;
+    }
+    node.expect(
+        &format!("message {text:?}"),
+        DELIVERY,
+        |e| matches!(e, Event::Message { text: t, .. } if t == text),
+    );
+}
+
+/// Nothing readable after the kick reached `node`: none of `texts`, no voice from `talker`
+/// after the event at index `since` of what it saw.
+fn assert_reads_nothing_after(node: &mut NodeProcess, since: usize, texts: &[&str], talker: &str) {
+    node.wait_for(QUIET, |_| false);
+    node.drain();
+    for text in texts {
+        assert!(
+            node.messages_with_text(text).is_empty(),
+            "{} read {text:?}, written after it was kicked",
+            node.name
+        );
+    }
+    let heard = node.seen[since..]
+        .iter()
+        .any(|e| matches!(e, Event::VoiceStart { from, .. } if from == talker));
+    assert!(!heard, "{} heard voice after it was kicked", node.name);
+}
+
+#[test]
+fn a_kicked_member_reads_and_hears_nothing_after_the_kick_and_keeps_what_it_had() {
+    let dir = tempfile::tempdir().unwrap();
+    let wav = tone(dir.path());
+    let mut a = NodeProcess::start("alice", &[]);
+    let mut b = NodeProcess::start("bob", &["--peer", &a.addr()]);
+    let mut c = NodeProcess::start("carol", &["--peer", &a.addr(), "--peer", &b.addr()]);
+    let (pa, pb, pc) = (a.peer_id.clone(), b.peer_id.clone(), c.peer_id.clone());
+
+    let invite = create(&mut a, "ops");
+    join(&mut b, &invite, "ops");
+    join(&mut c, &invite, "ops");
+    // Alice knows both joined (their `join` operations reached her).
+    let (owner, admins, _, epoch, _) = wait_members(&mut a, "ops", DELIVERY, |m| m.2.len() == 3);
+    assert_eq!((owner, admins, epoch), (pa.clone(), vec![pa.clone()], 0));
+
+    a.send(json!({"cmd": "send", "room": "ops", "text": "before the kick"}));
+    expect_text(&mut b, "before the kick");
+    expect_text(&mut c, "before the kick");
+
+    // A member who is not an admin cannot kick.
+    b.send(json!({"cmd": "kick", "room": "ops", "peer": pc}));
+    b.expect(
+        "refusal",
+        DELIVERY,
+        |e| matches!(e, Event::Error { code, .. } if code == "not_allowed"),
+    );
+
+    c.drain();
+    let carol_since = c.seen.len();
+    a.send(json!({"cmd": "kick", "room": "ops", "peer": pc}));
+    let kicked =
+        |e: &Event| matches!(e, Event::Kicked { peer, by, .. } if *peer == pc && *by == pa);
+    let epoch_1 = |e: &Event| matches!(e, Event::Epoch { room, epoch: 1 } if room == "ops");
+    saw(&mut a, "kicked", kicked);
+    saw(&mut a, "epoch 1", epoch_1);
+    saw(&mut b, "kicked", kicked);
+    saw(&mut b, "epoch 1", epoch_1);
+    saw(&mut c, "told it was kicked", kicked);
+
+    // Alice and Bob carry on, text and voice.
+    a.send(json!({"cmd": "send", "room": "ops", "text": "after the kick, alice"}));
+    b.send(json!({"cmd": "send", "room": "ops", "text": "after the kick, bob"}));
+    expect_text(&mut b, "after the kick, alice");
+    expect_text(&mut a, "after the kick, bob");
+    // Carol, still running, writes into the epoch she has: nobody shows it.
+    c.send(json!({"cmd": "send", "room": "ops", "text": "carol after her kick"}));
+    a.send(json!({"cmd": "voice", "room": "ops", "wav": wav}));
+    b.expect(
+        "alice's voice",
+        SPURT,
+        |e| matches!(e, Event::VoiceStart { from, room, .. } if *from == pa && room == "ops"),
+    );
+    a.expect("voice_sent", SPURT, |e| {
+        matches!(e, Event::VoiceSent { .. })
+    });
+    a.send(json!({"cmd": "send", "room": "ops", "text": "last word"}));
+    expect_text(&mut b, "last word");
+
+    assert_reads_nothing_after(
+        &mut c,
+        carol_since,
+        &["after the kick, alice", "after the kick, bob", "last word"],
+        &pa,
+    );
+    for node in [&mut a, &mut b] {
+        assert!(
+            node.messages_with_text("carol after her kick").is_empty(),
+            "{} showed what carol wrote after her kick",
+            node.name
+        );
+    }
+
+    // Carol keeps the history she had; Bob's spans both epochs.
+    let texts = |h: Vec<hark_node::api::HistoryMessage>| -> Vec<String> {
+        h.into_iter().map(|m| m.text).collect()
+    };
+    let carol = texts(c.history("ops", 100));
+    assert!(carol.contains(&"before the kick".to_owned()), "{carol:?}");
+    assert!(!carol.iter().any(|t| t.starts_with("after the kick")));
+    let bob = texts(b.history("ops", 100));
+    for text in [
+        "before the kick",
+        "after the kick, alice",
+        "after the kick, bob",
+        "last word",
+    ] {
+        assert!(
+            bob.contains(&text.to_owned()),
+            "bob's history lacks {text:?}: {bob:?}"
+        );
+    }
+    assert!(!bob.contains(&"carol after her kick".to_owned()));
+
+    let (_, _, left, epoch, kicked) = members(&mut b, "ops");
+    assert_eq!(sorted(left), sorted(vec![pa.clone(), pb.clone()]));
+    assert_eq!((epoch, kicked), (1, vec![pc.clone()]));
+}
+
+#[test]
+fn two_admins_kicking_at_once_converge_on_one_epoch_without_either() {
+    let mut a = NodeProcess::start("alice", &[]);
+    let mut b = NodeProcess::start("bob", &["--peer", &a.addr()]);
+    let mut c = NodeProcess::start("carol", &["--peer", &a.addr(), "--peer", &b.addr()]);
+    let mut d = NodeProcess::start("dave", &["--peer", &a.addr(), "--peer", &b.addr()]);
+    let mut e = NodeProcess::start("erin", &["--peer", &a.addr(), "--peer", &b.addr()]);
+    let (pa, pb, pc, pd, pe) = (
+        a.peer_id.clone(),
+        b.peer_id.clone(),
+        c.peer_id.clone(),
+        d.peer_id.clone(),
+        e.peer_id.clone(),
+    );
+
+    let invite = create(&mut a, "ops");
+    for node in [&mut b, &mut c, &mut d, &mut e] {
+        join(node, &invite, "ops");
+    }
+    wait_members(&mut a, "ops", DELIVERY, |m| m.2.len() == 5);
+    a.send(json!({"cmd": "promote", "room": "ops", "peer": pb}));
+    a.expect(
+        "members",
+        DELIVERY,
+        |e| matches!(e, Event::Members { admins, .. } if admins.contains(&pb)),
+    );
+    wait_members(&mut b, "ops", DELIVERY, |m| {
+        m.1.contains(&pb) && m.2.len() == 5
+    });
+
+    c.drain();
+    d.drain();
+    let (c_since, d_since) = (c.seen.len(), d.seen.len());
+    // Both kicks at once: each admin's node decides before it hears of the other's.
+    a.send(json!({"cmd": "kick", "room": "ops", "peer": pc}));
+    b.send(json!({"cmd": "kick", "room": "ops", "peer": pd}));
+
+    let remaining = sorted(vec![pa.clone(), pb.clone(), pe.clone()]);
+    let converged = |m: &Members| sorted(m.2.clone()) == remaining && m.4.len() == 2;
+    let (_, _, _, epoch_a, _) = wait_members(&mut a, "ops", DELIVERY * 2, converged);
+    let (_, _, _, epoch_b, _) = wait_members(&mut b, "ops", DELIVERY * 2, converged);
+    let (_, _, _, epoch_e, _) = wait_members(&mut e, "ops", DELIVERY * 2, converged);
+    // One more look: the epoch each ends on is the same, and it no longer moves.
+    let (_, _, _, epoch_a2, _) = members(&mut a, "ops");
+    assert!(epoch_a >= 1);
+    assert_eq!((epoch_a, epoch_b, epoch_e), (epoch_a2, epoch_a2, epoch_a2));
+
+    a.send(json!({"cmd": "send", "room": "ops", "text": "after both kicks"}));
+    e.send(json!({"cmd": "send", "room": "ops", "text": "erin after both kicks"}));
+    expect_text(&mut b, "after both kicks");
+    expect_text(&mut e, "after both kicks");
+    expect_text(&mut a, "erin after both kicks");
+    expect_text(&mut b, "erin after both kicks");
+    for (node, since) in [(&mut c, c_since), (&mut d, d_since)] {
+        assert_reads_nothing_after(
+            node,
+            since,
+            &["after both kicks", "erin after both kicks"],
+            &pa,
+        );
+    }
+}
