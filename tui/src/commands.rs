@@ -32,6 +32,21 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
         "safety number to compare with NICK; ok marks NICK verified (/unverify)",
     ),
     (
+        "kick",
+        "NICK",
+        "take NICK out of this private room: a new key they never get (owner, admins)",
+    ),
+    (
+        "admin",
+        "NICK",
+        "make NICK an admin of this private room (owner)",
+    ),
+    (
+        "members",
+        "",
+        "owner, admins and members of this private room",
+    ),
+    (
         "web-invite",
         "[NAME]",
         "a one-time join link for the browser client (--web)",
@@ -74,6 +89,12 @@ pub enum UiCommand {
     Verify(String, VerifyStep),
     /// A direct message: to whom (a name, `name#id`, or a peer id), and the text.
     Msg(String, String),
+    /// Take someone out of the current private room (a name, `name#id`, or a peer id).
+    Kick(String),
+    /// Make someone an admin of the current private room.
+    Admin(String),
+    /// Who is in the current private room.
+    Members,
     /// A join link for the browser client, proposing this name to the new user.
     WebInvite(Option<String>),
     Help,
@@ -158,6 +179,9 @@ pub fn parse(line: &str) -> Result<Option<Submitted>, String> {
             1 => Some(rest.to_owned()),
             _ => return Err("/web-invite takes at most one name: /web-invite alice".into()),
         }),
+        "kick" => UiCommand::Kick(one_word("a name: /kick carol (or carol#3f9a)")?),
+        "admin" | "op" => UiCommand::Admin(one_word("a name: /admin bob (or bob#a1c2)")?),
+        "members" => UiCommand::Members,
         "help" => UiCommand::Help,
         "quit" | "exit" => UiCommand::Quit,
         "msg" | "query" => match rest.split_once(char::is_whitespace) {
@@ -251,5 +275,21 @@ mod tests {
             !one_typo_apart("x", "me"),
             "one letter is too little to guess from"
         );
+    }
+
+    #[test]
+    fn membership_commands_parse() {
+        let command = |line: &str| match parse(line) {
+            Ok(Some(Submitted::Command(c))) => c,
+            other => panic!("{line}: {other:?}"),
+        };
+        assert_eq!(command("/kick carol"), UiCommand::Kick("carol".into()));
+        assert_eq!(
+            command("/admin bob#a1c2"),
+            UiCommand::Admin("bob#a1c2".into())
+        );
+        assert_eq!(command("/members"), UiCommand::Members);
+        assert!(parse("/kick").unwrap_err().contains("/kick needs"));
+        assert!(parse("/kick a b").is_err());
     }
 }

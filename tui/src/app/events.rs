@@ -327,6 +327,23 @@ impl App {
                 let action = self.ptt.remote(&room, action == "start");
                 effects.extend(self.ptt_action(action, now));
             }
+            Event::Kicked { room, peer, by } => self.on_kicked(&room, &peer, &by, now),
+            Event::Epoch { room, epoch } => {
+                if let Some(index) = self.room_index(&room) {
+                    let text = format!(
+                        "{room} moved to a new key (epoch {epoch}): who was kicked reads nothing from here on"
+                    );
+                    self.notice(index, text, NoticeLevel::Info, now);
+                }
+            }
+            Event::Members {
+                room,
+                owner,
+                admins,
+                members,
+                epoch,
+                kicked,
+            } => self.on_members(&room, &owner, &admins, &members, epoch, &kicked, now),
             // Events this client does not show (`voice_sent` answers a WAV the UI never sends).
             _ => {}
         }

@@ -13,6 +13,7 @@ mod direct;
 mod events;
 mod history;
 mod identity;
+mod members;
 mod scroll;
 mod submit;
 mod web_invite;

@@ -117,6 +117,18 @@ impl App {
                 UiCommand::Mute(who, muted) => self.mute(&who, muted, now),
                 UiCommand::Verify(who, step) => self.verify(&who, step, now),
                 UiCommand::Msg(who, text) => self.direct_message(&who, text, now),
+                UiCommand::Kick(peer) => match need_room(self) {
+                    Some(room) => vec![self.send(Command::Kick { room, peer }, None)],
+                    None => Vec::new(),
+                },
+                UiCommand::Admin(peer) => match need_room(self) {
+                    Some(room) => vec![self.send(Command::Promote { room, peer }, None)],
+                    None => Vec::new(),
+                },
+                UiCommand::Members => match need_room(self) {
+                    Some(room) => vec![self.send(Command::Members { room }, None)],
+                    None => Vec::new(),
+                },
                 UiCommand::WebInvite(name) => {
                     if self.serves_web {
                         vec![Effect::WebInvite { name }]
