@@ -3,7 +3,8 @@
 //! Transports: TCP + Noise + Yamux, wrapped in pnet when a network key is set; QUIC beside it
 //! only without a key (QUIC cannot carry pnet, and a QUIC listener would admit peers without the
 //! key). Behaviours: gossipsub (rooms), mDNS (discovery, optional), identify, ping, and
-//! request-response for history sync (`/hark/sync/1`).
+//! request-response for history sync (`/hark/sync/1`) and blind relays (`/hark/blind/1`: served
+//! by `--relay` nodes only, so identify lists it for them alone; every node can ask).
 
 use std::time::Duration;
 
@@ -25,6 +26,8 @@ use libp2p::{
 use hark_proto::limits::MAX_SEALED_BYTES;
 use hark_proto::sync::MAX_SYNC_BYTES;
 
+use hark_proto::blind::{BlindRequest, BlindResponse, MAX_FRAME_BYTES as MAX_BLIND_FRAME_BYTES};
+
 use crate::sync::{SyncRequest, SyncResponse, PROTOCOL as SYNC_PROTOCOL};
 
 /// Identify's protocol name for Hark nodes.
@@ -37,6 +40,7 @@ pub struct Behaviour {
     pub identify: identify::Behaviour,
     pub ping: ping::Behaviour,
     pub sync: request_response::cbor::Behaviour<SyncRequest, SyncResponse>,
+    pub blind: request_response::cbor::Behaviour<BlindRequest, BlindResponse>,
 }
 
 /// Largest gossip frame: a full sealed envelope plus room for gossipsub's own fields
@@ -95,6 +99,7 @@ pub fn topic_score_params() -> TopicScoreParams {
 fn behaviour(
     key: &Keypair,
     with_mdns: bool,
+    blind_relay: bool,
 ) -> Result<Behaviour, Box<dyn std::error::Error + Send + Sync>> {
     let mut gossipsub = gossipsub::Behaviour::new(
         MessageAuthenticity::Signed(key.clone()),
@@ -123,12 +128,29 @@ fn behaviour(
         [(StreamProtocol::new(SYNC_PROTOCOL), ProtocolSupport::Full)],
         request_response::Config::default().with_request_timeout(Duration::from_secs(60)),
     );
+    let blind_limit = MAX_BLIND_FRAME_BYTES as u64;
+    let blind_support = if blind_relay {
+        ProtocolSupport::Full
+    } else {
+        ProtocolSupport::Outbound
+    };
+    let blind = request_response::Behaviour::with_codec(
+        request_response::cbor::codec::Codec::default()
+            .set_request_size_maximum(blind_limit)
+            .set_response_size_maximum(blind_limit),
+        [(
+            StreamProtocol::new(hark_proto::blind::PROTOCOL),
+            blind_support,
+        )],
+        request_response::Config::default().with_request_timeout(Duration::from_secs(30)),
+    );
     Ok(Behaviour {
         gossipsub,
         mdns: mdns.into(),
         identify,
         ping: ping::Behaviour::default(),
         sync,
+        blind,
     })
 }
 
@@ -141,11 +163,22 @@ pub enum Transports {
     Memory,
 }
 
-/// Build the swarm for `key` with the given transports, with or without mDNS.
+/// Build the swarm for `key` with the given transports, with or without mDNS; it asks blind
+/// relays but serves no one as one.
 pub fn build(
     key: Keypair,
     transports: Transports,
     with_mdns: bool,
+) -> Result<Swarm<Behaviour>, String> {
+    build_with(key, transports, with_mdns, false)
+}
+
+/// [`build`], serving `/hark/blind/1` when `blind_relay` (`--relay`).
+pub fn build_with(
+    key: Keypair,
+    transports: Transports,
+    with_mdns: bool,
+    blind_relay: bool,
 ) -> Result<Swarm<Behaviour>, String> {
     let swarm_config =
         |c: libp2p::swarm::Config| c.with_idle_connection_timeout(Duration::from_secs(60));
@@ -163,7 +196,7 @@ pub fn build(
                     },
                 )
                 .map_err(|e| format!("transport: {e}"))?
-                .with_behaviour(|key| behaviour(key, with_mdns))
+                .with_behaviour(|key| behaviour(key, with_mdns, blind_relay))
                 .map_err(|e| format!("behaviour: {e}"))?
                 .with_swarm_config(swarm_config)
                 .build());
@@ -184,7 +217,7 @@ pub fn build(
                 },
             )
             .map_err(|e| format!("transport: {e}"))?
-            .with_behaviour(|key| behaviour(key, with_mdns))
+            .with_behaviour(|key| behaviour(key, with_mdns, blind_relay))
             .map_err(|e| format!("behaviour: {e}"))?
             .with_swarm_config(swarm_config)
             .build(),
@@ -197,7 +230,7 @@ pub fn build(
             )
             .map_err(|e| format!("transport: {e}"))?
             .with_quic()
-            .with_behaviour(|key| behaviour(key, with_mdns))
+            .with_behaviour(|key| behaviour(key, with_mdns, blind_relay))
             .map_err(|e| format!("behaviour: {e}"))?
             .with_swarm_config(swarm_config)
             .build(),

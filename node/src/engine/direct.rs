@@ -49,7 +49,7 @@ impl Listening {
 
 impl<S: Storage> Engine<S> {
     /// The DM room with `peer`.
-    fn direct_room(&self, peer: &PeerId) -> Result<Room, CommandError> {
+    pub(super) fn direct_room(&self, peer: &PeerId) -> Result<Room, CommandError> {
         let bad = || fail("bad_peer", format!("{peer} is not an Ed25519 identity"));
         let theirs = ed25519_key(peer).ok_or_else(bad)?;
         let ours = self
@@ -113,7 +113,7 @@ impl<S: Storage> Engine<S> {
 
     /// Make the DM room with `peer` ours (stored, subscribed, `joined`), if it is not yet.
     /// Returns the room's name when it was opened now, for the caller to announce.
-    fn open_direct(&mut self, peer: PeerId) -> Result<Option<String>, CommandError> {
+    pub(super) fn open_direct(&mut self, peer: PeerId) -> Result<Option<String>, CommandError> {
         if self.has_direct(&peer) {
             return Ok(None);
         }

@@ -22,7 +22,10 @@
 //! - `direct.rs`: direct-message rooms `@PEER` (keys from both identities), opened on use.
 //! - `send_as.rs`: a message signed by an identity the node holds for a web user.
 //! - `membership.rs`: private rooms' owner, admins, kicks and key epochs.
+//! - `blind.rs`: blind relays (`/hark/blind/1`): the relay's side, and a member storing its
+//!   sealed messages there and fetching what is held for its rooms and DMs.
 
+mod blind;
 mod commands;
 mod delivery;
 mod direct;
@@ -42,6 +45,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use hark_proto::blind::{BlindRequest, BlindResponse};
 use hark_proto::{HlcClock, Topic, VoiceFrame};
 use libp2p::gossipsub::{MessageAcceptance, MessageId as GossipId};
 use libp2p::identity::Keypair;
@@ -55,6 +59,7 @@ use crate::sync::{SyncRequest, SyncResponse};
 use crate::validate::{Drop, SeenIds};
 use crate::voice::sender::Outgoing;
 
+pub use blind::{BlindPort, BLIND_EVERY};
 pub use room_state::{PeerState, RoomState};
 pub use send_as::SendAs;
 pub use storage::{MemoryStore, Storage};
@@ -151,6 +156,27 @@ pub enum Input {
     ConfirmDelivery,
     /// A message from an identity this node speaks for (a web user, `send_as.rs`).
     SendAs(Box<SendAs>),
+    /// Identify says `peer` serves `/hark/blind/1` (a blind relay).
+    BlindRelay {
+        peer: PeerId,
+    },
+    /// A `/hark/blind/1` request from `peer`; answered by [`Output::BlindResponse`] with `reply`.
+    BlindRequest {
+        peer: PeerId,
+        reply: u64,
+        request: BlindRequest,
+    },
+    /// The answer to our [`Output::BlindRequest`] `token`.
+    BlindResponse {
+        peer: PeerId,
+        token: u64,
+        response: BlindResponse,
+    },
+    /// Our blind request `token` to `peer` failed.
+    BlindFailed {
+        peer: PeerId,
+        token: u64,
+    },
 }
 
 /// What the engine asks for, in the order it should happen.
@@ -201,6 +227,16 @@ pub enum Output {
     TalkWav {
         room: String,
         wav: PathBuf,
+    },
+    /// Send a `/hark/blind/1` request; its answer comes back as [`Input::BlindResponse`].
+    BlindRequest {
+        peer: PeerId,
+        token: u64,
+        request: BlindRequest,
+    },
+    BlindResponse {
+        reply: u64,
+        response: BlindResponse,
     },
 }
 
@@ -260,6 +296,8 @@ pub struct Engine<S> {
     stored_seq: u64,
     /// Who holds our messages, and who is in each room (`delivery.rs`).
     delivery: delivery::Delivery,
+    /// Blind relays: ours (as a relay) and the ones we use (`blind.rs`).
+    blind: blind::Blind,
     /// Outputs of the input being handled.
     out: Vec<Output>,
     now: Now,
@@ -315,6 +353,7 @@ impl<S: Storage> Engine<S> {
             drop_warned: HashSet::new(),
             stored_seq: 0,
             delivery: delivery::Delivery::default(),
+            blind: blind::Blind::default(),
             out: Vec::new(),
             now,
         };
@@ -326,6 +365,7 @@ impl<S: Storage> Engine<S> {
     pub fn handle(&mut self, input: Input, now: Now) -> Vec<Output> {
         self.now = now;
         self.wake_direct(&input);
+        self.watch_blind(&input);
         match input {
             Input::Start => self.start(),
             Input::Command(command) => self.on_command(command),
@@ -364,6 +404,21 @@ impl<S: Storage> Engine<S> {
             Input::Timer(timer) => self.on_timer(timer),
             Input::ConfirmDelivery => self.confirm_delivery(),
             Input::SendAs(send) => self.on_send_as(send),
+            Input::BlindRelay { peer } => self.on_blind_relay(peer),
+            Input::BlindRequest {
+                peer,
+                reply,
+                request,
+            } => {
+                let response = self.answer_blind(peer, request);
+                self.out.push(Output::BlindResponse { reply, response });
+            }
+            Input::BlindResponse {
+                peer,
+                token,
+                response,
+            } => self.on_blind_response(peer, token, response),
+            Input::BlindFailed { peer, token } => self.on_blind_failed(peer, token),
         }
         std::mem::take(&mut self.out)
     }
@@ -463,6 +518,7 @@ impl<S: Storage> Engine<S> {
             Timer::SessionTimeout(topic, peer) => self.session_timeout(&topic, peer),
             Timer::SearchIndex => self.index_for_search(),
             Timer::Deliver => self.chase_due(),
+            Timer::Blind => self.blind_due(),
         }
     }
 

@@ -31,6 +31,8 @@ pub enum Timer {
     SearchIndex,
     /// Confirming delivery: sync again with the room peers of unconfirmed messages.
     Deliver,
+    /// Blind relays: fetch from each connected one, and hand it what none holds yet.
+    Blind,
 }
 
 /// Timers waiting to fire, earliest first; equal instants fire in the order they were set.

@@ -31,6 +31,8 @@ use crate::voice::receiver::ReceiverInput;
 use crate::voice::sender::{self, Outgoing};
 use crate::voice::{AudioSink, AudioSource};
 
+mod blind;
+
 /// The same connection failure is logged at most this often.
 const FAILURE_LOG_INTERVAL: Duration = Duration::from_secs(30);
 /// A `lagged` notice that found no room is retried this often.
@@ -119,6 +121,8 @@ pub struct Driver {
     counts: super::Stats,
     /// The kind of the message command being handled (`sent` counts it).
     sending_kind: Option<&'static str>,
+    /// `/hark/blind/1` requests in flight (`driver/blind.rs`).
+    blind: blind::BlindIo,
 }
 
 impl Driver {
@@ -165,6 +169,7 @@ impl Driver {
             playout_overloaded: 0,
             counts: super::Stats::default(),
             sending_kind: None,
+            blind: blind::BlindIo::default(),
         };
         let topics: Vec<Topic> = driver
             .engine
@@ -485,6 +490,14 @@ impl Driver {
                     self.playout_overloaded += 1;
                 }
             }
+            Output::BlindRequest {
+                peer,
+                token,
+                request,
+            } => self.send_blind_request(peer, token, request),
+            Output::BlindResponse { reply, response } => {
+                self.send_blind_response(reply, response);
+            }
             Output::TalkWav { room, wav } => {
                 sender::spawn_wav(
                     room,
@@ -704,6 +717,8 @@ impl Driver {
             } => self.log_listen_error(&send_back_addr, &error),
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(event)) => self.on_gossip(event),
             SwarmEvent::Behaviour(BehaviourEvent::Sync(event)) => self.on_sync_event(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Blind(event)) => self.on_blind_event(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(event)) => self.on_identify(event),
             SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(found))) => {
                 self.handle(Input::Discovered(found));
             }

@@ -212,8 +212,8 @@ impl Node {
         } else {
             swarm::Transports::Network(config.network_key)
         };
-        let mut swarm =
-            swarm::build(identity.clone(), transport, config.mdns).map_err(StartError::Swarm)?;
+        let mut swarm = swarm::build_with(identity.clone(), transport, config.mdns, config.relay)
+            .map_err(StartError::Swarm)?;
         let listen = if config.listen.is_empty() {
             default_listen(config.network_key.is_some(), config.memory_transport)
         } else {
@@ -230,7 +230,12 @@ impl Node {
             listeners.insert(id);
         }
 
-        let engine = Engine::new(
+        // Peers met (every node), and what a `--relay` keeps for rooms it cannot open.
+        let blind = crate::store::blind::BlindDb::open(
+            &config.data_dir,
+            crate::store::blind::Bounds::default(),
+        )?;
+        let mut engine = Engine::new(
             EngineConfig {
                 identity,
                 name: config.name.clone(),
@@ -247,6 +252,18 @@ impl Node {
             StdRng::from_entropy(),
             Now::system(),
         );
+        if config.relay {
+            let b = blind.bounds();
+            tracing::info!(
+                per_sender_topic = b.per_sender_topic,
+                per_sender = b.per_sender,
+                per_topic = b.per_topic,
+                total = b.total,
+                max_age_days = b.max_age_ms / 86_400_000,
+                "blind relay: keeping the sealed messages of rooms this node is not in (blind.db)"
+            );
+        }
+        engine.set_blind_store(Box::new(blind));
         let (command_tx, command_rx) = mpsc::channel(COMMAND_QUEUE);
         let (control_tx, control_rx) = mpsc::channel(16);
         let (event_tx, event_rx) = mpsc::channel(EVENT_QUEUE);

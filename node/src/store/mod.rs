@@ -63,6 +63,7 @@ CREATE TABLE IF NOT EXISTS rooms (
 );
 ";
 
+pub mod blind;
 mod flusher;
 mod history;
 mod membership;

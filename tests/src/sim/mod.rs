@@ -693,7 +693,10 @@ impl Sim {
             | Output::Subscribe(_)
             | Output::Unsubscribe(_)
             | Output::Play { .. }
-            | Output::TalkWav { .. } => {}
+            | Output::TalkWav { .. }
+            // Blind relays are not simulated.
+            | Output::BlindRequest { .. }
+            | Output::BlindResponse { .. } => {}
         }
     }
 
