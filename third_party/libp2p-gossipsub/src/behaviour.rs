@@ -736,7 +736,7 @@ where
                 RpcOut::Publish {
                     message_id: msg_id.clone(),
                     message: raw_message.clone(),
-                    timeout: Delay::new(self.config.publish_queue_duration()),
+                    timeout: Instant::now() + self.config.publish_queue_duration(),
                 },
             ) {
                 publish_failed = false
@@ -1514,7 +1514,7 @@ where
                         RpcOut::Publish {
                             message_id: id.clone(),
                             message: msg,
-                            timeout: Delay::new(self.config.forward_queue_duration()),
+                            timeout: Instant::now() + self.config.forward_queue_duration(),
                         },
                     );
                 }
@@ -3085,7 +3085,7 @@ where
                     RpcOut::Publish {
                         message_id: msg_id.clone(),
                         message: message.clone(),
-                        timeout: Delay::new(self.config.forward_queue_duration()),
+                        timeout: Instant::now() + self.config.forward_queue_duration(),
                     },
                 );
             }

@@ -719,7 +719,6 @@ impl Decoder for GossipsubCodec {
 mod tests {
     use std::{error::Error, time::Duration};
 
-    use futures_timer::Delay;
     use libp2p_identity::Keypair;
     use quickcheck::*;
 
@@ -788,7 +787,7 @@ mod tests {
 
             let rpc = RpcOut::Publish {
                 message: message.clone(),
-                timeout: Delay::new(Duration::from_secs(1)),
+                timeout: web_time::Instant::now() + Duration::from_secs(1),
                 message_id: MessageId(vec![0, 0]),
             };
 

@@ -24,7 +24,6 @@ use std::{
     fmt::{self, Debug},
 };
 
-use futures_timer::Delay;
 use hashlink::LinkedHashMap;
 use libp2p_identity::PeerId;
 use libp2p_swarm::ConnectionId;
@@ -341,7 +340,10 @@ pub enum RpcOut {
     Publish {
         message_id: MessageId,
         message: RawMessage,
-        timeout: Delay,
+        // Hark's fork: a deadline, not a `futures_timer::Delay`. The handler only ever asked
+        // the Delay whether it had passed; creating one per message and peer cost a wake-up
+        // of futures-timer's global thread each (HARK.md).
+        timeout: Instant,
     },
     /// Subscribe a topic.
     Subscribe {
