@@ -64,7 +64,11 @@ fn main() -> ExitCode {
         std::sync::atomic::Ordering::Relaxed,
     );
     let json = settings.json.unwrap_or(false);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    // One thread runs the node's tasks (swarm, connections, driver, clients): a message's way
+    // through them is then function calls and local wake-ups, not futex hand-offs between
+    // worker threads (measured in docs/performance.md). Heavy work has its own threads
+    // (catch-up's shard workers, the store's flusher, voice encoding).
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {

@@ -14,6 +14,7 @@ pub mod lines;
 pub mod oneshot;
 pub mod safety;
 pub mod socket;
+pub mod stdout;
 
 use std::collections::HashSet;
 

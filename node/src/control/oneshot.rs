@@ -135,7 +135,7 @@ async fn wait_delivered(
         return false;
     }
     let deadline = tokio::time::Instant::now() + timeout;
-    let mut stdout = tokio::io::stdout();
+    let mut stdout = super::stdout::stdout();
     while pending(tracker) {
         tokio::select! {
             _ = changed.notified() => {}
@@ -260,7 +260,7 @@ pub async fn run_json(
             _ => {}
         }
     };
-    let served = serve_lines(stdin, tokio::io::stdout(), attached, &link, true, observer);
+    let served = serve_lines(stdin, super::stdout::stdout(), attached, &link, true, observer);
     let ended = tokio::select! {
         ended = served => ended,
         _ = shutdown_signal() => {
@@ -286,7 +286,7 @@ pub async fn run_json(
         .unwrap_or_else(|e| e.into_inner())
         .reason(timeout);
     // Whatever is still queued for stdout goes out before the node stops.
-    let mut stdout = tokio::io::stdout();
+    let mut stdout = super::stdout::stdout();
     while let Ok(answered) = events.try_recv() {
         let _ = write_line(&mut stdout, &answered).await;
     }

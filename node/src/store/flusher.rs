@@ -7,18 +7,25 @@
 //! a commit would stall the event loop on the disk, which is what deferring was for.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 
-/// How long writes gather before one checkpoint makes them durable.
-pub const FLUSH_DELAY: Duration = Duration::from_millis(200);
+/// How long writes gather before one checkpoint makes them durable. Only received history
+/// waits for it (sync brings that back after a power loss); a checkpoint copies each page once
+/// however often it changed meanwhile, so a longer wait costs less per message.
+pub const FLUSH_DELAY: Duration = Duration::from_secs(1);
 
 pub struct Flusher {
     /// A token per burst of writes; dropped to stop the thread.
     wake: Option<SyncSender<()>>,
+    /// Set by the first write after a checkpoint began: only that write wakes the thread
+    /// (one wake-up per round, not one per message).
+    pending: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -28,20 +35,27 @@ impl Flusher {
         conn.busy_timeout(Duration::from_secs(5))?;
         // One pending token is enough: a write after it is covered by the checkpoint it wakes.
         let (wake, woken) = mpsc::sync_channel::<()>(1);
+        let pending = Arc::new(AtomicBool::new(false));
+        let flag = pending.clone();
         let thread = std::thread::Builder::new()
             .name("hark-store-flush".into())
-            .spawn(move || run(&conn, &woken))
+            .spawn(move || run(&conn, &woken, &flag))
             .map_err(|e| {
                 rusqlite::Error::ToSqlConversionFailure(Box::new(std::io::Error::other(e)))
             })?;
         Ok(Self {
             wake: Some(wake),
+            pending,
             thread: Some(thread),
         })
     }
 
     /// Writes were committed: checkpoint soon.
     pub fn dirty(&self) {
+        // A round is already due and has not begun its checkpoint: it covers this write.
+        if self.pending.swap(true, Ordering::AcqRel) {
+            return;
+        }
         if let Some(wake) = &self.wake {
             match wake.try_send(()) {
                 Ok(()) | Err(TrySendError::Full(())) => {}
@@ -63,14 +77,14 @@ impl Drop for Flusher {
     }
 }
 
-fn run(conn: &Connection, woken: &mpsc::Receiver<()>) {
+fn run(conn: &Connection, woken: &mpsc::Receiver<()>, pending: &AtomicBool) {
     loop {
         match woken.recv() {
             Ok(()) => {}
             Err(_) => return checkpoint(conn),
         }
-        // Let the burst gather for the whole delay, however many writes come meanwhile (or
-        // stop early when the store closes).
+        // Let the burst gather for the whole delay (or stop early when the store closes);
+        // writes meanwhile find `pending` set and do not wake us.
         let due = Instant::now() + FLUSH_DELAY;
         loop {
             let left = due.saturating_duration_since(Instant::now());
@@ -83,6 +97,9 @@ fn run(conn: &Connection, woken: &mpsc::Receiver<()>) {
                 Err(RecvTimeoutError::Disconnected) => return checkpoint(conn),
             }
         }
+        // Cleared before the checkpoint: a write committed after this point wakes the next
+        // round; one committed before it is copied by this one.
+        pending.store(false, Ordering::Release);
         checkpoint(conn);
     }
 }
