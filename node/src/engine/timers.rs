@@ -29,7 +29,8 @@ pub enum Timer {
     SessionTimeout(Topic, PeerId),
     /// Index stored messages for search while idle.
     SearchIndex,
-    /// Confirming delivery: sync again with the room peers of unconfirmed messages.
+    /// Delivery marks: a chase round (sync with room peers not known to hold our recent
+    /// messages) or grown holder sets to report, whichever is due (`delivery.rs`).
     Deliver,
     /// Blind relays: fetch from each connected one, and hand it what none holds yet.
     Blind,
