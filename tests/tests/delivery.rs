@@ -1,7 +1,8 @@
 //! Delivery marks end to end (docs/protocol.md, Delivery marks): alice, bob and carol in a
 //! room, carol away; what alice sends is marked held by bob (1 of 2 members), and by carol too
 //! (2 of 2) once she is back — from the syncs the nodes run anyway, with no client asking. Then
-//! the same through the real `hark` in tmux: `✓✓ 1/2` and then `✓✓` beside the message.
+//! the same through the real `hark` in tmux: `✓✓ 1/2` and then `✓✓` beside the message. A
+//! control-socket client (`hark-node ctl tail`) gets the events like any other.
 //!
 //! Processes on loopback with `--no-mdns`; every wait has a deadline.
 
@@ -51,6 +52,8 @@ fn marks_grow_from_the_member_online_to_the_one_who_comes_back() {
     let carol_id = carol.peer_id.clone();
     // Alice has heard both in the lobby: two members.
     alice.wait_presence("lobby", &[&bob.peer_id, &carol_id], DELIVERY);
+    // A control-socket client follows alice's events as they come: it gets `delivered` too.
+    let tail = Tail::start(&alice.data_dir());
 
     // Carol goes away.
     assert!(carol.quit().success());
@@ -99,6 +102,66 @@ fn marks_grow_from_the_member_online_to_the_one_who_comes_back() {
         .filter(|e| matches!(e, Event::Delivered { id: d, .. } if *d == id))
         .count();
     assert_eq!(events, 2, "{:#?}", alice.seen);
+    let line = tail.wait_line(|l| {
+        l["event"] == "delivered" && l["id"] == id.as_str() && l["members_holding"] == 2
+    });
+    assert_eq!(line["members"], 2, "{line}");
+    assert_eq!(line["peers"].as_array().map(Vec::len), Some(2), "{line}");
+}
+
+/// `hark-node ctl tail lobby` on a node's control socket, its JSON lines read as they come;
+/// killed on drop.
+struct Tail {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<serde_json::Value>,
+}
+
+impl Tail {
+    fn start(data_dir: &Path) -> Self {
+        let mut child = Command::new(hark_node_bin())
+            .arg("ctl")
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(["tail", "lobby"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("hark-node ctl tail");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Ok(value) = serde_json::from_str(&line) {
+                    if tx.send(value).is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+        Tail { child, lines }
+    }
+
+    /// The first line (from the start) that passes `check`, within [`DELIVERY`].
+    fn wait_line(&self, check: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+        let deadline = Instant::now() + DELIVERY;
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if check(&line) => return line,
+                Ok(line) => seen.push(line),
+                Err(_) => panic!("ctl tail printed no such line within {DELIVERY:?}: {seen:#?}"),
+            }
+        }
+    }
+}
+
+impl Drop for Tail {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// A tmux server of our own running one command; killed on drop, even when the test fails.
