@@ -108,6 +108,29 @@ fn wait_members(
     }
 }
 
+/// `hark-node ctl --data-dir DIR ARGS…`, bounded in time.
+fn ctl(data_dir: &Path, args: &[&str]) -> std::process::Output {
+    let mut child = std::process::Command::new(hark_tests::process::hark_node_bin())
+        .arg("ctl")
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("hark-node runs");
+    let deadline = Instant::now() + DELIVERY;
+    while child.try_wait().ok().flatten().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("ctl's output")
+}
+
 fn sorted(mut peers: Vec<String>) -> Vec<String> {
     peers.sort();
     peers
@@ -185,12 +208,17 @@ fn a_kicked_member_reads_and_hears_nothing_after_the_kick_and_keeps_what_it_had(
     // Dave goes offline before the kick: he learns of it when he is back.
     assert!(d.quit().success());
 
-    // A member who is not an admin cannot kick.
-    b.send(json!({"cmd": "kick", "room": "ops", "peer": pc}));
-    b.expect(
-        "refusal",
-        DELIVERY,
-        |e| matches!(e, Event::Error { code, .. } if code == "not_allowed"),
+    // A member who is not an admin cannot kick (here through `hark-node ctl`: exit 1, the
+    // node's reason on stderr), and `ctl members` prints the room's membership.
+    let refused = ctl(&b.data_dir(), &["kick", "ops", &pc]);
+    assert_eq!(refused.status.code(), Some(1), "{refused:?}");
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("not_allowed"));
+    let listed = ctl(&a.data_dir(), &["members", "ops"]);
+    assert!(listed.status.success(), "{listed:?}");
+    let listed: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(
+        (listed["event"].as_str(), listed["owner"].as_str()),
+        (Some("members"), Some(pa.as_str()))
     );
 
     c.drain();
@@ -258,6 +286,18 @@ fn a_kicked_member_reads_and_hears_nothing_after_the_kick_and_keeps_what_it_had(
         );
     }
     assert!(!bob.contains(&"carol after her kick".to_owned()));
+    // Membership operations travel as history records but are never shown as messages.
+    assert!(
+        !bob.iter().any(|t| t.starts_with("hark-member/")),
+        "{bob:?}"
+    );
+    for node in [&mut a, &mut b, &mut c] {
+        node.drain();
+        assert!(!node
+            .seen
+            .iter()
+            .any(|e| matches!(e, Event::Message { text, .. } if text.starts_with("hark-member/"))));
+    }
 
     let (_, _, left, epoch, kicked) = members(&mut b, "ops");
     assert_eq!(

@@ -50,6 +50,13 @@ pub enum CtlAction {
     Tail { rooms: Vec<String> },
     /// Key (start) or release (stop) the microphone of a running `hark` in ROOM.
     Ptt { action: PttAction, room: String },
+    /// Take PEER (a peer id, or a name heard) out of a private room: it moves to a new key
+    /// (owner and admins only); prints the `kicked` event.
+    Kick { room: String, peer: String },
+    /// Make PEER an admin of a private room (its owner only); prints `members`.
+    Promote { room: String, peer: String },
+    /// Print a private room's owner, admins, members and key epoch (one `members` event).
+    Members { room: String },
     /// Print the safety number shared with PEER (one `safety_number` event); see
     /// `hark-node verify` for the same on a screen.
     Verify {
@@ -154,6 +161,11 @@ async fn run_with(args: &CtlArgs, show: impl Fn(&Value) -> bool) -> ExitCode {
             };
             (json!({"cmd":"ptt","room":room,"action":action}), false)
         }
+        CtlAction::Kick { room, peer } => (json!({"cmd":"kick","room":room,"peer":peer}), false),
+        CtlAction::Promote { room, peer } => {
+            (json!({"cmd":"promote","room":room,"peer":peer}), false)
+        }
+        CtlAction::Members { room } => (json!({"cmd":"members","room":room}), false),
         CtlAction::Verify { peer, mark } => (
             json!({"cmd":"verify","peer":peer,"confirm":mark.confirm()}),
             false,
