@@ -335,3 +335,65 @@ fn a_private_room_crosses_a_relay_that_is_not_in_it_while_both_members_are_onlin
         "the relay logged the text"
     );
 }
+
+#[test]
+fn a_dm_written_alone_goes_to_a_relay_met_after_a_restart() {
+    let (alice_dir, bob_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let alice_path = alice_dir.path().to_path_buf();
+    let bob_path = bob_dir.path().to_path_buf();
+    let alice = NodeProcess::start_with_dir("alice", alice_path.clone(), LISTEN, &[]);
+    let pa = alice.peer_id.clone();
+    let mut bob =
+        NodeProcess::start_with_dir("bob", bob_path.clone(), LISTEN, &["--peer", &alice.addr()]);
+    let pb = bob.peer_id.clone();
+    bob.expect(
+        "alice connected",
+        DELIVERY,
+        |e| matches!(e, Event::PeerConnected { peer_id } if *peer_id == pa),
+    );
+    assert!(bob.quit().success());
+    assert!(alice.quit().success());
+
+    // Alice, alone, writes to bob and stops before meeting anyone.
+    let mut alice = NodeProcess::start_with_dir("alice", alice_path.clone(), LISTEN, &[]);
+    alice.send(json!({"cmd": "dm", "to": pb, "text": "written alone"}));
+    alice.expect("sent", DELIVERY, |e| matches!(e, Event::Sent { .. }));
+    // Not `quit`: at the end of its input `--json` waits for a peer to hold what it sent.
+    alice.kill();
+
+    // Next run she meets a relay: what waited goes to it, and bob gets it from there.
+    let relay = NodeProcess::start("relay", &["--relay"]);
+    let alice =
+        NodeProcess::start_with_dir("alice", alice_path, LISTEN, &["--peer", &relay.addr()]);
+    let topic = {
+        // The DM topic, from bob's side (bob is stopped).
+        let relay_dir = relay.data_dir();
+        let deadline = std::time::Instant::now() + DELIVERY;
+        let topic = dm_topic(&bob_path, &pa);
+        loop {
+            let held = BlindDb::open(&relay_dir, Bounds::default())
+                .expect("the relay's blind.db opens")
+                .held_bytes(&topic, Some(&pa))
+                .unwrap();
+            if held > 0 {
+                break topic;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the relay never got the message written alone; alice:\n{}",
+                alice.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    assert!(topic.starts_with("hark/1/chat/"));
+    let log = alice.stderr();
+    let status = alice.quit();
+    assert!(status.success(), "{status:?}; alice:\n{log}");
+    let mut bob = NodeProcess::start_with_dir("bob", bob_path, LISTEN, &["--peer", &relay.addr()]);
+    bob.expect(
+        "the DM written alone",
+        DELIVERY,
+        |e| matches!(e, Event::Message { text, room, .. } if text == "written alone" && *room == format!("@{pa}")),
+    );
+}

@@ -9,7 +9,8 @@
 //! **A member** learns that a peer is a blind relay when identify lists the protocol
 //! ([`Input::BlindRelay`]). It then:
 //! - stores its own messages of private rooms and DMs: each one as it is sent, and on meeting
-//!   a relay those not yet held by any (the outbox: this run's, in memory, bounded). A relay's
+//!   a relay those not yet held by any (the outbox, kept in `blind.db` across restarts,
+//!   bounded). A relay's
 //!   `Stored`/`Known` answer means it holds the message: `delivered` names the relay
 //!   (engine/delivery.rs);
 //! - fetches, on meeting the relay and every [`BLIND_EVERY`], what it holds for the topics of
@@ -36,13 +37,11 @@ use libp2p::PeerId;
 use super::{Engine, Input, Output, Storage, Timer};
 use crate::api::Event;
 use crate::rooms::Room;
-use crate::store::blind::BlindDb;
+use crate::store::blind::{BlindDb, OutboxItem, MAX_OUTBOX};
 use crate::validate::Drop;
 
 /// Members fetch from (and store to) each connected relay this often.
 pub const BLIND_EVERY: Duration = Duration::from_secs(10);
-/// Our messages remembered until a relay holds them (the oldest are forgotten past this).
-const MAX_OUTBOX: usize = 1_024;
 /// Relays whose cursors are remembered.
 const MAX_CURSORS: usize = 64;
 
@@ -59,6 +58,16 @@ pub trait BlindPort: Send {
     fn fetch(&mut self, wants: &[Want], now_ms: u64) -> Result<(Vec<Held>, bool), String>;
     fn note_met(&mut self, peer: &str, now_ms: u64) -> Result<(), String>;
     fn met(&mut self) -> Result<Vec<String>, String>;
+    /// Our own messages no relay holds yet, kept across restarts.
+    fn outbox_put(
+        &mut self,
+        topic: &str,
+        id: &[u8; 16],
+        sealed: &[u8],
+        now_ms: u64,
+    ) -> Result<(), String>;
+    fn outbox_remove(&mut self, id: &[u8; 16]) -> Result<(), String>;
+    fn outbox(&mut self) -> Result<Vec<OutboxItem>, String>;
 }
 
 impl BlindPort for BlindDb {
@@ -82,6 +91,24 @@ impl BlindPort for BlindDb {
 
     fn met(&mut self) -> Result<Vec<String>, String> {
         BlindDb::met(self).map_err(|e| e.to_string())
+    }
+
+    fn outbox_put(
+        &mut self,
+        topic: &str,
+        id: &[u8; 16],
+        sealed: &[u8],
+        now_ms: u64,
+    ) -> Result<(), String> {
+        BlindDb::outbox_put(self, topic, id, sealed, now_ms).map_err(|e| e.to_string())
+    }
+
+    fn outbox_remove(&mut self, id: &[u8; 16]) -> Result<(), String> {
+        BlindDb::outbox_remove(self, id).map_err(|e| e.to_string())
+    }
+
+    fn outbox(&mut self) -> Result<Vec<OutboxItem>, String> {
+        BlindDb::outbox(self).map_err(|e| e.to_string())
     }
 }
 
@@ -119,7 +146,22 @@ pub struct Blind {
 impl<S: Storage> Engine<S> {
     /// Plug in `blind.db` (the node does; without it a relay refuses to keep anything and a
     /// member remembers the peers it met for this run only).
-    pub fn set_blind_store(&mut self, port: Box<dyn BlindPort>) {
+    pub fn set_blind_store(&mut self, mut port: Box<dyn BlindPort>) {
+        // What an earlier run wrote that no relay took yet, for rooms we are still in.
+        let waiting = port.outbox().unwrap_or_else(|e| {
+            tracing::warn!("cannot read the messages waiting for a relay: {e}");
+            Vec::new()
+        });
+        self.blind.outbox.clear();
+        for (topic, id, sealed) in waiting {
+            if let Some(room) = self.book.by_topic(&topic) {
+                self.blind.outbox.push_back(Outgoing {
+                    topic: room.chat_topic.clone(),
+                    id: MessageId(id),
+                    sealed,
+                });
+            }
+        }
         self.blind.port = Some(port);
         self.blind.met = None;
     }
@@ -241,6 +283,12 @@ impl<S: Storage> Engine<S> {
             id,
             sealed,
         };
+        let now = self.wall_ms();
+        if let Some(port) = self.blind.port.as_mut() {
+            if let Err(e) = port.outbox_put(item.topic.as_str(), &id.0, &item.sealed, now) {
+                tracing::warn!("cannot keep a message for relays: {e}");
+            }
+        }
         let relays: Vec<PeerId> = self.blind.relays.iter().copied().collect();
         for relay in relays {
             self.send_store(relay, std::slice::from_ref(&item));
@@ -308,6 +356,11 @@ impl<S: Storage> Engine<S> {
             match result {
                 StoreResult::Stored | StoreResult::Known => {
                     self.blind.outbox.retain(|o| o.id != id);
+                    if let Some(port) = self.blind.port.as_mut() {
+                        if let Err(e) = port.outbox_remove(&id.0) {
+                            tracing::warn!("cannot forget a message a relay holds: {e}");
+                        }
+                    }
                     tracing::debug!(%relay, id = %id, "a blind relay holds our message");
                     self.held_by(&topic, relay, id);
                 }

@@ -28,6 +28,11 @@ use super::StoreError;
 pub const ITEM_OVERHEAD: u64 = 256;
 /// Peers remembered as met (the newest); a member asks relays about the DMs of these.
 pub const MAX_MET: usize = 4_096;
+/// A member's own messages kept until a relay holds them (the newest).
+pub const MAX_OUTBOX: usize = 1_024;
+
+/// One of a member's own messages waiting for a relay: (chat topic, message id, sealed bytes).
+pub type OutboxItem = (String, [u8; 16], Vec<u8>);
 
 /// How much a blind relay keeps. Documented in docs/operations.md and docs/security.md.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -87,6 +92,12 @@ CREATE INDEX IF NOT EXISTS held_age ON held (stored_ms);
 CREATE TABLE IF NOT EXISTS met (
     peer TEXT PRIMARY KEY,
     seen_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS outbox (
+    id BLOB PRIMARY KEY,
+    topic TEXT NOT NULL,
+    sealed BLOB NOT NULL,
+    added_ms INTEGER NOT NULL
 );
 ";
 
@@ -426,6 +437,68 @@ impl BlindDb {
             .map_err(self.sql_err())?;
         rows.collect::<Result<_, _>>().map_err(self.sql_err())
     }
+
+    // ----- a member's side: its own messages no relay holds yet -----
+
+    /// Keep our sealed message `id` until a relay holds it; the oldest past [`MAX_OUTBOX`] and
+    /// those past the age bound go.
+    pub fn outbox_put(
+        &mut self,
+        topic: &str,
+        id: &[u8; 16],
+        sealed: &[u8],
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
+        let cutoff = now_ms.saturating_sub(self.bounds.max_age_ms);
+        self.conn
+            .execute(
+                "INSERT OR IGNORE INTO outbox (id, topic, sealed, added_ms) VALUES (?1, ?2, ?3, ?4)",
+                params![&id[..], topic, sealed, now_ms as i64],
+            )
+            .map_err(self.sql_err())?;
+        self.conn
+            .execute(
+                "DELETE FROM outbox WHERE added_ms < ?1 OR id NOT IN
+                 (SELECT id FROM outbox ORDER BY added_ms DESC, rowid DESC LIMIT ?2)",
+                params![cutoff as i64, MAX_OUTBOX as i64],
+            )
+            .map_err(self.sql_err())?;
+        Ok(())
+    }
+
+    /// A relay holds `id`.
+    pub fn outbox_remove(&mut self, id: &[u8; 16]) -> Result<(), StoreError> {
+        self.conn
+            .execute("DELETE FROM outbox WHERE id = ?1", params![&id[..]])
+            .map_err(self.sql_err())?;
+        Ok(())
+    }
+
+    /// What waits, oldest first.
+    pub fn outbox(&self) -> Result<Vec<OutboxItem>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT topic, id, sealed FROM outbox ORDER BY added_ms, rowid LIMIT ?1")
+            .map_err(self.sql_err())?;
+        let rows = stmt
+            .query_map(params![MAX_OUTBOX as i64], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, Vec<u8>>(1)?,
+                    row.get::<_, Vec<u8>>(2)?,
+                ))
+            })
+            .map_err(self.sql_err())?;
+        let mut items = Vec::new();
+        for row in rows {
+            let (topic, id, sealed) = row.map_err(self.sql_err())?;
+            // A row that is not ours to read (a damaged file) is skipped, not fatal.
+            if let Ok(id) = <[u8; 16]>::try_from(id) {
+                items.push((topic, id, sealed));
+            }
+        }
+        Ok(items)
+    }
 }
 
 #[cfg(test)]
@@ -600,6 +673,32 @@ mod tests {
         let after = first.last().unwrap().seq;
         let (rest, more) = db.fetch(&[Want { topic: t, after }], 0).unwrap();
         assert_eq!((rest.len(), more), (10, false));
+    }
+
+    #[test]
+    fn the_outbox_keeps_what_no_relay_holds_yet() {
+        let mut db = BlindDb::in_memory(small()).unwrap();
+        db.outbox_put(&topic(1), &[1; 16], b"one", 0).unwrap();
+        db.outbox_put(&topic(2), &[2; 16], b"two", 1).unwrap();
+        db.outbox_put(&topic(2), &[2; 16], b"two again", 2).unwrap();
+        let kept = db.outbox().unwrap();
+        assert_eq!(kept.len(), 2);
+        assert_eq!(kept[0], (topic(1), [1; 16], b"one".to_vec()));
+        db.outbox_remove(&[1; 16]).unwrap();
+        assert_eq!(db.outbox().unwrap().len(), 1);
+        // Past the age bound it goes with the next write.
+        db.outbox_put(&topic(3), &[3; 16], b"three", 2_000_000)
+            .unwrap();
+        let kept = db.outbox().unwrap();
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0].1, [3; 16]);
+        for n in 0..(MAX_OUTBOX as u32 + 5) {
+            let mut id = [0u8; 16];
+            id[..4].copy_from_slice(&n.to_le_bytes());
+            db.outbox_put(&topic(4), &id, b"x", 2_000_000 + u64::from(n))
+                .unwrap();
+        }
+        assert_eq!(db.outbox().unwrap().len(), MAX_OUTBOX);
     }
 
     #[test]
