@@ -257,9 +257,11 @@ impl<S: Storage> Engine<S> {
             };
             waiting |= confirming && room.messages.iter().any(|m| m.holders.is_empty());
             for peer in self.room_peers(topic) {
+                // Newest first: the likeliest to lack, so the search ends early.
                 let lacks = room
                     .messages
                     .iter()
+                    .rev()
                     .any(|m| chased(m) && !m.holders.contains(&peer));
                 if lacks {
                     lacking.push((topic.clone(), peer));
