@@ -291,7 +291,9 @@ pub struct NodeCli {
     #[arg(long)]
     pub json: bool,
     /// Run as an always-on relay: keep every room's full history loaded and answer history
-    /// sync for any room member, so late joiners catch up after the senders are gone.
+    /// sync for any room member, so late joiners catch up after the senders are gone; and, as
+    /// a blind relay, keep the sealed messages of DMs and private rooms it is not in (no key,
+    /// bounded in blind.db) for members who come back later.
     #[arg(long)]
     pub relay: bool,
     /// Write every received push-to-talk spurt to DIR as a WAV file (48 kHz mono); the path is
