@@ -273,7 +273,25 @@ fn a_kicked_member_reads_and_hears_nothing_after_the_kick_and_keeps_what_it_had(
     let carol = texts(c.history("ops", 100));
     assert!(carol.contains(&"before the kick".to_owned()), "{carol:?}");
     assert!(!carol.iter().any(|t| t.starts_with("after the kick")));
-    let bob = texts(b.history("ops", 100));
+    let bob_page = b.history("ops", 100);
+    // Paging back from a message of the new epoch reaches into the old one.
+    let after = bob_page
+        .iter()
+        .find(|m| m.text == "after the kick, alice")
+        .map(|m| m.id.clone())
+        .expect("alice's message in bob's history");
+    b.send(json!({"cmd": "history", "room": "ops", "limit": 100, "before": after}));
+    let Event::History { messages, .. } = b.expect(
+        "a page back",
+        DELIVERY,
+        |e| matches!(e, Event::History { room, .. } if room == "ops"),
+    ) else {
+        unreachable!()
+    };
+    let older = texts(messages);
+    assert!(older.contains(&"before the kick".to_owned()), "{older:?}");
+    assert!(!older.contains(&"last word".to_owned()), "{older:?}");
+    let bob = texts(bob_page);
     for text in [
         "before the kick",
         "after the kick, alice",

@@ -658,16 +658,38 @@ impl<S: Storage> Engine<S> {
     }
 
     /// The newest `limit` messages of a room across its epochs (`before`: those older than
-    /// that message, within the epoch that holds it), oldest first.
+    /// that message, in every epoch), oldest first.
     pub(super) fn room_messages(
         &mut self,
         topic: &Topic,
         limit: usize,
         before: Option<MessageId>,
     ) -> Result<Vec<StoredMessage>, String> {
+        let topics = self.epoch_topics(topic);
+        let Some(before) = before else {
+            let mut all = Vec::new();
+            for topic in topics {
+                all.extend(self.store.messages(&topic, limit, None)?);
+            }
+            return Ok(newest(all, limit));
+        };
+        if topics.len() == 1 {
+            return self.store.messages(topic, limit, Some(before));
+        }
+        let mut clock = None;
+        for topic in &topics {
+            if let Some(hlc) = self.store.message_clock(topic, before)? {
+                clock = Some(hlc);
+                break;
+            }
+        }
+        // An id no epoch holds gives nothing, as for a room of one epoch.
+        let Some(hlc) = clock else {
+            return Ok(Vec::new());
+        };
         let mut all = Vec::new();
-        for topic in self.epoch_topics(topic) {
-            all.extend(self.store.messages(&topic, limit, before)?);
+        for topic in topics {
+            all.extend(self.store.messages_older(&topic, hlc, before, limit)?);
         }
         Ok(newest(all, limit))
     }

@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use hark_proto::{MessageId, RoomName, Topic};
+use hark_proto::{Hlc, MessageId, RoomName, Topic};
 
 pub use crate::store::Durability;
 use crate::store::{ShardChunks, Store, StoredMessage, StoredRoom};
@@ -57,6 +57,20 @@ pub trait Storage {
     /// Save (`None`: forget) a private room's membership state, durable at once.
     fn set_membership(&mut self, _room: &RoomName, _state: Option<&[u8]>) -> Result<(), String> {
         Ok(())
+    }
+    /// The clock of a message the room holds (to page back across a room's key epochs).
+    fn message_clock(&mut self, _room: &Topic, _id: MessageId) -> Result<Option<Hlc>, String> {
+        Ok(None)
+    }
+    /// The newest `limit` messages before `(hlc, id)`, oldest first.
+    fn messages_older(
+        &mut self,
+        _room: &Topic,
+        _hlc: Hlc,
+        _id: MessageId,
+        _limit: usize,
+    ) -> Result<Vec<StoredMessage>, String> {
+        Ok(Vec::new())
     }
 }
 
@@ -128,6 +142,20 @@ impl Storage for Store {
 
     fn set_membership(&mut self, room: &RoomName, state: Option<&[u8]>) -> Result<(), String> {
         Store::set_membership(self, room.as_str(), state).map_err(|e| e.to_string())
+    }
+
+    fn message_clock(&mut self, room: &Topic, id: MessageId) -> Result<Option<Hlc>, String> {
+        Store::message_clock(self, room.as_str(), id).map_err(|e| e.to_string())
+    }
+
+    fn messages_older(
+        &mut self,
+        room: &Topic,
+        hlc: Hlc,
+        id: MessageId,
+        limit: usize,
+    ) -> Result<Vec<StoredMessage>, String> {
+        Store::messages_older(self, room.as_str(), hlc, id, limit).map_err(|e| e.to_string())
     }
 }
 
@@ -305,5 +333,28 @@ impl Storage for MemoryStore {
             None => self.membership.remove(room.as_str()),
         };
         Ok(())
+    }
+
+    fn message_clock(&mut self, room: &Topic, id: MessageId) -> Result<Option<Hlc>, String> {
+        Ok(self
+            .index
+            .get(room)
+            .and_then(|i| i.messages.iter().find(|m| m.id == id))
+            .map(|m| m.hlc))
+    }
+
+    fn messages_older(
+        &mut self,
+        room: &Topic,
+        hlc: Hlc,
+        id: MessageId,
+        limit: usize,
+    ) -> Result<Vec<StoredMessage>, String> {
+        let older: Vec<StoredMessage> = self
+            .all_messages(room)
+            .into_iter()
+            .filter(|m| (m.hlc, m.id) < (hlc, id))
+            .collect();
+        Ok(older[older.len().saturating_sub(limit)..].to_vec())
     }
 }

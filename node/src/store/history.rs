@@ -324,7 +324,7 @@ impl Store {
         Ok(out)
     }
 
-    fn query_messages(
+    pub(super) fn query_messages(
         &self,
         sql: &str,
         params: impl rusqlite::Params,

@@ -1,9 +1,10 @@
 //! The membership state of private rooms (`engine/membership.rs`): one blob per room, written
 //! whole on every change (a few KiB at most), read once at start.
 
+use hark_proto::{Hlc, MessageId};
 use rusqlite::{params, OptionalExtension};
 
-use super::{Durability, Store, StoreError};
+use super::{Durability, Store, StoreError, StoredMessage};
 
 const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS room_membership (
     name TEXT PRIMARY KEY,
@@ -41,5 +42,45 @@ impl Store {
         }
         .map_err(self.sql_err())?;
         Ok(())
+    }
+
+    /// The clock of message `id` in the room of chat topic `room`, if it holds it (paging
+    /// back through a room whose epochs are several rooms in the store).
+    pub fn message_clock(&self, room: &str, id: MessageId) -> Result<Option<Hlc>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT hlc FROM message_index
+                 WHERE room = (SELECT id FROM history_rooms WHERE topic = ?1) AND id = ?2",
+                params![room, id.0.as_slice()],
+                |row| row.get::<_, i64>(0),
+            )
+            .optional()
+            .map(|hlc| hlc.map(|hlc| Hlc(hlc as u64)))
+            .map_err(self.sql_err())
+    }
+
+    /// The newest `limit` messages of a room before `(hlc, id)` in (HLC, id) order, oldest
+    /// first.
+    pub fn messages_older(
+        &self,
+        room: &str,
+        hlc: Hlc,
+        id: MessageId,
+        limit: usize,
+    ) -> Result<Vec<StoredMessage>, StoreError> {
+        let mut out = self.query_messages(
+            "SELECT id, hlc, author, name, kind, text FROM message_index
+             WHERE room = (SELECT id FROM history_rooms WHERE topic = ?1)
+               AND (hlc, id) < (?2, ?3)
+             ORDER BY hlc DESC, id DESC LIMIT ?4",
+            params![
+                room,
+                hlc.0 as i64,
+                id.0.as_slice(),
+                limit.min(i64::MAX as usize) as i64
+            ],
+        )?;
+        out.reverse();
+        Ok(out)
     }
 }
