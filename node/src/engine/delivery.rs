@@ -12,8 +12,10 @@
 //! For each message this node wrote during this run (the newest [`MAX_TRACKED`] per room,
 //! [`MAX_TRACKED_ALL`] in all) the engine keeps the holders learned so far and raises
 //! [`Event::Delivered`] when that set grows, with the whole list and the room's member count
-//! (growths less than [`FLUSH_EVERY`] apart come together in one event). After a restart the
-//! marks start again from nothing: holders are not stored.
+//! (growths less than [`FLUSH_EVERY`] apart come together in one event). Holders are not
+//! stored: after a restart our messages of the last [`RESTORE_WINDOW_MS`] found in the store
+//! are followed again from no holder, and every session completed from then on marks its
+//! peer (they were stored before any session of the new run began).
 //!
 //! Chasing: shortly after we store a message ([`DEBOUNCE`]; one round covers every message
 //! written meanwhile) we sync with the room's connected peers that are not known to hold it,
@@ -51,6 +53,10 @@ pub(super) const CHASE_FOR: Duration = Duration::from_secs(30);
 pub(super) const CHASE_PEERS: usize = 8;
 /// `delivered` events for one message come at most this often.
 pub(super) const FLUSH_EVERY: Duration = Duration::from_millis(250);
+/// At start, our stored messages this recent are followed again…
+pub(super) const RESTORE_WINDOW_MS: u64 = 24 * 60 * 60 * 1000;
+/// …looked for among each room's newest this many.
+const RESTORE_SCAN: usize = 512;
 
 /// What the engine knows about who holds our messages, and who is in each room.
 #[derive(Default)]
@@ -168,6 +174,48 @@ impl<S: Storage> Engine<S> {
         }
         if changed {
             self.report_soon();
+        }
+    }
+
+    /// At start: follow again our messages of the last [`RESTORE_WINDOW_MS`] in the store, the
+    /// newest [`MAX_TRACKED`] per room. Their place in `stored_seq` is 0, before any session.
+    pub(super) fn restore_own(&mut self) {
+        let me = self.me.to_string();
+        let since = self.wall_ms().saturating_sub(RESTORE_WINDOW_MS);
+        let now = self.now.at;
+        let mut topics: Vec<Topic> = self.rooms.keys().cloned().collect();
+        topics.sort();
+        for topic in topics {
+            // Oldest first.
+            let stored = match self.store.messages(&topic, RESTORE_SCAN, None) {
+                Ok(stored) => stored,
+                Err(e) => {
+                    tracing::debug!("delivery marks: cannot read our recent messages: {e}");
+                    continue;
+                }
+            };
+            let own: Vec<MessageId> = stored
+                .into_iter()
+                .filter(|m| m.author == me && m.hlc.wall_ms() >= since)
+                .map(|m| m.id)
+                .collect();
+            if own.is_empty() {
+                continue;
+            }
+            let room = self.delivery.rooms.entry(topic).or_default();
+            for id in &own[own.len().saturating_sub(MAX_TRACKED)..] {
+                room.messages.push_back(Tracked {
+                    id: *id,
+                    seq: 0,
+                    stored: now,
+                    holders: Vec::new(),
+                    dirty: false,
+                });
+                self.delivery.tracked += 1;
+            }
+        }
+        while self.delivery.tracked > MAX_TRACKED_ALL {
+            self.delivery.forget_oldest();
         }
     }
 

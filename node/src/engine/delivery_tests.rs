@@ -53,24 +53,7 @@ impl Mesh {
             gossip_seq: 0,
         };
         for seed in 1..=count {
-            let mut rooms = RoomBook::default();
-            rooms.insert(lobby()).unwrap();
-            let engine = Engine::new(
-                EngineConfig {
-                    identity: Keypair::ed25519_from_bytes([seed; 32]).unwrap(),
-                    name: format!("n{seed}"),
-                    relay: false,
-                    rooms,
-                    static_peers: Vec::new(),
-                    clock_offset_ms: 0,
-                    voice_frame_ms: 20,
-                    voice_drop_percent: 0,
-                    newest_hlc: None,
-                },
-                MemoryStore::default(),
-                StdRng::seed_from_u64(u64::from(seed)),
-                mesh.now(),
-            );
+            let engine = mesh.engine(seed, MemoryStore::default());
             mesh.engines.push(engine);
         }
         for i in 0..mesh.engines.len() {
@@ -79,6 +62,37 @@ impl Mesh {
         // Start-up timers (anti-entropy, the first presence a minute away) are not wanted.
         mesh.timers.clear();
         mesh
+    }
+
+    /// Engine number `seed` (1-based: its identity and RNG seed) over `store`.
+    fn engine(&self, seed: u8, store: MemoryStore) -> Engine<MemoryStore> {
+        let mut rooms = RoomBook::default();
+        rooms.insert(lobby()).unwrap();
+        Engine::new(
+            EngineConfig {
+                identity: Keypair::ed25519_from_bytes([seed; 32]).unwrap(),
+                name: format!("n{seed}"),
+                relay: false,
+                rooms,
+                static_peers: Vec::new(),
+                clock_offset_ms: 0,
+                voice_frame_ms: 20,
+                voice_drop_percent: 0,
+                newest_hlc: None,
+            },
+            store,
+            StdRng::seed_from_u64(u64::from(seed)),
+            self.now(),
+        )
+    }
+
+    /// Engine `i` stops and starts again over what it stored (unconnected).
+    fn restart(&mut self, i: usize) {
+        let seed = u8::try_from(i + 1).unwrap();
+        let fresh = self.engine(seed, MemoryStore::default());
+        let old = std::mem::replace(&mut self.engines[i], fresh);
+        self.engines[i] = self.engine(seed, old.into_store());
+        self.input(i, Input::Start);
     }
 
     fn now(&self) -> Now {
@@ -460,4 +474,19 @@ fn what_is_remembered_stays_bounded() {
         .filter(|(_, _, t)| *t == Timer::Deliver)
         .count();
     assert!(deliver <= 2, "{deliver} delivery timers");
+}
+
+#[test]
+fn after_a_restart_our_recent_messages_are_followed_again() {
+    let mut mesh = Mesh::new(2);
+    // Written alone, then the node restarts before meeting anyone.
+    let id = mesh.send(0, "written before the restart");
+    mesh.advance(5_000, 0);
+    mesh.restart(0);
+    assert_eq!(mesh.engines[0].delivery.tracked(), 1);
+    // The session on meeting bob began after it was stored: bob holds it.
+    mesh.connect(0, 1);
+    mesh.advance(2_000, 0);
+    let bob = mesh.id(1).to_string();
+    assert_eq!(mesh.delivered(0, &id), vec![(vec![bob], 1, 1)]);
 }

@@ -531,6 +531,7 @@ impl<S: Storage> Engine<S> {
             self.preload_histories();
         }
         self.set_timer(crate::sync::ANTI_ENTROPY_INTERVAL, Timer::AntiEntropy);
+        self.restore_own();
         self.subscribe_retired();
         let topics: Vec<Topic> = self.rooms.keys().cloned().collect();
         for topic in topics {
