@@ -714,3 +714,7 @@ fn newest(mut all: Vec<StoredMessage>, limit: usize) -> Vec<StoredMessage> {
     let start = all.len().saturating_sub(limit);
     all.split_off(start)
 }
+
+#[cfg(test)]
+#[path = "membership_tests.rs"]
+mod tests;
