@@ -33,7 +33,7 @@ impl Client {
             seen: Vec::new(),
         };
         let ready = client.expect("ready", DELIVERY, |v| v["event"] == "ready");
-        assert_eq!(ready["api"], 2, "{ready}");
+        assert_eq!(ready["api"], 3, "{ready}");
         assert!(ready["version"].is_string(), "{ready}");
         client
     }

@@ -27,7 +27,7 @@ use crate::api::{Command, Event};
 /// skipped and answered with a `too_long` error.
 pub const MAX_LINE: usize = 64 * 1024;
 /// The API level in `ready`: raised when commands or events are added.
-pub const API_LEVEL: u32 = 2;
+pub const API_LEVEL: u32 = 3;
 /// The control socket's file name in the data dir.
 pub const SOCKET_NAME: &str = "control.sock";
 /// The version in `ready`.
