@@ -398,3 +398,100 @@ fn a_message_written_before_meeting_a_relay_is_stored_when_one_comes() {
     );
     assert!(requests(&out).is_empty());
 }
+
+/// An item sealed by a member of a private room, carrying `record` as the next change of the
+/// member's `history`, as a relay would hand it over.
+fn sealed_change(
+    room: &crate::rooms::Room,
+    history: &mut crate::history::RoomHistory,
+    author: &[u8],
+    record: &hark_proto::MessageRecord,
+) -> Vec<u8> {
+    let added = history.add_local(record).expect("the record goes in");
+    let envelope = hark_proto::Envelope {
+        author: author.to_vec(),
+        name: "mallory".into(),
+        id: hark_proto::MessageId(record.id.0),
+        sent_at_ms: 1_796_083_200_000,
+        body: hark_proto::Body::Change {
+            shard: added.shard,
+            change: added.bytes,
+        },
+    };
+    let mut rng = StdRng::seed_from_u64(5);
+    seal::seal(
+        &room.key,
+        &room.chat_topic,
+        &envelope.encode().unwrap(),
+        &mut rng,
+    )
+}
+
+#[test]
+fn records_from_a_relay_must_carry_their_authors_signature() {
+    // Bob and mallory share a private room; mallory writes, a relay hands it to bob.
+    let key = RoomKey::from_bytes([42; 32]);
+    let room = crate::rooms::Room::new(hark_proto::RoomName::parse("ops").unwrap(), key, true);
+    let mut bob = engine(2, false);
+    assert!(bob.add_room(room.clone()).is_ok());
+    let mallory = Keypair::ed25519_from_bytes([4; 32]).unwrap();
+    let pr = engine(3, true).peer_id();
+    connect(&mut bob, pr);
+    let fetch = fetch_of(&bob.handle(Input::BlindRelay { peer: pr }, now()));
+
+    let record = |n: u8, text: &str| {
+        let mut record = hark_proto::MessageRecord {
+            id: hark_proto::MessageId([n; 16]),
+            author: mallory.public().to_peer_id().to_bytes(),
+            name: "mallory".into(),
+            hlc: hark_proto::Hlc::new(1_796_083_200_000 + u64::from(n), 0),
+            kind: hark_proto::MessageKind::Text,
+            text: text.into(),
+            signature: Vec::new(),
+        };
+        crate::history::authorship::sign(&mut record, &mallory, room.chat_topic.as_str());
+        record
+    };
+    let good = record(1, "signed");
+    let mut forged = record(2, "signature does not match");
+    forged.text = "altered after signing".into();
+    let topic = room.chat_topic.to_string();
+    let actor = mallory.public().to_peer_id().to_bytes();
+    let mut history =
+        crate::history::RoomHistory::new(actor.clone(), std::collections::BTreeMap::new());
+    let forged = sealed_change(&room, &mut history, &actor, &forged);
+    let good = sealed_change(&room, &mut history, &actor, &good);
+    let response = BlindResponse::Items {
+        items: vec![
+            Held {
+                topic: topic.clone(),
+                seq: 1,
+                sealed: forged,
+            },
+            Held {
+                topic,
+                seq: 2,
+                sealed: good,
+            },
+        ],
+        more: false,
+    };
+    let out = bob.handle(
+        Input::BlindResponse {
+            peer: pr,
+            token: fetch.1,
+            response,
+        },
+        now(),
+    );
+    let shown: Vec<String> = events(&out)
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Message { text, .. } => Some(text),
+            _ => None,
+        })
+        .collect();
+    // The envelope's author is mallory and it opened under the key, yet the relay is not
+    // mallory: the record whose signature fails is not shown.
+    assert_eq!(shown, vec!["signed".to_owned()]);
+}
