@@ -127,6 +127,8 @@ impl<S: Storage> Engine<S> {
                 let added = self.on_gossip_change(topic, shard, &change, &envelope.author, from)?;
                 return Ok(added.map(|added| (added, envelope.author)));
             }
+            // A member kicked from a private room is not shown typing or present in it.
+            _ if self.kicked_from(topic, &envelope.author) => return Ok(None),
             Body::Typing => Event::Typing {
                 room: room_name,
                 from: self.peer_text(&envelope.author),

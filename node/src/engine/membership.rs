@@ -642,6 +642,24 @@ impl<S: Storage> Engine<S> {
 
     // ----- reading a room across its epochs -----
 
+    /// Whether `author` was kicked from the private room of `topic`.
+    pub(super) fn kicked_from(&self, topic: &Topic, author: &[u8]) -> bool {
+        self.members
+            .topics
+            .get(topic)
+            .and_then(|(name, _)| self.members.rooms.get(name))
+            .is_some_and(|m| m.rules.removed().contains(author))
+    }
+
+    /// Whether `topic` is an old key epoch of a room (read and synced, never written to).
+    pub(super) fn is_retired(&self, topic: &Topic) -> bool {
+        self.rooms.get(topic).is_some_and(|r| {
+            self.book
+                .get(&r.room.name)
+                .is_some_and(|current| current.chat_topic != *topic)
+        })
+    }
+
     /// The chat topics of every epoch of the room of `topic` we hold, current first.
     pub(super) fn epoch_topics(&self, topic: &Topic) -> Vec<Topic> {
         let Some(name) = self.rooms.get(topic).map(|r| r.room.name.clone()) else {

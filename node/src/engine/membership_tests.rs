@@ -173,6 +173,27 @@ fn a_kick_in_engines_late_old_epoch_messages_and_a_refused_kick() {
     net.command(carol, send("ops", "carol after her kick"));
     assert!(!net.shown(alice, "carol after her kick"));
     assert!(!net.shown(bob, "carol after her kick"));
+    // Nor is she shown present in the room any more.
+    let heard_before = net.events[alice].len();
+    net.command(
+        carol,
+        Command::Nick {
+            name: "carol2".into(),
+        },
+    );
+    assert!(!net.events[alice][heard_before..].iter().any(
+        |e| matches!(e, Event::Presence { room, from, .. } if room == "ops" && *from == carol_id)
+    ));
+    let bob_id = net.peer(bob).to_string();
+    net.command(
+        bob,
+        Command::Nick {
+            name: "bob2".into(),
+        },
+    );
+    assert!(net.events[alice][heard_before..].iter().any(
+        |e| matches!(e, Event::Presence { room, from, .. } if room == "ops" && *from == bob_id)
+    ));
     net.command(alice, send("ops", "new epoch"));
     assert!(net.shown(bob, "new epoch"));
     assert!(!net.shown(carol, "new epoch"));

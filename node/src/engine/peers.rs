@@ -188,6 +188,10 @@ impl<S: Storage> Engine<S> {
     }
 
     pub(super) fn presence_due(&mut self, topic: &Topic) {
+        // An old key epoch is read, never announced in (a kicked member holds its key).
+        if self.is_retired(topic) {
+            return;
+        }
         let Some(room) = self.rooms.get_mut(topic) else {
             return;
         };
