@@ -13,7 +13,11 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
         "ROOM",
         "create a private room and show its invite",
     ),
-    ("invite", "[ROOM]", "show the invite of a private room"),
+    (
+        "invite",
+        "[ROOM]",
+        "a private room's invite; /kick NICK /admin NICK /members",
+    ),
     ("leave", "[ROOM]", "leave this room (or ROOM)"),
     ("nick", "NAME", "change your name"),
     ("me", "TEXT", "an action: * you TEXT"),
@@ -32,21 +36,6 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
         "safety number to compare with NICK; ok marks NICK verified (/unverify)",
     ),
     (
-        "kick",
-        "NICK",
-        "take NICK out of this private room: a new key they never get (owner, admins)",
-    ),
-    (
-        "admin",
-        "NICK",
-        "make NICK an admin of this private room (owner)",
-    ),
-    (
-        "members",
-        "",
-        "owner, admins and members of this private room",
-    ),
-    (
         "web-invite",
         "[NAME]",
         "a one-time join link for the browser client (--web)",
@@ -54,6 +43,10 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
     ("help", "", "keys and commands (F1)"),
     ("quit", "", "leave hark (Ctrl+C)"),
 ];
+
+/// Commands the help overlay names inside another's line (it has one screen), still completed
+/// and suggested like the others.
+const MORE_COMMANDS: &[&str] = &["kick", "admin", "members"];
 
 /// `/verify NICK` shows the safety number; `/verify NICK ok` marks NICK verified once the
 /// numbers matched; `/unverify NICK` takes the mark away.
@@ -204,6 +197,7 @@ fn unknown(word: &str) -> String {
         .iter()
         .map(|(name, _, _)| *name)
         .chain(["unmute", "unverify"])
+        .chain(MORE_COMMANDS.iter().copied())
         .filter(|name| {
             name.starts_with(word) || word.starts_with(name) || one_typo_apart(word, name)
         })
@@ -249,8 +243,10 @@ pub fn complete(prefix: &str) -> Vec<String> {
     let prefix = prefix.to_lowercase();
     COMMANDS
         .iter()
-        .filter(|(name, _, _)| name.starts_with(&prefix))
-        .map(|(name, _, _)| format!("/{name}"))
+        .map(|(name, _, _)| *name)
+        .chain(MORE_COMMANDS.iter().copied())
+        .filter(|name| name.starts_with(&prefix))
+        .map(|name| format!("/{name}"))
         .collect()
 }
 
@@ -291,5 +287,7 @@ mod tests {
         assert_eq!(command("/members"), UiCommand::Members);
         assert!(parse("/kick").unwrap_err().contains("/kick needs"));
         assert!(parse("/kick a b").is_err());
+        assert_eq!(complete("mem"), ["/members"]);
+        assert!(parse("/admn").unwrap_err().contains("/admin"));
     }
 }

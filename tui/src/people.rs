@@ -2,7 +2,7 @@
 //! speak and type. Typing marks expire on their own; online-ness comes from the node's peer
 //! connections.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 /// A typing mark lasts this long after the last typing notice (the node sends one at most
@@ -26,9 +26,30 @@ impl Person {
     }
 }
 
+/// A role in a private room (docs/protocol.md, "Members, kicks and key epochs").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Owner,
+    Admin,
+}
+
+impl Role {
+    /// The mark before a name in the people list.
+    pub fn mark(self) -> &'static str {
+        match self {
+            Role::Owner => "★",
+            Role::Admin => "+",
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct People {
     by_peer: HashMap<String, Person>,
+    /// Owner and admins of a private room, as the node last said.
+    roles: HashMap<String, Role>,
+    /// Kicked from the room: no longer listed.
+    kicked: HashSet<String>,
 }
 
 impl People {
@@ -74,9 +95,33 @@ impl People {
         }
     }
 
-    /// Everyone, online first, then by name.
+    /// The room's owner, admins and kicked members (the node's `members`).
+    pub fn set_roles(&mut self, owner: &str, admins: &[String], kicked: &[String]) {
+        self.roles = admins
+            .iter()
+            .map(|a| (a.clone(), Role::Admin))
+            .chain([(owner.to_owned(), Role::Owner)])
+            .collect();
+        self.kicked.extend(kicked.iter().cloned());
+    }
+
+    /// They were kicked from the room: off the list.
+    pub fn kick(&mut self, peer_id: &str) {
+        self.kicked.insert(peer_id.to_owned());
+        self.roles.remove(peer_id);
+    }
+
+    pub fn role(&self, peer_id: &str) -> Option<Role> {
+        self.roles.get(peer_id).copied()
+    }
+
+    /// Everyone but the kicked, online first, then by name.
     pub fn sorted(&self, is_online: &dyn Fn(&str) -> bool) -> Vec<&Person> {
-        let mut list: Vec<&Person> = self.by_peer.values().collect();
+        let mut list: Vec<&Person> = self
+            .by_peer
+            .values()
+            .filter(|p| !self.kicked.contains(&p.peer_id))
+            .collect();
         list.sort_by(|a, b| {
             is_online(&b.peer_id)
                 .cmp(&is_online(&a.peer_id))
@@ -122,5 +167,31 @@ impl People {
             .filter_map(|p| p.typing_until)
             .filter(|until| *until > now)
             .min()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn owner_and_admins_are_marked_and_the_kicked_leave_the_list() {
+        let mut people = People::default();
+        for (id, name) in [("a", "alice"), ("b", "bob"), ("c", "carol")] {
+            people.seen(id, name);
+        }
+        people.set_roles("a", &["a".into(), "b".into()], &[]);
+        assert_eq!(people.role("a"), Some(Role::Owner));
+        assert_eq!(people.role("b"), Some(Role::Admin));
+        assert_eq!(people.role("c"), None);
+        people.kick("c");
+        let listed: Vec<&str> = people
+            .sorted(&|_| true)
+            .iter()
+            .map(|p| p.peer_id.as_str())
+            .collect();
+        assert_eq!(listed, ["a", "b"]);
+        // Still known by name (notices name who was kicked).
+        assert_eq!(people.get("c").map(|p| p.name.as_str()), Some("carol"));
     }
 }

@@ -51,6 +51,10 @@ pub enum Request {
     Verify {
         step: crate::commands::VerifyStep,
     },
+    /// `/members` or `/admin` (`quiet: false`: shown as a notice).
+    Members {
+        quiet: bool,
+    },
 }
 
 impl Request {
@@ -69,6 +73,7 @@ impl Request {
                 | (Request::Nick, Event::Nick { .. })
                 | (Request::Peers, Event::Peers { .. })
                 | (Request::Verify { .. }, Event::SafetyNumber { .. })
+                | (Request::Members { .. }, Event::Members { .. })
         )
     }
 }

@@ -329,6 +329,7 @@ impl App {
             }
             Event::Kicked { room, peer, by } => self.on_kicked(&room, &peer, &by, now),
             Event::Epoch { room, epoch } => {
+                effects.push(self.members_quietly(room.clone()));
                 if let Some(index) = self.room_index(&room) {
                     let text = format!(
                         "{room} moved to a new key (epoch {epoch}): who was kicked reads nothing from here on"
@@ -343,7 +344,14 @@ impl App {
                 members,
                 epoch,
                 kicked,
-            } => self.on_members(&room, &owner, &admins, &members, epoch, &kicked, now),
+            } => {
+                if let Some(r) = self.room_mut(&room) {
+                    r.people.set_roles(&owner, &admins, &kicked);
+                }
+                if matches!(answered, Some(Request::Members { quiet: false })) {
+                    self.on_members(&room, &owner, &admins, &members, epoch, &kicked, now);
+                }
+            }
             // Events this client does not show (`voice_sent` answers a WAV the UI never sends).
             _ => {}
         }

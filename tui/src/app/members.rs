@@ -1,7 +1,9 @@
 //! A private room's membership on screen: kicks, key epochs and `/members` as notices in the
 //! room (the node decides everything; `engine/membership.rs`).
 
-use super::{App, Now};
+use hark_node::Command;
+
+use super::{App, Effect, Now};
 use crate::timeline::NoticeLevel;
 
 impl App {
@@ -20,20 +22,24 @@ impl App {
         }
         self.rooms
             .get(index)
-            .and_then(|room| {
-                room.people
-                    .sorted(&|_| true)
-                    .into_iter()
-                    .find(|p| p.peer_id == peer_id)
-                    .map(|p| format!("{}#{short}", p.name))
-            })
+            .and_then(|room| room.people.get(peer_id))
+            .map(|p| format!("{}#{short}", p.name))
             .unwrap_or_else(|| format!("#{short}"))
+    }
+
+    /// Ask the node who owns and administers `room` (after a kick), to mark them in the
+    /// people list. Not a request the user waits for: its answer only updates the marks.
+    pub(super) fn members_quietly(&mut self, room: String) -> Effect {
+        self.send(Command::Members { room }, None)
     }
 
     pub(super) fn on_kicked(&mut self, room: &str, peer: &str, by: &str, now: Now) {
         let Some(index) = self.room_index(room) else {
             return;
         };
+        if let Some(r) = self.rooms.get_mut(index) {
+            r.people.kick(peer);
+        }
         let me = self.me.as_ref().is_some_and(|me| me.peer_id == peer);
         let by = self.member_label(index, by);
         let (text, level) = if me {

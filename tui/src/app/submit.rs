@@ -122,11 +122,17 @@ impl App {
                     None => Vec::new(),
                 },
                 UiCommand::Admin(peer) => match need_room(self) {
-                    Some(room) => vec![self.send(Command::Promote { room, peer }, None)],
+                    Some(room) => vec![self.send(
+                        Command::Promote { room, peer },
+                        Some(Request::Members { quiet: false }),
+                    )],
                     None => Vec::new(),
                 },
                 UiCommand::Members => match need_room(self) {
-                    Some(room) => vec![self.send(Command::Members { room }, None)],
+                    Some(room) => vec![self.send(
+                        Command::Members { room },
+                        Some(Request::Members { quiet: false }),
+                    )],
                     None => Vec::new(),
                 },
                 UiCommand::WebInvite(name) => {

@@ -103,15 +103,22 @@ pub fn people(frame: &mut Frame, area: Rect, app: &App, now: Instant) {
             };
             let name = truncate(
                 &display_name(&sanitize(&person.name), &person.peer_id),
-                width.saturating_sub(2 + suffix.width() + mark.suffix().width()),
+                width.saturating_sub(
+                    2 + suffix.width()
+                        + mark.suffix().width()
+                        + room.people.role(&person.peer_id).map_or(0, |_| 1),
+                ),
             );
             let name_style = if online {
                 Style::new().fg(author_colour(&person.peer_id))
             } else {
                 Style::new().fg(Color::DarkGray)
             };
+            // ★ the private room's owner, + an admin.
+            let role = room.people.role(&person.peer_id).map_or("", |r| r.mark());
             lines.push(Line::from(vec![
                 Span::styled(marker, marker_style),
+                Span::styled(role, Style::new().fg(Color::Yellow)),
                 Span::styled(name, name_style),
                 Span::styled(mark.suffix(), mark_style),
                 Span::styled(suffix, Style::new().fg(Color::Yellow)),
