@@ -411,3 +411,55 @@ fn two_admins_kicking_at_once_converge_on_one_epoch_without_either() {
         );
     }
 }
+
+#[test]
+fn an_invite_from_before_the_kick_opens_only_the_old_epoch_and_a_new_one_lets_a_newcomer_in() {
+    let mut a = NodeProcess::start("alice", &[]);
+    let mut b = NodeProcess::start("bob", &["--peer", &a.addr()]);
+    let mut c = NodeProcess::start("carol", &["--peer", &a.addr(), "--peer", &b.addr()]);
+    let (pa, pc) = (a.peer_id.clone(), c.peer_id.clone());
+    let old_invite = create(&mut a, "ops");
+    join(&mut b, &old_invite, "ops");
+    join(&mut c, &old_invite, "ops");
+    wait_members(&mut a, "ops", DELIVERY, |m| m.2.len() == 3);
+    a.send(json!({"cmd": "kick", "room": "ops", "peer": pc}));
+    saw(&mut b, "epoch 1", |e| {
+        matches!(e, Event::Epoch { epoch: 1, .. })
+    });
+
+    // Eve got the old invite (from carol, say): she lands in the old epoch, learns of the
+    // kick, and reads nothing said after it.
+    let mut e = NodeProcess::start("eve", &["--peer", &a.addr(), "--peer", &b.addr()]);
+    let pe = e.peer_id.clone();
+    join(&mut e, &old_invite, "ops");
+    saw(
+        &mut e,
+        "the kick",
+        |ev| matches!(ev, Event::Kicked { peer, .. } if *peer == pc),
+    );
+    a.send(json!({"cmd": "send", "room": "ops", "text": "after the kick"}));
+    expect_text(&mut b, "after the kick");
+    assert_eq!(members(&mut e, "ops").3, 0, "eve holds only the old key");
+    e.wait_for(QUIET, |_| false);
+    assert!(e.messages_with_text("after the kick").is_empty());
+    assert!(!members(&mut a, "ops").2.contains(&pe));
+
+    // A new invite carries the new key: with it eve is in, and alice counts her.
+    a.send(json!({"cmd": "invite", "room": "ops"}));
+    let Event::Invite { invite, .. } =
+        a.expect("invite", DELIVERY, |ev| matches!(ev, Event::Invite { .. }))
+    else {
+        unreachable!()
+    };
+    assert_ne!(invite, old_invite);
+    e.send(json!({"cmd": "leave", "room": "ops"}));
+    e.expect("left", DELIVERY, |ev| matches!(ev, Event::Left { .. }));
+    join(&mut e, &invite, "ops");
+    wait_members(&mut a, "ops", DELIVERY, |m| m.2.contains(&pe));
+    a.send(json!({"cmd": "send", "room": "ops", "text": "welcome eve"}));
+    expect_text(&mut e, "welcome eve");
+    let (owner, _, _, epoch, _) = members(&mut e, "ops");
+    assert_eq!((owner, epoch), (pa, 1));
+    c.wait_for(QUIET, |_| false);
+    assert!(c.messages_with_text("welcome eve").is_empty());
+}
