@@ -223,7 +223,11 @@ fn a_kicked_member_reads_and_hears_nothing_after_the_kick_and_keeps_what_it_had(
 
     c.drain();
     let carol_since = c.seen.len();
-    a.send(json!({"cmd": "kick", "room": "ops", "peer": pc}));
+    // The kick comes through `hark-node ctl`; alice's own client hears of it too.
+    let by_ctl = ctl(&a.data_dir(), &["kick", "ops", &pc]);
+    assert!(by_ctl.status.success(), "{by_ctl:?}");
+    let answer: serde_json::Value = serde_json::from_slice(&by_ctl.stdout).unwrap();
+    assert_eq!(answer["event"], "kicked", "{answer}");
     let kicked =
         |e: &Event| matches!(e, Event::Kicked { peer, by, .. } if *peer == pc && *by == pa);
     let epoch_1 = |e: &Event| matches!(e, Event::Epoch { room, epoch: 1 } if room == "ops");

@@ -542,6 +542,16 @@ impl Driver {
                 }
                 None
             }
+            // A kick and the move to a new key are news for every client too (a `hark` whose
+            // node was told to kick by `ctl`); the asker gets them as its answer.
+            Event::Kicked { .. } | Event::Epoch { .. } if self.ready => {
+                if let Some(origin) = self.answering.clone() {
+                    self.share(event.clone(), Some(origin.client));
+                    Some(origin)
+                } else {
+                    None
+                }
+            }
             _ => self.answering.clone(),
         };
         if self.ready {
