@@ -70,15 +70,8 @@ impl Mesh {
         rooms.insert(lobby()).unwrap();
         Engine::new(
             EngineConfig {
-                identity: Keypair::ed25519_from_bytes([seed; 32]).unwrap(),
-                name: format!("n{seed}"),
-                relay: false,
                 rooms,
-                static_peers: Vec::new(),
-                clock_offset_ms: 0,
-                voice_frame_ms: 20,
-                voice_drop_percent: 0,
-                newest_hlc: None,
+                ..EngineConfig::for_test(seed)
             },
             store,
             StdRng::seed_from_u64(u64::from(seed)),

@@ -165,7 +165,6 @@ mod tests {
 
     use super::super::{EngineConfig, MemoryStore, Now, Output};
     use super::*;
-    use crate::rooms::RoomBook;
 
     fn now() -> Now {
         Now {
@@ -176,17 +175,7 @@ mod tests {
 
     fn engine(seed: u8) -> Engine<MemoryStore> {
         Engine::new(
-            EngineConfig {
-                identity: Keypair::ed25519_from_bytes([seed; 32]).unwrap(),
-                name: format!("n{seed}"),
-                relay: false,
-                rooms: RoomBook::default(),
-                static_peers: Vec::new(),
-                clock_offset_ms: 0,
-                voice_frame_ms: 20,
-                voice_drop_percent: 0,
-                newest_hlc: None,
-            },
+            EngineConfig::for_test(seed),
             MemoryStore::default(),
             StdRng::seed_from_u64(u64::from(seed)),
             now(),

@@ -204,7 +204,6 @@ mod tests {
     use super::super::{EngineConfig, Input, MemoryStore, Now, Output};
     use super::*;
     use crate::api::Command;
-    use crate::rooms::RoomBook;
 
     fn engine(seed: u8, name: &str, store: MemoryStore) -> Engine<MemoryStore> {
         let now = Now {
@@ -213,15 +212,8 @@ mod tests {
         };
         Engine::new(
             EngineConfig {
-                identity: Keypair::ed25519_from_bytes([seed; 32]).unwrap(),
                 name: name.to_owned(),
-                relay: false,
-                rooms: RoomBook::default(),
-                static_peers: Vec::new(),
-                clock_offset_ms: 0,
-                voice_frame_ms: 20,
-                voice_drop_percent: 0,
-                newest_hlc: None,
+                ..EngineConfig::for_test(seed)
             },
             store,
             StdRng::seed_from_u64(u64::from(seed)),

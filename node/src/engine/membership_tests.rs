@@ -6,14 +6,12 @@ use std::time::Instant;
 
 use hark_proto::{RoomName, Topic};
 use libp2p::gossipsub::MessageId as GossipId;
-use libp2p::identity::Keypair;
 use libp2p::PeerId;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
 use super::super::*;
 use crate::api::{Command, Event};
-use crate::rooms::RoomBook;
 
 fn now() -> Now {
     Now {
@@ -24,17 +22,7 @@ fn now() -> Now {
 
 fn engine(seed: u8) -> Engine<MemoryStore> {
     let mut engine = Engine::new(
-        EngineConfig {
-            identity: Keypair::ed25519_from_bytes([seed; 32]).unwrap(),
-            name: format!("n{seed}"),
-            relay: false,
-            rooms: RoomBook::default(),
-            static_peers: Vec::new(),
-            clock_offset_ms: 0,
-            voice_frame_ms: 20,
-            voice_drop_percent: 0,
-            newest_hlc: None,
-        },
+        EngineConfig::for_test(seed),
         MemoryStore::default(),
         StdRng::seed_from_u64(u64::from(seed)),
         now(),

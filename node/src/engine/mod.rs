@@ -257,6 +257,25 @@ pub struct EngineConfig {
     pub newest_hlc: Option<hark_proto::Hlc>,
 }
 
+#[cfg(test)]
+impl EngineConfig {
+    /// Engine number `seed` of a test: its identity and name (`n{seed}`) come from the seed;
+    /// no rooms, no peers, 20 ms voice frames.
+    pub(crate) fn for_test(seed: u8) -> Self {
+        Self {
+            identity: Keypair::ed25519_from_bytes([seed; 32]).expect("32 bytes make a key"),
+            name: format!("n{seed}"),
+            relay: false,
+            rooms: RoomBook::default(),
+            static_peers: Vec::new(),
+            clock_offset_ms: 0,
+            voice_frame_ms: 20,
+            voice_drop_percent: 0,
+            newest_hlc: None,
+        }
+    }
+}
+
 pub struct Engine<S> {
     me: PeerId,
     identity: Keypair,

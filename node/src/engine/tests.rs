@@ -32,20 +32,12 @@ impl Clock {
 }
 
 fn engine(seed: u8, clock: &Clock) -> Engine<MemoryStore> {
-    let identity = Keypair::ed25519_from_bytes([seed; 32]).unwrap();
     let mut rooms = RoomBook::default();
     rooms.insert(lobby()).unwrap();
     let mut engine = Engine::new(
         EngineConfig {
-            identity,
-            name: format!("n{seed}"),
-            relay: false,
             rooms,
-            static_peers: Vec::new(),
-            clock_offset_ms: 0,
-            voice_frame_ms: 20,
-            voice_drop_percent: 0,
-            newest_hlc: None,
+            ..EngineConfig::for_test(seed)
         },
         MemoryStore::default(),
         StdRng::seed_from_u64(seed as u64),
@@ -255,22 +247,15 @@ fn a_full_disk_refuses_the_send_and_reports_nothing_as_sent() {
         base: Instant::now(),
         ms: 0,
     };
-    let identity = Keypair::ed25519_from_bytes([9; 32]).unwrap();
     let mut rooms = RoomBook::default();
     rooms.insert(lobby()).unwrap();
     let mut store = MemoryStore::default();
     store.failing = true;
     let mut a = Engine::new(
         EngineConfig {
-            identity,
             name: "a".into(),
-            relay: false,
             rooms,
-            static_peers: vec![],
-            clock_offset_ms: 0,
-            voice_frame_ms: 20,
-            voice_drop_percent: 0,
-            newest_hlc: None,
+            ..EngineConfig::for_test(9)
         },
         store,
         StdRng::seed_from_u64(1),

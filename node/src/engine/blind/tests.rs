@@ -29,15 +29,9 @@ fn engine(seed: u8, relay: bool) -> Engine<MemoryStore> {
     rooms.insert(crate::rooms::Room::public(lobby)).unwrap();
     let mut engine = Engine::new(
         EngineConfig {
-            identity: Keypair::ed25519_from_bytes([seed; 32]).unwrap(),
-            name: format!("n{seed}"),
             relay,
             rooms,
-            static_peers: Vec::new(),
-            clock_offset_ms: 0,
-            voice_frame_ms: 20,
-            voice_drop_percent: 0,
-            newest_hlc: None,
+            ..EngineConfig::for_test(seed)
         },
         MemoryStore::default(),
         StdRng::seed_from_u64(u64::from(seed)),
