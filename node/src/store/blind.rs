@@ -14,8 +14,6 @@
 //! So an outsider who knows a topic and floods it evicts its own items first, and takes
 //! others' only when it (or the identities it makes up) outweighs every honest sender.
 
-use std::fs::{self, OpenOptions};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use hark_proto::blind::{item_hash, Held, StoreResult, Want, MAX_BATCH_BYTES, MAX_FETCH_ITEMS};
@@ -117,14 +115,7 @@ impl BlindDb {
             path: data_dir.to_owned(),
             source,
         };
-        OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(0o600)
-            .open(&path)
-            .map_err(dir_err)?;
-        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).map_err(dir_err)?;
+        super::create_private(&path).map_err(dir_err)?;
         let conn = Connection::open(&path).map_err(|source| StoreError::Sqlite {
             path: path.clone(),
             source,

@@ -83,6 +83,18 @@ pub enum Durability {
     Deferred,
 }
 
+/// Create a database file ourselves so it is 0600 from its first byte (SQLite gives its WAL and
+/// shared-memory files the same mode), and make an existing one 0600.
+fn create_private(path: &Path) -> std::io::Result<()> {
+    OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(path)?;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o600))
+}
+
 impl Store {
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
         let dir_err = |source| StoreError::Dir {
@@ -104,16 +116,7 @@ impl Store {
         }
 
         let path = data_dir.join("hark.db");
-        // Create the file ourselves so it is 0600 from its first byte; SQLite gives its WAL and
-        // shared-memory files the same mode.
-        OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(0o600)
-            .open(&path)
-            .map_err(dir_err)?;
-        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).map_err(dir_err)?;
+        create_private(&path).map_err(dir_err)?;
 
         let sql_err = |source| StoreError::Sqlite {
             path: path.clone(),
