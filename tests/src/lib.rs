@@ -27,5 +27,6 @@ pub mod seed;
 pub mod sim;
 pub mod sync_fuzz;
 pub mod sync_peer;
+pub mod tmux;
 
 pub use process::{hark_node_bin, NodeProcess};

@@ -2,84 +2,14 @@
 //! same commands as a relay's, and `ptt start|stop` keys the TUI's microphone (here the machine
 //! has no audio device, so the TUI says so on screen).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use hark_node::Event;
 use hark_tests::process::{hark_node_bin, DELIVERY};
+use hark_tests::tmux::{hark_bin, Tmux};
 use hark_tests::NodeProcess;
-
-const SCREEN_DEADLINE: Duration = Duration::from_secs(30);
-
-struct Tmux {
-    socket: String,
-}
-
-impl Tmux {
-    fn start(command: &str) -> Self {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
-        let tmux = Tmux {
-            socket: format!("hark-ctl-{}-{nanos}", std::process::id()),
-        };
-        let out = tmux.run(&[
-            "new-session",
-            "-d",
-            "-s",
-            "e2e",
-            "-x",
-            "100",
-            "-y",
-            "30",
-            command,
-        ]);
-        assert!(out.status.success(), "tmux: {out:?}");
-        tmux
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new("tmux")
-            .args(["-L", &self.socket, "-f", "/dev/null"])
-            .args(args)
-            .output()
-            .expect("tmux is installed (make deps installs it)")
-    }
-
-    fn wait_for(&self, needle: &str) -> String {
-        let deadline = Instant::now() + SCREEN_DEADLINE;
-        loop {
-            let screen =
-                String::from_utf8_lossy(&self.run(&["capture-pane", "-p", "-t", "e2e"]).stdout)
-                    .into_owned();
-            if screen.contains(needle) {
-                return screen;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{needle:?} did not appear; the pane shows:\n{screen}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = self.run(&["kill-server"]);
-    }
-}
-
-fn hark_bin() -> PathBuf {
-    let bin = hark_node_bin().with_file_name("hark");
-    assert!(
-        bin.exists(),
-        "{} is missing: cargo build --workspace --bins",
-        bin.display()
-    );
-    bin
-}
 
 fn ctl(data_dir: &Path, args: &[&str]) -> Output {
     let mut child = Command::new(hark_node_bin())
@@ -113,7 +43,7 @@ fn ctl_drives_a_running_hark_and_ptt_reaches_its_microphone() {
         data_dir.display(),
         bob.addr()
     );
-    let tmux = Tmux::start(&command);
+    let tmux = Tmux::start(100, 30, &command);
     tmux.wait_for("F1 help");
     tmux.wait_for(" · 1 peer · ");
 

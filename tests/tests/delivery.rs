@@ -9,16 +9,14 @@
 use std::io::{BufRead, BufReader};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
-use std::process::{Command, Output};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::process::Command;
+use std::time::{Duration, Instant};
 
 use hark_node::Event;
 use hark_tests::process::{hark_node_bin, DELIVERY};
+use hark_tests::tmux::{hark_bin, Tmux, SCREEN_DEADLINE};
 use hark_tests::NodeProcess;
 use serde_json::json;
-
-/// Generous: the suite runs many node processes at once on two cores.
-const SCREEN_DEADLINE: Duration = Duration::from_secs(30);
 
 /// Alice's next `delivered` for `id`, as (holders, N, M).
 fn next_delivered(alice: &mut NodeProcess, id: &str) -> (Vec<String>, usize, usize) {
@@ -164,69 +162,6 @@ impl Drop for Tail {
     }
 }
 
-/// A tmux server of our own running one command; killed on drop, even when the test fails.
-struct Tmux {
-    socket: String,
-}
-
-impl Tmux {
-    fn start(command: &str) -> Self {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
-        let tmux = Tmux {
-            socket: format!("hark-delivery-{}-{nanos}", std::process::id()),
-        };
-        let out = tmux.run(&[
-            "new-session",
-            "-d",
-            "-s",
-            "e2e",
-            "-x",
-            "100",
-            "-y",
-            "30",
-            command,
-        ]);
-        assert!(out.status.success(), "tmux: {out:?}");
-        tmux
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new("tmux")
-            .args(["-L", &self.socket, "-f", "/dev/null"])
-            .args(args)
-            .output()
-            .expect("tmux is installed (make deps installs it)")
-    }
-
-    fn screen(&self) -> String {
-        String::from_utf8_lossy(&self.run(&["capture-pane", "-p", "-t", "e2e"]).stdout).into_owned()
-    }
-
-    /// Poll the pane until a line holds `needle` and passes `check`; returns that line.
-    fn wait_line(&self, needle: &str, check: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + SCREEN_DEADLINE;
-        loop {
-            let screen = self.screen();
-            if let Some(line) = screen.lines().find(|l| l.contains(needle) && check(l)) {
-                return line.to_owned();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no line with {needle:?} as wanted within {SCREEN_DEADLINE:?}; the pane shows:\n{screen}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = self.run(&["kill-server"]);
-    }
-}
-
 /// The listen address of the node inside `hark`, from the `ready` line of its control socket.
 fn hark_addr(data_dir: &Path) -> String {
     let socket = data_dir.join("control.sock");
@@ -256,12 +191,7 @@ fn hark_addr(data_dir: &Path) -> String {
 
 #[test]
 fn the_tui_shows_the_mark_grow_beside_its_message() {
-    let hark = hark_node_bin().with_file_name("hark");
-    assert!(
-        hark.exists(),
-        "{} is missing: run `cargo build --workspace --bins` first (make test does)",
-        hark.display()
-    );
+    let hark = hark_bin();
     let dir = tempfile::tempdir().expect("temp dir");
     let alice_dir = dir.path().join("alice");
     let command = format!(
@@ -269,7 +199,7 @@ fn the_tui_shows_the_mark_grow_beside_its_message() {
         hark.display(),
         alice_dir.display()
     );
-    let tmux = Tmux::start(&command);
+    let tmux = Tmux::start(100, 30, &command);
     tmux.wait_line("F1 help", |_| true);
     let alice_addr = hark_addr(&alice_dir);
 

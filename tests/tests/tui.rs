@@ -6,115 +6,14 @@
 //! runs its own tmux server (`-L` with a unique socket name), killed on drop even when the test
 //! fails; the server's end hangs up on `hark`, which then exits.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::path::Path;
+use std::time::{Duration, Instant};
 
 use hark_node::Event;
-use hark_tests::process::{hark_node_bin, DELIVERY};
+use hark_tests::process::DELIVERY;
+use hark_tests::tmux::{hark_bin, Tmux, SCREEN_DEADLINE};
 use hark_tests::NodeProcess;
 use serde_json::json;
-
-/// Generous: `make test` runs many node processes at once on two cores.
-const SCREEN_DEADLINE: Duration = Duration::from_secs(30);
-
-/// A tmux server of our own, with one session running a shell command.
-struct Tmux {
-    socket: String,
-}
-
-impl Tmux {
-    fn start(width: u16, height: u16, command: &str) -> Self {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
-        let tmux = Tmux {
-            socket: format!("hark-e2e-{}-{nanos}", std::process::id()),
-        };
-        let out = tmux.run(&[
-            "new-session",
-            "-d",
-            "-s",
-            "e2e",
-            "-x",
-            &width.to_string(),
-            "-y",
-            &height.to_string(),
-            command,
-        ]);
-        assert!(
-            out.status.success(),
-            "tmux new-session failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        tmux
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new("tmux")
-            .arg("-L")
-            .arg(&self.socket)
-            .arg("-f")
-            .arg("/dev/null")
-            .args(args)
-            .output()
-            .expect("tmux is installed (make deps installs it)")
-    }
-
-    fn type_text(&self, text: &str) {
-        self.run(&["send-keys", "-t", "e2e", "-l", text]);
-    }
-
-    fn key(&self, key: &str) {
-        self.run(&["send-keys", "-t", "e2e", key]);
-    }
-
-    fn screen(&self) -> String {
-        String::from_utf8_lossy(&self.run(&["capture-pane", "-p", "-t", "e2e"]).stdout).into_owned()
-    }
-
-    fn pane_format(&self, format: &str) -> String {
-        String::from_utf8_lossy(
-            &self
-                .run(&["display-message", "-p", "-t", "e2e", format])
-                .stdout,
-        )
-        .trim()
-        .to_owned()
-    }
-
-    /// Poll the pane until `needle` shows, or fail with what the pane shows.
-    fn wait_for(&self, needle: &str) -> String {
-        let deadline = Instant::now() + SCREEN_DEADLINE;
-        loop {
-            let screen = self.screen();
-            if screen.contains(needle) {
-                return screen;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{needle:?} did not appear within {SCREEN_DEADLINE:?}; the pane shows:\n{screen}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = self.run(&["kill-server"]);
-    }
-}
-
-fn hark_bin() -> PathBuf {
-    let bin = hark_node_bin().with_file_name("hark");
-    assert!(
-        bin.exists(),
-        "{} is missing: run `cargo build --workspace --bins` first (make test does)",
-        bin.display()
-    );
-    bin
-}
 
 /// The shell line tmux runs: note the terminal settings, run hark, and say afterwards whether
 /// the settings are back and how hark exited. The pane stays open to be read.
