@@ -25,6 +25,33 @@ const LISTEN: &str = "/ip4/127.0.0.1/tcp/0";
 const NICK: &str = "ysoldequarter";
 const TEXT: &str = "meet me at the north gate at 0600, bring the blue folder";
 
+/// Alice (named `nick`) and bob, over the data dirs given, meet once directly so that each
+/// knows the other's id, then both stop. Their peer ids.
+fn meet_once(nick: &str, alice_dir: &Path, bob_dir: &Path) -> (String, String) {
+    let mut alice = NodeProcess::start_with_dir(nick, alice_dir.to_path_buf(), LISTEN, &[]);
+    let pa = alice.peer_id.clone();
+    let mut bob = NodeProcess::start_with_dir(
+        "bob",
+        bob_dir.to_path_buf(),
+        LISTEN,
+        &["--peer", &alice.addr()],
+    );
+    let pb = bob.peer_id.clone();
+    bob.expect(
+        "alice connected",
+        DELIVERY,
+        |e| matches!(e, Event::PeerConnected { peer_id } if *peer_id == pa),
+    );
+    alice.expect(
+        "bob connected",
+        DELIVERY,
+        |e| matches!(e, Event::PeerConnected { peer_id } if *peer_id == pb),
+    );
+    assert!(bob.quit().success());
+    assert!(alice.quit().success());
+    (pa, pb)
+}
+
 /// The chat topic of the DM between the identity stored in `dir` (not running) and `peer`.
 fn dm_topic(dir: &Path, peer: &str) -> String {
     let store = hark_node::store::Store::open(dir).expect("the stopped node's store opens");
@@ -154,23 +181,7 @@ fn a_dm_to_an_absent_peer_arrives_through_a_blind_relay_that_never_had_the_key()
     let bob_path = bob_dir.path().to_path_buf();
 
     // Alice and bob meet once, directly (so bob knows alice's id), then both go away.
-    let mut alice = NodeProcess::start_with_dir(NICK, alice_path.clone(), LISTEN, &[]);
-    let pa = alice.peer_id.clone();
-    let mut bob =
-        NodeProcess::start_with_dir("bob", bob_path.clone(), LISTEN, &["--peer", &alice.addr()]);
-    let pb = bob.peer_id.clone();
-    bob.expect(
-        "alice connected",
-        DELIVERY,
-        |e| matches!(e, Event::PeerConnected { peer_id } if *peer_id == pa),
-    );
-    alice.expect(
-        "bob connected",
-        DELIVERY,
-        |e| matches!(e, Event::PeerConnected { peer_id } if *peer_id == pb),
-    );
-    assert!(bob.quit().success());
-    assert!(alice.quit().success());
+    let (pa, pb) = meet_once(NICK, &alice_path, &bob_path);
 
     // Alice comes back connected only to the relay, which is in no room with her but lobby,
     // and writes to bob.
@@ -341,18 +352,7 @@ fn a_dm_written_alone_goes_to_a_relay_met_after_a_restart() {
     let (alice_dir, bob_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let alice_path = alice_dir.path().to_path_buf();
     let bob_path = bob_dir.path().to_path_buf();
-    let alice = NodeProcess::start_with_dir("alice", alice_path.clone(), LISTEN, &[]);
-    let pa = alice.peer_id.clone();
-    let mut bob =
-        NodeProcess::start_with_dir("bob", bob_path.clone(), LISTEN, &["--peer", &alice.addr()]);
-    let pb = bob.peer_id.clone();
-    bob.expect(
-        "alice connected",
-        DELIVERY,
-        |e| matches!(e, Event::PeerConnected { peer_id } if *peer_id == pa),
-    );
-    assert!(bob.quit().success());
-    assert!(alice.quit().success());
+    let (pa, pb) = meet_once("alice", &alice_path, &bob_path);
 
     // Alice, alone, writes to bob and stops before meeting anyone.
     let mut alice = NodeProcess::start_with_dir("alice", alice_path.clone(), LISTEN, &[]);
