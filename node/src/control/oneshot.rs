@@ -135,7 +135,9 @@ async fn wait_delivered(
         return false;
     }
     let deadline = tokio::time::Instant::now() + timeout;
-    let mut stdout = super::stdout::stdout();
+    // Only a JSON client's stdout is taken over (made non-blocking when it is a pipe):
+    // `hark-node send` prints its result with a plain blocking write afterwards.
+    let mut stdout = also.is_some().then(super::stdout::stdout);
     while pending(tracker) {
         tokio::select! {
             _ = changed.notified() => {}
@@ -147,7 +149,9 @@ async fn wait_delivered(
                     None => std::future::pending().await,
                 }
             } => {
-                let _ = write_line(&mut stdout, &answered).await;
+                if let Some(stdout) = stdout.as_mut() {
+                    let _ = write_line(stdout, &answered).await;
+                }
             }
         }
     }
@@ -260,7 +264,14 @@ pub async fn run_json(
             _ => {}
         }
     };
-    let served = serve_lines(stdin, super::stdout::stdout(), attached, &link, true, observer);
+    let served = serve_lines(
+        stdin,
+        super::stdout::stdout(),
+        attached,
+        &link,
+        true,
+        observer,
+    );
     let ended = tokio::select! {
         ended = served => ended,
         _ = shutdown_signal() => {
