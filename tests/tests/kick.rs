@@ -467,3 +467,28 @@ fn an_invite_from_before_the_kick_opens_only_the_old_epoch_and_a_new_one_lets_a_
     c.wait_for(QUIET, |_| false);
     assert!(c.messages_with_text("welcome eve").is_empty());
 }
+
+/// A member who joined with `--join INVITE` on the command line (a relay, a headless box) is a
+/// member like one who sent `join`: it counts, and a kick of someone else carries it into the
+/// new epoch.
+#[test]
+fn a_member_joined_from_the_command_line_is_carried_into_the_new_epoch() {
+    let mut a = NodeProcess::start("alice", &[]);
+    let mut c = NodeProcess::start("carol", &["--peer", &a.addr()]);
+    let invite = create(&mut a, "ops");
+    join(&mut c, &invite, "ops");
+    let mut b = NodeProcess::start("bob", &["--peer", &a.addr(), "--join", &invite]);
+    let (pb, pc) = (b.peer_id.clone(), c.peer_id.clone());
+    wait_members(&mut a, "ops", DELIVERY, |m| {
+        m.2.contains(&pb) && m.2.len() == 3
+    });
+
+    a.send(json!({"cmd": "kick", "room": "ops", "peer": pc}));
+    saw(&mut b, "epoch 1", |e| {
+        matches!(e, Event::Epoch { epoch: 1, .. })
+    });
+    a.send(json!({"cmd": "send", "room": "ops", "text": "bob stays"}));
+    expect_text(&mut b, "bob stays");
+    c.wait_for(QUIET, |_| false);
+    assert!(c.messages_with_text("bob stays").is_empty());
+}

@@ -255,6 +255,9 @@ pub struct EngineConfig {
     pub voice_drop_percent: u8,
     /// The clock starts past this (the newest stored message).
     pub newest_hlc: Option<hark_proto::Hlc>,
+    /// Private rooms joined from the command line or the config file (already in `rooms`),
+    /// with the invite text: at start the node becomes a member as a `join` command would.
+    pub joined_invites: Vec<(hark_proto::RoomName, String)>,
 }
 
 #[cfg(test)]
@@ -272,6 +275,7 @@ impl EngineConfig {
             voice_frame_ms: 20,
             voice_drop_percent: 0,
             newest_hlc: None,
+            joined_invites: Vec::new(),
         }
     }
 }
@@ -307,6 +311,8 @@ pub struct Engine<S> {
     /// mDNS peers we leave to dial us first, and when we dial them anyway.
     mdns_waiting: HashMap<PeerId, (Multiaddr, Instant)>,
     started: bool,
+    /// [`EngineConfig::joined_invites`], until start.
+    joined_invites: Vec<(hark_proto::RoomName, String)>,
     /// Stored messages may still wait to be indexed for search (done while idle).
     search_backlog: bool,
     drops: HashMap<Drop, u64>,
@@ -366,6 +372,7 @@ impl<S: Storage> Engine<S> {
             redial,
             mdns_waiting: HashMap::new(),
             started: false,
+            joined_invites: config.joined_invites,
             // A crash may have left some unindexed: look once.
             search_backlog: true,
             drops: HashMap::new(),
@@ -552,6 +559,11 @@ impl<S: Storage> Engine<S> {
         self.set_timer(crate::sync::ANTI_ENTROPY_INTERVAL, Timer::AntiEntropy);
         self.restore_own();
         self.subscribe_retired();
+        for (name, invite) in std::mem::take(&mut self.joined_invites) {
+            if let Some(room) = self.book.get(&name).cloned() {
+                self.members_joined(&room, &invite);
+            }
+        }
         let topics: Vec<Topic> = self.rooms.keys().cloned().collect();
         for topic in topics {
             let interval = self.presence_interval();

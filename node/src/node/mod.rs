@@ -204,7 +204,7 @@ impl Node {
                 _ => return Err(StartError::PeerWithoutId(addr.clone())),
             }
         }
-        let rooms = room_book(&config, &mut store)?;
+        let (rooms, joined_invites) = room_book(&config, &mut store)?;
         let newest_hlc = store.newest_hlc()?;
 
         let transport = if config.memory_transport {
@@ -246,6 +246,7 @@ impl Node {
                 voice_frame_ms: config.voice_frame_ms,
                 voice_drop_percent: config.voice_drop_percent,
                 newest_hlc,
+                joined_invites,
             },
             store,
             // A CSPRNG seeded from the OS: message ids, nonces and room keys come from it.
@@ -300,8 +301,12 @@ impl Node {
     }
 }
 
-/// `lobby`, the stored rooms, and the rooms to join from the command line (stored too).
-fn room_book(config: &NodeConfig, store: &mut Store) -> Result<RoomBook, StartError> {
+/// `lobby`, the stored rooms, and the rooms to join from the command line (stored too); with
+/// the invites of the private ones among those, for the engine to join their membership.
+fn room_book(
+    config: &NodeConfig,
+    store: &mut Store,
+) -> Result<(RoomBook, Vec<(RoomName, String)>), StartError> {
     let mut rooms = RoomBook::default();
     let lobby = Room::public(RoomName::parse("lobby").expect("lobby is a valid room name"));
     rooms.insert(lobby).map_err(|source| StartError::Join {
@@ -313,6 +318,7 @@ fn room_book(config: &NodeConfig, store: &mut Store) -> Result<RoomBook, StartEr
             tracing::warn!("skipping a stored room: {e}");
         }
     }
+    let mut invites = Vec::new();
     for target in &config.join {
         let join_error = |source| StartError::Join {
             target: target.clone(),
@@ -321,8 +327,11 @@ fn room_book(config: &NodeConfig, store: &mut Store) -> Result<RoomBook, StartEr
         let room = parse_join_target(target).map_err(join_error)?;
         rooms.insert(room.clone()).map_err(join_error)?;
         store.save_room(&room.stored(), crate::clock::wall_ms())?;
+        if room.private {
+            invites.push((room.name.clone(), target.clone()));
+        }
     }
-    Ok(rooms)
+    Ok((rooms, invites))
 }
 
 /// How long to wait for more listen addresses before `ready` (see docs/architecture.md).

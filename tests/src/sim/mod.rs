@@ -456,6 +456,7 @@ impl Sim {
                 voice_frame_ms: 20,
                 voice_drop_percent: 0,
                 newest_hlc,
+                joined_invites: Vec::new(),
             },
             disk,
             StdRng::seed_from_u64(seed),
