@@ -139,7 +139,8 @@ impl RoomBook {
 
     /// Keep an old epoch of a room (read, synced, never written to).
     pub fn retire(&mut self, room: Room) {
-        self.retired.insert(room.chat_topic.as_str().to_owned(), room);
+        self.retired
+            .insert(room.chat_topic.as_str().to_owned(), room);
     }
 
     /// The retired epochs of every room.
