@@ -117,7 +117,8 @@ impl Replies {
             | Event::SearchResults { .. }
             | Event::Nick { .. }
             | Event::Peers { .. }
-            | Event::SafetyNumber { .. } => {}
+            | Event::SafetyNumber { .. }
+            | Event::Members { .. } => {}
             _ => return None,
         }
         // Normally the oldest request; should the two ever disagree, the oldest that this kind
