@@ -6,7 +6,8 @@
 //! fake microphone fed speech) arrives at bob's `--voice-out` as a recording as long as the
 //! press and loud like speech; bob's talk-spurt plays in the page (its analyser sees signal);
 //! without a join link, or with a bad or used one, the page gets no data and says why. The
-//! test also takes the screenshots in docs/web/ and records page weight and time to first
+//! test also takes the screenshots of docs/web/ (into target/tmp/web-screenshots/; with
+//! `HARK_UPDATE_SCREENSHOTS=1` into docs/web/ itself) and records page weight and time to first
 //! message in target/tmp/web-figures.json.
 
 use std::io::{BufRead, BufReader, Write};
@@ -236,7 +237,12 @@ fn a_browser_user_chats_talks_and_listens_with_a_json_node() {
         join_link.starts_with(&format!("{url}#join=")),
         "{join_link}"
     );
-    let screenshots = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/web");
+    // The docs' screenshots are replaced only when asked: a test run leaves the tree as it was.
+    let screenshots = if std::env::var_os("HARK_UPDATE_SCREENSHOTS").is_some() {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/web")
+    } else {
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join("web-screenshots")
+    };
     std::fs::create_dir_all(&screenshots).unwrap();
     let plan = json!({
         "url": url,
