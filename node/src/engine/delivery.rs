@@ -139,6 +139,9 @@ impl<S: Storage> Engine<S> {
         if let Some(peer) = direct {
             return vec![peer];
         }
+        if let Some(listed) = self.listed_members(topic) {
+            return listed;
+        }
         let mut members: Vec<PeerId> = self
             .delivery
             .rooms

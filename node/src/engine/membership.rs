@@ -306,6 +306,22 @@ impl<S: Storage> Engine<S> {
         self.members_command(name.as_str())
     }
 
+    /// The members of the private room of `topic` by its membership rules, without us, when
+    /// it has rules (delivery marks count them as the room's M).
+    pub(super) fn listed_members(&self, topic: &Topic) -> Option<Vec<PeerId>> {
+        let name = &self.rooms.get(topic)?.room.name;
+        let m = self.members.rooms.get(name)?;
+        let mut members: Vec<PeerId> = m
+            .rules
+            .members()
+            .iter()
+            .filter_map(|p| PeerId::from_bytes(p).ok())
+            .filter(|p| *p != self.me)
+            .collect();
+        members.sort();
+        Some(members)
+    }
+
     pub(super) fn members_command(&mut self, typed: &str) -> Result<(), CommandError> {
         let name = self.members_room(typed)?;
         let m = &self.members.rooms[&name];

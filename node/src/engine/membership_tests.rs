@@ -151,6 +151,9 @@ fn a_kick_in_engines_late_old_epoch_messages_and_a_refused_kick() {
     assert_eq!(net.topic(alice), net.topic(bob));
     assert_ne!(net.topic(alice), old_topic);
     assert_eq!(net.topic(carol), old_topic, "carol has no new key");
+    // Delivery marks count the members the rules list: bob, not carol.
+    let topic = net.topic(alice);
+    assert_eq!(net.nodes[alice].members(&topic), vec![net.peer(bob)]);
 
     // The held message arrives late: still shown, as written before bob knew.
     net.spread(bob, held, &[]);
