@@ -1108,6 +1108,15 @@ fn join_once(relay: &NodeProcess, via: &str, count: usize) -> Result<serde_json:
             warnings(relay)
         );
     };
+    // HARK_BENCH_LOGS=DIR (with HARK_TEST_LOG=hark_node=debug) keeps both nodes' logs of each
+    // join, to time what happens between connecting and the first message.
+    if let Ok(dir) = std::env::var("HARK_BENCH_LOGS") {
+        let _ = std::fs::write(
+            format!("{dir}/joiner-{}.log", joiner.pid()),
+            joiner.stderr(),
+        );
+        let _ = std::fs::write(format!("{dir}/relay-{}.log", joiner.pid()), relay.stderr());
+    }
     joiner.quit();
     let (stored, chunk_bytes, chunks) = stored_history(&data, "lobby")?;
     if stored as usize != count {
