@@ -17,7 +17,10 @@ const PREFIX: &str = "hark:";
 const INVITE_VERSION: u8 = 1;
 const CHARTER_VERSION: u8 = 2;
 const CHECKSUM_BYTES: usize = 4;
-/// Bounds the base58 decoder's work on hostile input (a real invite is ≈ 120 characters).
+/// Admins an invite names besides the owner (the rest learn of later ones by sync).
+pub const MAX_CHARTER_ADMINS: usize = 8;
+/// Bounds the base58 decoder's work on hostile input (a v1 invite is ≈ 120 characters, a v2
+/// one with a full charter ≈ 500).
 const MAX_INVITE_CHARS: usize = 1024;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -78,7 +81,7 @@ impl Invite {
         let owner = &charter.owner.0[..charter.owner.0.len().min(255)];
         bytes.push(owner.len() as u8);
         bytes.extend_from_slice(owner);
-        let admins = &charter.admins[..charter.admins.len().min(8)];
+        let admins = &charter.admins[..charter.admins.len().min(MAX_CHARTER_ADMINS)];
         bytes.push(admins.len() as u8);
         for admin in admins {
             let admin = &admin.0[..admin.0.len().min(255)];
@@ -155,7 +158,7 @@ fn decode_charter(mut rest: &[u8]) -> Result<Charter, InviteError> {
     let owner_len = take(&mut rest, 1)?[0] as usize;
     let owner = take(&mut rest, owner_len)?.to_vec();
     let count = take(&mut rest, 1)?[0] as usize;
-    let mut admins = Vec::with_capacity(count.min(8));
+    let mut admins = Vec::with_capacity(count.min(MAX_CHARTER_ADMINS));
     for _ in 0..count {
         let len = take(&mut rest, 1)?[0] as usize;
         admins.push(PeerBytes(take(&mut rest, len)?.to_vec()));

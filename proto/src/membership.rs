@@ -397,7 +397,10 @@ impl Membership {
         match chain.last() {
             Some(last) => (
                 EpochId::of(last.id),
-                self.charter.number + chain.len() as u32,
+                // Saturating: the starting number comes from an invite, any u32.
+                self.charter
+                    .number
+                    .saturating_add(u32::try_from(chain.len()).unwrap_or(u32::MAX)),
             ),
             None => (self.charter.epoch, self.charter.number),
         }

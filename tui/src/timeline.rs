@@ -63,9 +63,14 @@ impl Delivery {
     /// The mark shown after the message (docs/ui.md): `·` nobody is known to hold it yet,
     /// `✓` a peer or relay that is no known member does, `✓✓ N/M` N of the M members do,
     /// `✓✓` all of them.
+    /// Every known member holds it (the green `✓✓`).
+    pub fn all_hold(&self) -> bool {
+        self.members_holding >= 1 && self.members_holding >= self.members
+    }
+
     pub fn mark(&self) -> String {
         let (n, m) = (self.members_holding, self.members);
-        if n >= 1 && n >= m {
+        if self.all_hold() {
             "✓✓".to_owned()
         } else if n >= 1 {
             format!("✓✓ {n}/{m}")

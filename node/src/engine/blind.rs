@@ -264,17 +264,9 @@ impl<S: Storage> Engine<S> {
     /// Our message `id` was just published in the room of `topic`: if the room is private (a
     /// DM too), keep its sealed bytes until a relay holds them, and hand them to the relays
     /// connected now. The bytes are those of the `Publish` this input produced.
-    pub(super) fn offer_to_relays(&mut self, topic: &Topic, id: MessageId) {
-        if !self.rooms.get(topic).is_some_and(|r| r.room.private) {
-            return;
-        }
-        let sealed = self.out.iter().rev().find_map(|o| match o {
-            Output::Publish { topic: t, data } if t == topic => Some(data.clone()),
-            _ => None,
-        });
-        let Some(sealed) = sealed else {
-            return;
-        };
+    /// Our message `id` of a private room or DM was sealed for publishing as `sealed`: keep it
+    /// until a relay holds it, and hand it to the relays we have.
+    pub(super) fn offer_to_relays(&mut self, topic: &Topic, id: MessageId, sealed: Vec<u8>) {
         if self.blind.outbox.len() >= MAX_OUTBOX {
             self.blind.outbox.pop_front();
         }
@@ -423,7 +415,15 @@ impl<S: Storage> Engine<S> {
     /// came second-hand.
     fn on_items(&mut self, relay: PeerId, items: Vec<Held>, more: bool) {
         let mut taken = 0;
+        let mut advanced = false;
         for item in items {
+            // A topic we did not ask about gets no cursor: a relay cannot grow our memory.
+            let asked = self.book.by_topic(&item.topic).is_some()
+                || self.met_topics().contains_key(&item.topic);
+            if !asked {
+                self.count_drop(Drop::Unauthentic, relay, "(from a blind relay)");
+                continue;
+            }
             let cursor = self
                 .blind
                 .cursors
@@ -431,6 +431,7 @@ impl<S: Storage> Engine<S> {
                 .or_default()
                 .entry(item.topic.clone())
                 .or_default();
+            advanced |= item.seq > *cursor;
             *cursor = (*cursor).max(item.seq);
             match self.take_blind(relay, &item) {
                 Ok(n) => taken += n,
@@ -442,7 +443,9 @@ impl<S: Storage> Engine<S> {
         if taken > 0 {
             tracing::debug!(%relay, taken, "messages from a blind relay");
         }
-        if more {
+        // Only a page that moved a cursor earns the next one at once: a relay answering
+        // `more` with nothing new waits for the next round like any other.
+        if more && advanced {
             self.blind_fetch(relay);
         }
     }

@@ -190,6 +190,7 @@ impl<S: Storage> Engine<S> {
         self.book.remove(&room.name);
         // Everything the engine knew of the room goes in one step.
         self.rooms.remove(&topic);
+        self.delivery.forget_room(&topic);
         self.out.push(Output::Unsubscribe(room.chat_topic));
         self.out.push(Output::Unsubscribe(room.voice_topic));
         self.emit(Event::Left {

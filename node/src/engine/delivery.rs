@@ -118,6 +118,13 @@ impl Delivery {
             self.tracked -= 1;
         }
     }
+
+    /// We left the room of `topic`: its marks go with it.
+    pub(super) fn forget_room(&mut self, topic: &Topic) {
+        if let Some(room) = self.rooms.remove(topic) {
+            self.tracked -= room.messages.len();
+        }
+    }
 }
 
 impl<S: Storage> Engine<S> {
@@ -225,12 +232,6 @@ impl<S: Storage> Engine<S> {
     /// A message of ours was stored: follow who holds it, and chase it shortly.
     pub(super) fn stored_own(&mut self, topic: &Topic, id: MessageId) {
         self.stored_seq += 1;
-        let rooms = &self.rooms;
-        // Rooms left since: their marks go with them.
-        self.delivery
-            .rooms
-            .retain(|topic, _| rooms.contains_key(topic));
-        self.delivery.tracked = self.delivery.rooms.values().map(|r| r.messages.len()).sum();
         let room = self.delivery.rooms.entry(topic.clone()).or_default();
         room.messages.push_back(Tracked {
             id,
@@ -341,7 +342,6 @@ impl<S: Storage> Engine<S> {
 
     /// `peer` (a member, or a relay that keeps the room's sealed traffic) is known to hold our
     /// message `id`.
-    #[cfg_attr(not(test), allow(dead_code))]
     pub(super) fn held_by(&mut self, topic: &Topic, peer: PeerId, id: MessageId) {
         self.mark_held(topic, peer, |m| m.id == id);
     }

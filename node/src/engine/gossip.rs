@@ -22,6 +22,8 @@ impl<S: Storage> Engine<S> {
         let Some(room) = self.rooms.get(topic).map(|r| r.room.clone()) else {
             return;
         };
+        // History (private rooms and DMs) is also handed to blind relays, sealed as published.
+        let for_relays = room.private && matches!(body, Body::Change { .. });
         let envelope = Envelope {
             author: self.me.to_bytes(),
             name: self.name.clone(),
@@ -37,6 +39,9 @@ impl<S: Storage> Engine<S> {
             }
         };
         let data = seal::seal(&room.key, &room.chat_topic, &plain, &mut self.rng);
+        if for_relays {
+            self.offer_to_relays(&room.chat_topic, id, data.clone());
+        }
         self.out.push(Output::Publish {
             topic: room.chat_topic,
             data,

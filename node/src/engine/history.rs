@@ -88,7 +88,6 @@ impl<S: Storage> Engine<S> {
             },
         ));
         self.publish_as(&topic, record.id, Body::Change { shard, change });
-        self.offer_to_relays(&topic, record.id);
         self.stored_own(&topic, record.id);
         Ok(())
     }

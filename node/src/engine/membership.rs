@@ -195,6 +195,7 @@ impl<S: Storage> Engine<S> {
             .collect();
         for room in retired {
             self.rooms.remove(&room.chat_topic);
+            self.delivery.forget_room(&room.chat_topic);
             self.out.push(Output::Unsubscribe(room.chat_topic));
         }
         self.members.topics.retain(|_, (n, _)| n != name);
@@ -229,14 +230,14 @@ impl<S: Storage> Engine<S> {
         let m = self.members.rooms.get(name)?;
         let key = m.keys.get(&m.on)?.clone();
         let number = self.epoch_number(m, m.on);
-        let mut admins: Vec<PeerBytes> = m
+        // Invite::encode_with keeps the first MAX_CHARTER_ADMINS.
+        let admins: Vec<PeerBytes> = m
             .rules
             .admins()
             .into_iter()
             .filter(|a| a.as_slice() != m.rules.owner())
             .map(PeerBytes)
             .collect();
-        admins.truncate(8);
         let charter = Charter {
             owner: PeerBytes(m.rules.owner().to_vec()),
             admins,
@@ -258,7 +259,8 @@ impl<S: Storage> Engine<S> {
             .iter()
             .position(|e| EpochId::of(e.id) == epoch)
             .map_or(m.rules.charter.number, |i| {
-                m.rules.charter.number + i as u32 + 1
+                let later = u32::try_from(i + 1).unwrap_or(u32::MAX);
+                m.rules.charter.number.saturating_add(later)
             })
     }
 

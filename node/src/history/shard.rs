@@ -291,7 +291,6 @@ impl Shard {
     /// 0.12's own path (`sync.rs`, `send_doc`); None for every other case, which Automerge
     /// handles.
     fn generate_whole(&self, state: &mut sync::State) -> Option<Vec<u8>> {
-        let ours = self.doc.get_heads();
         let fresh_peer = state.their_heads.as_deref() == Some(&[])
             && state.their_need.is_some()
             && state.their_have.as_ref().is_some_and(|have| {
@@ -305,7 +304,11 @@ impl Shard {
             && !state.read_only
             && !state.peer_read_only
             && !state.needs_reset;
-        if !fresh_peer || ours.is_empty() || self.is_waiting() {
+        if !fresh_peer {
+            return None;
+        }
+        let ours = self.doc.get_heads();
+        if ours.is_empty() || self.is_waiting() {
             return None;
         }
         // Automerge sends nothing while an answer is in flight at unchanged heads.

@@ -9,17 +9,14 @@ use crate::timeline::NoticeLevel;
 impl App {
     /// How a peer id is shown: the name heard in the room with its short id, or the short id.
     fn member_label(&self, index: usize, peer_id: &str) -> String {
-        let short: String = peer_id
-            .chars()
-            .rev()
-            .take(4)
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
-            .collect();
         if self.me.as_ref().is_some_and(|me| me.peer_id == peer_id) {
             return "you".to_owned();
         }
+        let short = peer_id
+            .char_indices()
+            .rev()
+            .nth(3)
+            .map_or(peer_id, |(at, _)| &peer_id[at..]);
         self.rooms
             .get(index)
             .and_then(|room| room.people.get(peer_id))

@@ -40,7 +40,7 @@ pub fn entry_lines(
     let delivery = match &entry.body {
         EntryBody::Message(message) => message.delivery.map(|d| {
             let mark = d.mark();
-            let colour = if d.members_holding >= 1 && d.members_holding >= d.members {
+            let colour = if d.all_hold() {
                 Color::Green
             } else {
                 Color::DarkGray

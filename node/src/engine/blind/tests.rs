@@ -489,3 +489,35 @@ fn records_from_a_relay_must_carry_their_authors_signature() {
     // mallory: the record whose signature fails is not shown.
     assert_eq!(shown, vec!["signed".to_owned()]);
 }
+
+#[test]
+fn a_relay_answering_more_with_nothing_we_asked_for_gets_no_cursor_and_no_refetch() {
+    let mut bob = engine(2, false);
+    let (pa, pr) = (engine(1, false).peer_id(), engine(3, true).peer_id());
+    connect(&mut bob, pa);
+    connect(&mut bob, pr);
+    let fetch = fetch_of(&bob.handle(Input::BlindRelay { peer: pr }, now()));
+    // Topics bob never asked about, and `more` forever: before, each became a cursor and
+    // each answer a new fetch at once.
+    let items = (0..64)
+        .map(|i| Held {
+            topic: format!("hark/1/chat/{i:032x}"),
+            seq: 1,
+            sealed: vec![0x5a; 64],
+        })
+        .collect();
+    let out = bob.handle(
+        Input::BlindResponse {
+            peer: pr,
+            token: fetch.1,
+            response: BlindResponse::Items { items, more: true },
+        },
+        now(),
+    );
+    assert!(requests(&out).is_empty(), "fetched again at once");
+    assert!(bob
+        .blind
+        .cursors
+        .get(&pr)
+        .is_none_or(|cursors| cursors.is_empty()));
+}
