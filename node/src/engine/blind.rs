@@ -37,7 +37,7 @@ use libp2p::PeerId;
 use super::{Engine, Input, Output, Storage, Timer};
 use crate::api::Event;
 use crate::rooms::Room;
-use crate::store::blind::{BlindDb, OutboxItem, MAX_OUTBOX};
+use crate::store::blind::{BlindDb, OutboxItem, MAX_MET, MAX_OUTBOX};
 use crate::validate::Drop;
 
 /// Members fetch from (and store to) each connected relay this often.
@@ -223,6 +223,15 @@ impl<S: Storage> Engine<S> {
                 tracing::warn!("cannot remember a peer met: {e}");
             }
         }
+        // Past the store's bound, the next use reloads the newest peers met from it.
+        if self
+            .blind
+            .met
+            .as_ref()
+            .is_some_and(|met| met.len() >= MAX_MET)
+        {
+            self.blind.met = None;
+        }
         if self.blind.met.is_some() {
             if let Ok(room) = self.direct_room(&peer) {
                 if let Some(met) = self.blind.met.as_mut() {
@@ -288,8 +297,17 @@ impl<S: Storage> Engine<S> {
         self.blind.outbox.push_back(item);
     }
 
-    /// Hand `relay` everything in the outbox (what no relay holds yet).
+    /// Hand `relay` everything in the outbox (what no relay holds yet), unless a store to it is
+    /// still unanswered: a slow relay is not sent the whole outbox again every round.
     fn push_outbox(&mut self, relay: PeerId) {
+        let storing = self
+            .blind
+            .pending
+            .values()
+            .any(|(to, pending)| *to == relay && matches!(pending, Pending::Store(_)));
+        if storing {
+            return;
+        }
         let items: Vec<Outgoing> = self
             .blind
             .outbox
