@@ -329,20 +329,35 @@ impl Membership {
             MemberOp::Join => true,
             MemberOp::Promote { .. } => entry.author == self.owner(),
             MemberOp::Rekey { removed, .. } => {
-                if !self.is_admin(&entry.author) || removed.iter().any(|p| p.0 == self.owner()) {
-                    return false;
-                }
-                entry.author == self.owner() || {
-                    let promoted = self.promoted();
-                    !removed.iter().any(|p| promoted.contains(&p.0))
-                }
+                self.rekey_counts(entry, removed, &self.admins(), &self.promoted())
             }
         }
     }
 
+    /// A rekey counts when an admin made it, it removes not the owner, and only the owner
+    /// removes admins. `admins` and `promoted` are passed in so a scan of every op computes
+    /// them once, not once per rekey.
+    fn rekey_counts(
+        &self,
+        entry: &Entry,
+        removed: &[PeerBytes],
+        admins: &BTreeSet<Vec<u8>>,
+        promoted: &BTreeSet<Vec<u8>>,
+    ) -> bool {
+        if !admins.contains(&entry.author) || removed.iter().any(|p| p.0 == self.owner()) {
+            return false;
+        }
+        entry.author == self.owner() || !removed.iter().any(|p| promoted.contains(&p.0))
+    }
+
     fn rekeys(&self) -> impl Iterator<Item = (&Entry, &Vec<PeerBytes>, &Vec<SealedKey>)> {
-        self.ops.values().filter_map(|e| match &e.op {
-            MemberOp::Rekey { removed, keys } if self.counts(e) => Some((e, removed, keys)),
+        let (admins, promoted) = (self.admins(), self.promoted());
+        self.ops.values().filter_map(move |e| match &e.op {
+            MemberOp::Rekey { removed, keys }
+                if self.rekey_counts(e, removed, &admins, &promoted) =>
+            {
+                Some((e, removed, keys))
+            }
             _ => None,
         })
     }
@@ -352,6 +367,19 @@ impl Membership {
         self.rekeys()
             .flat_map(|(_, removed, _)| removed.iter().map(|p| p.0.clone()))
             .collect()
+    }
+
+    /// When each removed peer was first removed, in one scan (for sifting many messages).
+    pub fn removal_times(&self) -> BTreeMap<Vec<u8>, Hlc> {
+        let mut out: BTreeMap<Vec<u8>, Hlc> = BTreeMap::new();
+        for (e, removed, _) in self.rekeys() {
+            for p in removed {
+                out.entry(p.0.clone())
+                    .and_modify(|at| *at = (*at).min(e.hlc))
+                    .or_insert(e.hlc);
+            }
+        }
+        out
     }
 
     /// When `peer` was first removed: its messages with a later clock are not shown.

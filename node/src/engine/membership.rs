@@ -407,10 +407,17 @@ impl<S: Storage> Engine<S> {
         let Some(m) = self.members.rooms.get(&name) else {
             return;
         };
+        // One scan of the rules for all the records (a catch-up brings thousands).
+        let removed_at = m.rules.removal_times();
+        if removed_at.is_empty() {
+            return;
+        }
         let mut hidden = 0;
         for chunk in added.iter_mut() {
             let before = chunk.records.len();
-            chunk.records.retain(|r| m.rules.shows(&r.author, r.hlc));
+            chunk
+                .records
+                .retain(|r| removed_at.get(&r.author).is_none_or(|at| r.hlc < *at));
             hidden += before - chunk.records.len();
         }
         if hidden > 0 {
