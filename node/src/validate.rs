@@ -98,17 +98,7 @@ pub fn check(
     seen: &mut SeenIds,
 ) -> Result<Envelope, Drop> {
     let source = source.ok_or(Drop::Unsigned)?;
-    let plain = seal::open(&room.key, &room.chat_topic, data).map_err(|e| match e {
-        hark_proto::SealError::TooLarge(_) => Drop::Oversized,
-        _ => Drop::Unauthentic,
-    })?;
-    let envelope = Envelope::decode(&plain).map_err(|e| match e {
-        DecodeError::TooLarge(_) | DecodeError::Limit(_) => Drop::Oversized,
-        DecodeError::UnsupportedVersion(v) if v > hark_proto::ENVELOPE_VERSION => {
-            Drop::NewerVersion
-        }
-        _ => Drop::Malformed,
-    })?;
+    let envelope = open_chat(room, data)?;
     if envelope.author != source {
         return Err(Drop::ForgedAuthor);
     }
@@ -116,6 +106,22 @@ pub fn check(
         return Err(Drop::Replayed);
     }
     Ok(envelope)
+}
+
+/// Open and decode a payload sealed on `room`'s chat topic, from whoever handed it over (gossip,
+/// or a blind relay): who wrote it and whether it was seen are the caller's checks.
+pub fn open_chat(room: &Room, data: &[u8]) -> Result<Envelope, Drop> {
+    let plain = seal::open(&room.key, &room.chat_topic, data).map_err(|e| match e {
+        hark_proto::SealError::TooLarge(_) => Drop::Oversized,
+        _ => Drop::Unauthentic,
+    })?;
+    Envelope::decode(&plain).map_err(|e| match e {
+        DecodeError::TooLarge(_) | DecodeError::Limit(_) => Drop::Oversized,
+        DecodeError::UnsupportedVersion(v) if v > hark_proto::ENVELOPE_VERSION => {
+            Drop::NewerVersion
+        }
+        _ => Drop::Malformed,
+    })
 }
 
 /// Open and decode one payload received on `room`'s voice topic from signed `source`.

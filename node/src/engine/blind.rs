@@ -31,14 +31,14 @@ use hark_proto::blind::{
     BlindRequest, BlindResponse, Held, Sealed, StoreResult, Want, MAX_BATCH_BYTES,
     MAX_FETCH_TOPICS, MAX_STORE_ITEMS,
 };
-use hark_proto::{seal, Body, Envelope, MessageId, Topic};
+use hark_proto::{Body, MessageId, Topic};
 use libp2p::PeerId;
 
 use super::{Engine, Input, Output, Storage, Timer};
 use crate::api::Event;
 use crate::rooms::Room;
 use crate::store::blind::{BlindDb, OutboxItem, MAX_MET, MAX_OUTBOX};
-use crate::validate::Drop;
+use crate::validate::{open_chat, Drop};
 
 /// Members fetch from (and store to) each connected relay this often.
 pub const BLIND_EVERY: Duration = Duration::from_secs(10);
@@ -482,11 +482,7 @@ impl<S: Storage> Engine<S> {
                 (room, Some(peer))
             }
         };
-        let plain = seal::open(&room.key, &room.chat_topic, &item.sealed).map_err(|e| match e {
-            hark_proto::SealError::TooLarge(_) => Drop::Oversized,
-            _ => Drop::Unauthentic,
-        })?;
-        let envelope = Envelope::decode(&plain).map_err(|_| Drop::Malformed)?;
+        let envelope = open_chat(&room, &item.sealed)?;
         let Body::Change { shard, change } = envelope.body else {
             return Err(Drop::Malformed);
         };
