@@ -108,7 +108,7 @@ fn receive_everywhere(message: &[u8]) {
             continue;
         }
         let chunks: Vec<Vec<u8>> = base.cloned().into_iter().chain([stored]).collect();
-        if let Ok(reloaded) = Shard::load(&US, &chunks) {
+        if let Ok(mut reloaded) = Shard::load(&US, &chunks) {
             let _ = reloaded.records();
             let _ = Shard::load(&US, &[reloaded.save()]);
         }
@@ -130,10 +130,16 @@ fn gossip_everywhere(bytes: &[u8]) {
         if matches!(applied, Err(hark_node::history::ShardError::Panicked)) {
             continue;
         }
+        // Reading the shard applies a held-back change; what it added is then to store.
         let _ = shard.records();
-        if let Ok(Applied::New { bytes: stored, .. }) = applied {
+        let stored = match applied {
+            Ok(Applied::New { bytes, .. }) => Some(bytes),
+            Ok(Applied::Deferred { .. }) => Some(shard.take_unstored()),
+            _ => None,
+        };
+        if let Some(stored) = stored {
             let chunks: Vec<Vec<u8>> = base.cloned().into_iter().chain([stored]).collect();
-            if let Ok(reloaded) = Shard::load(&US, &chunks) {
+            if let Ok(mut reloaded) = Shard::load(&US, &chunks) {
                 let _ = Shard::load(&US, &[reloaded.save()]);
             }
         }

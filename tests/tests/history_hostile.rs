@@ -145,9 +145,9 @@ impl Mallory {
         self.send(self.request(self.sealed(body)))
     }
 
-    fn digests(&self) -> Vec<ShardDigest> {
+    fn digests(&mut self) -> Vec<ShardDigest> {
         self.shards
-            .iter()
+            .iter_mut()
             .map(|(&shard, doc)| ShardDigest {
                 shard,
                 heads: doc.digest(),
@@ -213,10 +213,11 @@ impl Mallory {
 
     /// Whether the node's digest of `shard` is ours, i.e. everything we slipped in reached it.
     /// (Starts a session the next one replaces.)
-    fn node_has(&self, shard: u32) -> bool {
-        let ours = self.shards.get(&shard).map(Shard::digest);
+    fn node_has(&mut self, shard: u32) -> bool {
+        let ours = self.shards.get_mut(&shard).map(Shard::digest);
+        let digests = self.digests();
         let reply = self.send_body(&SyncBody {
-            digests: Some(self.digests()),
+            digests: Some(digests),
             messages: Vec::new(),
         });
         open_body(&self.key, &reply)
@@ -230,20 +231,19 @@ impl Mallory {
     }
 
     /// Every message id our replica holds, as valid messages.
-    fn record_ids(&self) -> BTreeSet<String> {
+    fn record_ids(&mut self) -> BTreeSet<String> {
         self.shards
-            .values()
+            .values_mut()
             .flat_map(|s| s.records())
             .map(|r| r.id.to_hex())
             .collect()
     }
 
     /// The shard holding the node's messages (the test sends them all today).
-    fn today(&self) -> u32 {
+    fn today(&mut self) -> u32 {
         self.shards
-            .iter()
-            .find(|(_, s)| !s.records().is_empty())
-            .map(|(&shard, _)| shard)
+            .iter_mut()
+            .find_map(|(&shard, s)| (!s.records().is_empty()).then_some(shard))
             .expect("a shard with messages")
     }
 
@@ -252,7 +252,7 @@ impl Mallory {
     fn edit(&mut self, shard: u32, actor: &[u8], edit: impl FnOnce(&mut Automerge)) {
         let saved = self
             .shards
-            .get(&shard)
+            .get_mut(&shard)
             .map(|s| s.save())
             .unwrap_or_default();
         let mut doc = if saved.is_empty() {
@@ -438,7 +438,7 @@ fn hostile_sync_requests_are_refused_or_harmless() {
     v2[0] = 0x43;
     let honest = m
         .shards
-        .get(&today)
+        .get_mut(&today)
         .and_then(|s| s.generate(&mut sync::State::new()))
         .expect("a sync message");
     for (label, messages) in [

@@ -34,6 +34,7 @@ use hark_proto::blind::{
 use hark_proto::{Body, MessageId, Topic};
 use libp2p::PeerId;
 
+use super::history::Taken;
 use super::{Engine, Input, Output, Storage, Timer};
 use crate::api::Event;
 use crate::rooms::Room;
@@ -515,7 +516,10 @@ impl<S: Storage> Engine<S> {
         }
         Ok(match added {
             // The relay is not the author: every record must carry its author's signature.
-            Some(added) => self.take_in(&topic, vec![added], &relay.to_bytes()),
+            // Stored now (what it held back goes first): blind items come in batches.
+            Some(Taken::Now(added) | Taken::Held(added)) => {
+                self.take_in(&topic, vec![added], &relay.to_bytes())
+            }
             None => 0,
         })
     }

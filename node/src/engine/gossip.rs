@@ -4,9 +4,9 @@ use hark_proto::{seal, Body, Envelope, MessageId, Topic};
 use libp2p::gossipsub::{MessageAcceptance, MessageId as GossipId};
 use libp2p::PeerId;
 
+use super::history::Taken;
 use super::{Engine, Output, Storage, MAX_NAMES};
 use crate::api::Event;
-use crate::history::Added;
 use crate::validate::{self, Drop};
 
 impl<S: Storage> Engine<S> {
@@ -90,8 +90,12 @@ impl<S: Storage> Engine<S> {
             from,
             acceptance,
         });
-        if let Some((added, author)) = to_store {
-            self.take_in(&room.chat_topic, vec![added], &author);
+        match to_store {
+            Some((Taken::Now(added), author)) => {
+                self.take_in(&room.chat_topic, vec![added], &author);
+            }
+            Some((Taken::Held(added), author)) => self.show_held(&room.chat_topic, added, &author),
+            None => {}
         }
     }
 
@@ -113,7 +117,7 @@ impl<S: Storage> Engine<S> {
         topic: &Topic,
         envelope: Envelope,
         from: PeerId,
-    ) -> Result<Option<(Added, Vec<u8>)>, Drop> {
+    ) -> Result<Option<(Taken, Vec<u8>)>, Drop> {
         let Ok(author) = PeerId::from_bytes(&envelope.author) else {
             return Err(Drop::Malformed);
         };
@@ -129,8 +133,8 @@ impl<S: Storage> Engine<S> {
         let name = envelope.name;
         let event = match envelope.body {
             Body::Change { shard, change } => {
-                let added = self.on_gossip_change(topic, shard, &change, &envelope.author, from)?;
-                return Ok(added.map(|added| (added, envelope.author)));
+                let taken = self.on_gossip_change(topic, shard, &change, &envelope.author, from)?;
+                return Ok(taken.map(|taken| (taken, envelope.author)));
             }
             // A member kicked from a private room is not shown typing or present in it.
             _ if self.kicked_from(topic, &envelope.author) => return Ok(None),

@@ -33,6 +33,14 @@ const BIG_BATCH: usize = 1_000;
 /// transaction: at 100 ms a busy room paid a second commit for every message or two.
 const SEARCH_INDEX_EVERY: Duration = Duration::from_secs(1);
 
+/// What a gossip change brought.
+pub(super) enum Taken {
+    /// To store, then show ([`Engine::take_in`]).
+    Now(Added),
+    /// Shown at once, stored with the next ones (`held.rs`).
+    Held(Added),
+}
+
 impl<S: Storage> Engine<S> {
     // ----- sending and reading -----
 
@@ -196,7 +204,7 @@ impl<S: Storage> Engine<S> {
         let mut shards = BTreeMap::new();
         for (shard, chunks) in self.store.history_chunks(topic)? {
             match Shard::load(&actor, &chunks) {
-                Ok(doc) => {
+                Ok(mut doc) => {
                     if chunks.len() > COMPACT_AFTER_CHUNKS {
                         if let Err(e) = self.store.compact_shard(topic, shard, &doc.save()) {
                             tracing::warn!(room, "cannot compact history: {e}");
@@ -241,27 +249,21 @@ impl<S: Storage> Engine<S> {
         added: Vec<Added>,
         durability: Durability,
     ) -> Result<Vec<StoredMessage>, String> {
-        // A catch-up brings thousands of messages from a handful of authors: base58 each once.
-        let chunks: Vec<(u32, Vec<u8>, Vec<StoredMessage>)> = added
+        // Held gossip messages go first, so that the index has them before it is asked about
+        // anything else; they were shown already, so their verdicts are skipped below.
+        let mut all = self.take_held(topic);
+        let held = all.len();
+        all.extend(added);
+        if all.is_empty() {
+            return Ok(Vec::new());
+        }
+        let chunks: Vec<(u32, Vec<u8>, Vec<StoredMessage>)> = all
             .into_iter()
             .map(|chunk| {
                 let messages = chunk
                     .records
                     .into_iter()
-                    .filter_map(|record| {
-                        let author = self.peer_text(&record.author);
-                        if author.is_empty() {
-                            return None;
-                        }
-                        Some(StoredMessage {
-                            id: record.id,
-                            hlc: record.hlc,
-                            author,
-                            name: record.name,
-                            kind: record.kind,
-                            text: record.text,
-                        })
-                    })
+                    .filter_map(|record| self.index_entry(record))
                     .collect();
                 (chunk.shard, chunk.bytes, messages)
             })
@@ -279,6 +281,7 @@ impl<S: Storage> Engine<S> {
                 Ok(chunks
                     .into_iter()
                     .zip(fresh)
+                    .skip(held)
                     .flat_map(|((_, _, messages), fresh)| {
                         messages
                             .into_iter()
@@ -295,6 +298,32 @@ impl<S: Storage> Engine<S> {
                 Err(e)
             }
         }
+    }
+
+    /// What received history is stored with: written before it is shown or answered for, not
+    /// waited for on the disk (see [`take_in`](Self::take_in)).
+    pub(super) fn persist_received(
+        &mut self,
+        topic: &Topic,
+        added: Vec<Added>,
+    ) -> Result<Vec<StoredMessage>, String> {
+        self.persist_with(topic, added, Durability::Deferred)
+    }
+
+    /// A record as the store indexes it; None if its author is not a peer id.
+    pub(super) fn index_entry(&mut self, record: MessageRecord) -> Option<StoredMessage> {
+        let author = self.peer_text(&record.author);
+        if author.is_empty() {
+            return None;
+        }
+        Some(StoredMessage {
+            id: record.id,
+            hlc: record.hlc,
+            author,
+            name: record.name,
+            kind: record.kind,
+            text: record.text,
+        })
     }
 
     /// Store and announce everything a gossip change or sync message added (one transaction);
@@ -377,7 +406,7 @@ impl<S: Storage> Engine<S> {
         change: &[u8],
         author: &[u8],
         from: PeerId,
-    ) -> Result<Option<Added>, Drop> {
+    ) -> Result<Option<Taken>, Drop> {
         let history = match self.history(topic) {
             Ok(history) => history,
             // Our store's problem, not the sender's: do not penalise it.
@@ -400,12 +429,17 @@ impl<S: Storage> Engine<S> {
                         }
                     }
                 }
-                Ok(Some(Added {
+                Ok(Some(Taken::Now(Added {
                     shard,
                     records,
                     bytes,
-                }))
+                })))
             }
+            Ok(Applied::Deferred { records }) => Ok(Some(Taken::Held(Added {
+                shard,
+                records,
+                bytes: Vec::new(),
+            }))),
             Ok(Applied::Known) => Ok(None),
             Err(e) => {
                 tracing::debug!(room = self.room_name(topic), "bad history change: {e}");
@@ -465,7 +499,7 @@ pub(super) fn check_authorship(
     forged
 }
 
-fn message_event(room: &str, message: StoredMessage) -> Event {
+pub(super) fn message_event(room: &str, message: StoredMessage) -> Event {
     Event::Message {
         room: room.to_owned(),
         id: message.id.to_hex(),

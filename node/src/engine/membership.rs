@@ -709,6 +709,10 @@ impl<S: Storage> Engine<S> {
         before: Option<MessageId>,
     ) -> Result<Vec<StoredMessage>, String> {
         let topics = self.epoch_topics(topic);
+        // What was shown is what a reader expects to find.
+        for topic in &topics {
+            self.save_held(topic);
+        }
         let Some(before) = before else {
             let mut all = Vec::new();
             for topic in topics {
@@ -745,6 +749,7 @@ impl<S: Storage> Engine<S> {
     ) -> Result<Vec<StoredMessage>, String> {
         let mut all = Vec::new();
         for topic in self.epoch_topics(topic) {
+            self.save_held(&topic);
             all.extend(self.store.search(&topic, text, limit)?);
         }
         Ok(newest(all, limit))

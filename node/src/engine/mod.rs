@@ -30,6 +30,7 @@ mod commands;
 mod delivery;
 mod direct;
 mod gossip;
+mod held;
 mod history;
 mod identities;
 mod membership;
@@ -94,6 +95,8 @@ impl Now {
 pub enum Input {
     /// The node is listening and `ready` is out: dial static peers, start the timers.
     Start,
+    /// The node is stopping: store what is held in memory.
+    Stop,
     Command(Command),
     /// A connection to `peer` is up; `first` when it is the only one.
     Connected {
@@ -394,6 +397,7 @@ impl<S: Storage> Engine<S> {
         self.watch_blind(&input);
         match input {
             Input::Start => self.start(),
+            Input::Stop => self.save_all_held(),
             Input::Command(command) => self.on_command(command),
             Input::Connected { peer, addr, first } => self.on_connected(peer, addr, first),
             Input::Disconnected {
@@ -545,6 +549,7 @@ impl<S: Storage> Engine<S> {
             Timer::SearchIndex => self.index_for_search(),
             Timer::Deliver => self.chase_due(),
             Timer::Blind => self.blind_due(),
+            Timer::SaveHeld(topic) => self.save_held_due(&topic),
         }
     }
 

@@ -33,6 +33,8 @@ pub struct RoomState {
     pub outbound: HashMap<PeerId, Session>,
     /// Sync sessions peers started with us, by peer.
     pub inbound: HashMap<PeerId, Session>,
+    /// Gossip messages shown and not yet stored.
+    pub held: super::held::Held,
 }
 
 impl RoomState {
@@ -49,6 +51,7 @@ impl RoomState {
             spread_due: None,
             outbound: HashMap::new(),
             inbound: HashMap::new(),
+            held: Default::default(),
         }
     }
 

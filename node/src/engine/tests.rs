@@ -292,6 +292,51 @@ fn gossip_is_shown_once_and_a_replay_or_a_forged_author_is_rejected() {
     assert_eq!(c.drops().values().sum::<u64>(), 1);
 }
 
+/// A gossip message is shown at once and stored with the next ones (held.rs): shown once
+/// even when a sync meanwhile brings its change again, readable by `history` at once, and
+/// in the store once the room's save timer fires.
+#[test]
+fn a_held_gossip_message_is_shown_once_readable_at_once_and_stored_on_time() {
+    let clock = Clock {
+        base: Instant::now(),
+        ms: 0,
+    };
+    let mut a = engine(1, &clock);
+    let mut b = engine(2, &clock);
+    let (topic, data) = published(&send(&mut a, &clock, "hello"))[0].clone();
+    let out = b.handle(gossip(a.peer_id(), &topic, data, 1), clock.now());
+    assert_eq!(verdict(&out), Some(MessageAcceptance::Accept));
+    assert!(matches!(events(&out)[..], [Event::Message { text, .. }] if text == "hello"));
+    assert!(out.iter().any(|o| matches!(o,
+        Output::Timer { timer: Timer::SaveHeld(t), .. } if *t == topic)));
+    assert_eq!(b.store().message_count(&topic), 0, "held");
+
+    let first = connect(&mut a, &mut b, &clock);
+    let rest = settle(&mut a, &mut b, &clock, first);
+    let again = rest
+        .iter()
+        .filter(|(side, o)| !*side && matches!(o, Output::Event(Event::Message { .. })))
+        .count();
+    assert_eq!(again, 0, "a sync does not show it again");
+
+    let out = b.handle(
+        Input::Command(Command::History {
+            room: "lobby".into(),
+            limit: None,
+            before: None,
+        }),
+        clock.now(),
+    );
+    assert!(
+        events(&out).iter().any(|e| matches!(e,
+            Event::History { messages, .. } if messages.len() == 1)),
+        "{:?}",
+        events(&out)
+    );
+    b.handle(Input::Timer(Timer::SaveHeld(topic.clone())), clock.now());
+    assert_eq!(b.store().message_count(&topic), 1);
+}
+
 #[test]
 fn peers_that_meet_sync_what_they_wrote_alone_and_both_report_it() {
     let clock = Clock {
@@ -632,6 +677,9 @@ fn a_message_sent_as_a_web_user_is_signed_and_shown_as_theirs_on_every_node() {
     let out = b.handle(gossip(a.peer_id(), &topic, data, 1), clock.now());
     assert_eq!(verdict(&out), Some(MessageAcceptance::Accept));
     assert_eq!(shown(&out), expected);
+    // Shown at once, stored with the next ones (held.rs): when the room's save timer fires.
+    assert!(b.store.messages(&topic, 10, None).unwrap().is_empty());
+    b.handle(Input::Timer(Timer::SaveHeld(topic.clone())), clock.now());
     let stored = b.store.messages(&topic, 10, None).unwrap();
     assert_eq!(stored.len(), 1);
     assert_eq!(stored[0].author, ann_id);

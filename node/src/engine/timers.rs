@@ -34,6 +34,8 @@ pub enum Timer {
     Deliver,
     /// Blind relays: fetch from each connected one, and hand it what none holds yet.
     Blind,
+    /// Store a room's gossip messages shown and held (`held.rs`).
+    SaveHeld(Topic),
 }
 
 /// Timers waiting to fire, earliest first; equal instants fire in the order they were set.

@@ -14,4 +14,4 @@ pub mod room;
 pub mod shard;
 
 pub use room::{Added, RecordCheck, RoomHistory};
-pub use shard::{Applied, Shard, ShardError};
+pub use shard::{Applied, Shard, ShardError, MAX_PENDING};

@@ -40,11 +40,51 @@ impl RoomHistory {
         }
     }
 
-    pub fn digests(&self) -> Vec<ShardDigest> {
+    /// Apply every shard's held-back gossip changes ([`Shard::settle`]). A shard on which
+    /// Automerge panics is dropped from memory and reloaded from the store on next use.
+    pub fn settle(&mut self) {
+        let mut broken = Vec::new();
+        for (&id, doc) in self.shards.iter_mut() {
+            match doc.settle() {
+                Ok(()) => {}
+                Err(ShardError::Panicked) => broken.push(id),
+                Err(e) => tracing::warn!(shard = id, "held-back gossip changes dropped: {e}"),
+            }
+        }
+        for id in broken {
+            tracing::error!(shard = id, "Automerge failed on held-back gossip changes");
+            self.shards.remove(&id);
+            self.states.retain(|(_, shard), _| *shard != id);
+        }
+    }
+
+    /// Gossip changes held back across shards, not yet applied.
+    pub fn pending_count(&self) -> usize {
+        self.shards.values().map(Shard::pending_count).sum()
+    }
+
+    /// Settle, then what the documents gained from held-back changes and the store does not
+    /// have yet, per shard (records come separately: they were shown on arrival).
+    pub fn take_unstored(&mut self) -> Vec<Added> {
+        self.settle();
         self.shards
-            .iter()
-            .filter(|(_, doc)| !doc.is_empty())
-            .map(|(&shard, doc)| ShardDigest {
+            .iter_mut()
+            .map(|(&shard, doc)| (shard, doc.take_unstored()))
+            .filter(|(_, bytes)| !bytes.is_empty())
+            .map(|(shard, bytes)| Added {
+                shard,
+                records: Vec::new(),
+                bytes,
+            })
+            .collect()
+    }
+
+    pub fn digests(&mut self) -> Vec<ShardDigest> {
+        self.settle();
+        self.shards
+            .iter_mut()
+            .filter_map(|(&shard, doc)| (!doc.is_empty()).then_some((shard, doc)))
+            .map(|(shard, doc)| ShardDigest {
                 shard,
                 heads: doc.digest(),
             })
@@ -52,7 +92,7 @@ impl RoomHistory {
     }
 
     /// The shards on which `theirs` and ours disagree (including shards only one side has).
-    pub fn differing(&self, theirs: &[ShardDigest]) -> Vec<u32> {
+    pub fn differing(&mut self, theirs: &[ShardDigest]) -> Vec<u32> {
         let ours: BTreeMap<u32, [u8; 32]> = self
             .digests()
             .into_iter()
@@ -71,11 +111,11 @@ impl RoomHistory {
     pub fn begin_session(&mut self, peer: PeerId) {
         // Shards that a peer named but never filled (a hostile request can name thousands)
         // are dropped, so they cannot take up the room's shard table.
+        self.settle();
         let empty: Vec<u32> = self
             .shards
-            .iter()
-            .filter(|(_, doc)| doc.is_empty())
-            .map(|(&id, _)| id)
+            .iter_mut()
+            .filter_map(|(&id, doc)| doc.is_empty().then_some(id))
             .collect();
         for id in empty {
             self.shards.remove(&id);
@@ -96,7 +136,7 @@ impl RoomHistory {
                 continue;
             }
             let state = self.states.entry((peer, shard)).or_default();
-            if let Some(message) = self.shards.get(&shard).and_then(|d| d.generate(state)) {
+            if let Some(message) = self.shards.get_mut(&shard).and_then(|d| d.generate(state)) {
                 out.push(ShardMessage { shard, message });
             }
         }
@@ -129,6 +169,7 @@ impl RoomHistory {
         added: &mut Vec<Added>,
         check: RecordCheck<'_>,
     ) -> Result<(), ShardError> {
+        self.settle();
         let result = if self.worth_spreading(messages) {
             self.receive_spread(peer, messages, added, check)
         } else {

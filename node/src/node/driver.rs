@@ -192,7 +192,10 @@ impl Driver {
             tokio::select! {
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
                 request = commands.recv() => match request {
-                    Some(Request::Command { command: Command::Quit, .. }) | None => break,
+                    Some(Request::Command { command: Command::Quit, .. }) | None => {
+                        self.handle(Input::Stop);
+                        break;
+                    }
                     Some(request) => self.on_request(request),
                 },
                 Some(event) = self.voice_events.recv() => self.emit(event),

@@ -47,14 +47,16 @@ impl Store {
     /// The clock of message `id` in the room of chat topic `room`, if it holds it (paging
     /// back through a room whose epochs are several rooms in the store).
     pub fn message_clock(&self, room: &str, id: MessageId) -> Result<Option<Hlc>, StoreError> {
+        // Asked for every message shown from gossip (engine/held.rs): a cached statement.
         self.conn
-            .query_row(
+            .prepare_cached(
                 "SELECT hlc FROM message_index
                  WHERE room = (SELECT id FROM history_rooms WHERE topic = ?1) AND id = ?2",
-                params![room, id.0.as_slice()],
-                |row| row.get::<_, i64>(0),
             )
-            .optional()
+            .and_then(|mut stmt| {
+                stmt.query_row(params![room, id.0.as_slice()], |row| row.get::<_, i64>(0))
+                    .optional()
+            })
             .map(|hlc| hlc.map(|hlc| Hlc(hlc as u64)))
             .map_err(self.sql_err())
     }
