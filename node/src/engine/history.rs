@@ -1,9 +1,11 @@
 //! History: sending messages as Automerge changes, applying changes that arrive by gossip,
 //! storing them through the [`Storage`] port, and reading history back.
 //!
-//! Every change is stored (one transaction) before it is reported `sent`, published, or shown
-//! as a `message`; a message is shown the first time its id enters the store's index, which
-//! makes "each id exactly once" hold across gossip, sync and restarts alike.
+//! Every change we make is stored (one transaction) before it is reported `sent` or published.
+//! What peers send by sync is stored before it is shown as a `message`; what they send by
+//! gossip is shown at once and stored with the next ones (`held.rs`). A message is shown the
+//! first time its id enters the store's index or the room's held ids, which makes "each id
+//! exactly once" hold across gossip and sync (after a crash, once more for what was lost).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -381,9 +383,18 @@ impl<S: Storage> Engine<S> {
         } else {
             Durability::Deferred
         };
+        let began = std::time::Instant::now();
         let Ok(fresh) = self.persist_with(topic, added, durability) else {
             return 0;
         };
+        if records >= BIG_BATCH {
+            tracing::debug!(
+                room,
+                records,
+                ms = began.elapsed().as_millis() as u64,
+                "stored a big batch"
+            );
+        }
         let count = fresh.len();
         let now = self.wall_ms();
         let me = self.peer_text(&self.me.to_bytes());

@@ -311,6 +311,7 @@ impl<S: Storage> Engine<S> {
             }
         };
         let checker = Checker::new(topic, peer);
+        let began = std::time::Instant::now();
         let (added, outcome) = match self.history(topic) {
             Ok(history) => {
                 let mut added = Vec::new();
@@ -323,8 +324,17 @@ impl<S: Storage> Engine<S> {
                 return;
             }
         };
+        let applied = began.elapsed();
         let received = self.take_in_checked(topic, added, checker.forged());
         if received > 0 {
+            // Where a catch-up's time goes (docs/performance.md), for whoever turns debug on.
+            tracing::debug!(
+                %peer,
+                received,
+                applied_ms = applied.as_millis() as u64,
+                stored_and_shown_ms = (began.elapsed() - applied).as_millis() as u64,
+                "sync response taken in"
+            );
             self.spread(topic, peer);
         }
         if let Err(e) = outcome {

@@ -125,6 +125,7 @@ fn to_json(scenario: &str, r: &SimReport) -> serde_json::Value {
         "converged": r.converged,
         "trace_hash": r.trace_hash,
         "duplicates": r.duplicates,
+        "lost_in_crashes": r.lost_in_crashes,
         "rejected": r.rejected,
         "restarts": r.restarts,
         "sync_requests": r.sync_requests,

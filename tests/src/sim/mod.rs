@@ -16,7 +16,7 @@ pub mod bench;
 pub mod network;
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use hark_node::api::{Command, Event};
@@ -119,8 +119,11 @@ pub struct SimReport {
     pub sync_bytes: u64,
     pub gossip_bytes: u64,
     pub rejected: u64,
-    /// `message` events for a message the node had already shown or sent (must be 0).
+    /// `message` events for a message the node had already shown or sent (must be 0), or
+    /// stored before a crash.
     pub duplicates: u64,
+    /// Messages a node had shown but not yet stored when it crashed (shown again after).
+    pub lost_in_crashes: u64,
     /// After a partition heals: until every node holds every message, and sync bytes spent.
     pub heal_convergence_ms: Option<f64>,
     pub heal_sync_bytes: Option<u64>,
@@ -481,8 +484,24 @@ impl Sim {
         let Some(engine) = self.nodes[node].engine.take() else {
             return;
         };
+        let disk = engine.into_store();
+        // What the node showed but had not stored yet (gossip held for the room's next store
+        // transaction, node/src/engine/held.rs) is lost with it, and shown again once sync
+        // brings it back: that is not a duplicate. What it had stored must never come again.
+        let stored: HashSet<u32> = disk
+            .all_messages(&self.lobby.chat_topic)
+            .iter()
+            .filter_map(|m| self.message_index.get(&m.id.to_hex()).copied())
+            .collect();
         let n = &mut self.nodes[node];
-        n.disk = Some(engine.into_store());
+        for (index, holds) in n.holds.iter_mut().enumerate() {
+            if *holds && !stored.contains(&(index as u32)) {
+                *holds = false;
+                n.held -= 1;
+                self.report.lost_in_crashes += 1;
+            }
+        }
+        n.disk = Some(disk);
         n.incarnation += 1;
         n.down_since = Some(self.now);
         n.timers_pending = 0;
