@@ -48,16 +48,8 @@ impl<S: Storage> Engine<S> {
     pub(super) fn show_held(&mut self, topic: &Topic, mut added: Added, straight_from: &[u8]) {
         let forged = check_authorship(&mut added, topic.as_str(), straight_from, false);
         let mut chunks = [added];
-        self.sift_members(topic, &mut chunks);
+        let room = self.sift(topic, &mut chunks, forged);
         let [mut added] = chunks;
-        let room = self.room_name(topic);
-        if forged > 0 {
-            tracing::warn!(
-                room,
-                forged,
-                "records without their author's valid signature were not shown"
-            );
-        }
         let mut fresh = Vec::with_capacity(added.records.len());
         for record in std::mem::take(&mut added.records) {
             let held = self

@@ -353,16 +353,10 @@ impl<S: Storage> Engine<S> {
         self.take_in_checked(topic, added, forged)
     }
 
-    /// [`take_in`](Self::take_in) for records already checked with [`check_authorship`]
-    /// (`forged` of them were dropped).
-    pub(super) fn take_in_checked(
-        &mut self,
-        topic: &Topic,
-        mut added: Vec<Added>,
-        forged: usize,
-    ) -> usize {
-        // Membership operations are applied, never shown; a kicked member's late words hidden.
-        self.sift_members(topic, &mut added);
+    /// Apply membership operations (never shown) and hide a kicked member's late words; say
+    /// how many records lacked their author's signature. Returns the room's name.
+    pub(super) fn sift(&mut self, topic: &Topic, added: &mut [Added], forged: usize) -> String {
+        self.sift_members(topic, added);
         let room = self.room_name(topic);
         if forged > 0 {
             tracing::warn!(
@@ -371,6 +365,18 @@ impl<S: Storage> Engine<S> {
                 "records without their author's valid signature were not shown"
             );
         }
+        room
+    }
+
+    /// [`take_in`](Self::take_in) for records already checked with [`check_authorship`]
+    /// (`forged` of them were dropped).
+    pub(super) fn take_in_checked(
+        &mut self,
+        topic: &Topic,
+        mut added: Vec<Added>,
+        forged: usize,
+    ) -> usize {
+        let room = self.sift(topic, &mut added, forged);
         if added.is_empty() {
             return 0;
         }
