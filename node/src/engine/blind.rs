@@ -516,7 +516,7 @@ impl<S: Storage> Engine<S> {
         }
         Ok(match added {
             // The relay is not the author: every record must carry its author's signature.
-            // Stored now (what it held back goes first): blind items come in batches.
+            // Stored at once (after what the room holds), not held: take_in checks the signature.
             Some(Taken::Now(added) | Taken::Held(added)) => {
                 self.take_in(&topic, vec![added], &relay.to_bytes())
             }

@@ -1,15 +1,20 @@
 //! Gossip messages shown at once and stored together.
 //!
 //! A gossip change that carries one well-formed message is forwarded, shown and counted at
-//! once, but its document and the store take it in with the next ones: within
-//! [`SAVE_HELD_EVERY`], before any other write of the room, before any read of its documents
-//! (a sync, a send), or when [`MAX_HELD`] are waiting. Automerge 0.12 pays for each apply in
-//! proportion to the document, and SQLite for each commit: a busy room paid both per message
+//! once, but its document and the store take it in with the next ones. The shard applies what
+//! it holds back before any read of its document; the room stores what it holds (records and
+//! the changes its documents took in) in its next store transaction, and at the latest within
+//! [`SAVE_HELD_EVERY`], at [`MAX_HELD`] held changes, before a sync session starts (a completed
+//! session tells the peer we hold what it has: delivery marks), before `history` or `search`
+//! read the store, and when the node quits. Automerge 0.12 pays for each apply in proportion to
+//! the document, and SQLite for each commit: a busy room paid both per message
 //! (docs/performance.md, "Issue 11, fifth pass").
 //!
-//! What is held is what a node received, which is always safe to lose: a crash loses at most
-//! the last [`SAVE_HELD_EVERY`] of it, and sync brings it again (it is then shown again, once,
-//! by the restarted node). What we send is never held: it is durable before `sent`.
+//! What is held is what a node received from peers, which sync brings again if it is lost: a
+//! crash of the process loses at most the last [`SAVE_HELD_EVERY`] of it (the restarted node
+//! shows it once more when it comes back), and a failed store transaction loses the held
+//! messages it carried (they are not shown again in this run). What we send is never held: it
+//! is durable before `sent`.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -19,11 +24,15 @@ use hark_proto::{MessageId, Topic};
 use super::history::{check_authorship, message_event};
 use super::{Engine, Storage, Timer};
 use crate::history::Added;
+use crate::store::StoredMessage;
 
 /// Held messages are stored at most this long after the first of them arrived.
 pub(super) const SAVE_HELD_EVERY: Duration = Duration::from_secs(1);
-/// Held messages of one room stored at once, at most.
+/// Held changes of one room stored at once, at most.
 const MAX_HELD: usize = crate::history::MAX_PENDING;
+/// Ids of shown messages whose store failed, remembered at most (a store failing for long
+/// would otherwise grow it with every message received).
+const MAX_LOST: usize = 65_536;
 
 /// A room's messages shown but not yet stored.
 #[derive(Default)]
@@ -31,14 +40,11 @@ pub struct Held {
     /// Their records, by shard (the change bytes wait in the shard's document).
     chunks: Vec<Added>,
     ids: HashSet<MessageId>,
+    /// Shown, but the transaction that was to store them failed: never shown again in this
+    /// run, whatever brings them back (bounded by [`MAX_LOST`]).
+    lost: HashSet<MessageId>,
     /// A [`Timer::SaveHeld`] is set.
     armed: bool,
-}
-
-impl Held {
-    fn count(&self) -> usize {
-        self.ids.len()
-    }
 }
 
 impl<S: Storage> Engine<S> {
@@ -52,10 +58,9 @@ impl<S: Storage> Engine<S> {
         let [mut added] = chunks;
         let mut fresh = Vec::with_capacity(added.records.len());
         for record in std::mem::take(&mut added.records) {
-            let held = self
-                .rooms
-                .get(topic)
-                .is_some_and(|r| r.held.ids.contains(&record.id));
+            let held = self.rooms.get(topic).is_some_and(|r| {
+                r.held.ids.contains(&record.id) || r.held.lost.contains(&record.id)
+            });
             if held || matches!(self.store.message_clock(topic, record.id), Ok(Some(_))) {
                 continue;
             }
@@ -78,7 +83,8 @@ impl<S: Storage> Engine<S> {
         state.held.ids.extend(fresh.iter().map(|r| r.id));
         added.records = fresh;
         state.held.chunks.push(added);
-        let full = state.held.count() >= MAX_HELD;
+        // Counted in changes, shown or not: each holds memory until stored.
+        let full = state.held.chunks.len() >= MAX_HELD;
         if !state.held.armed {
             state.held.armed = true;
             self.set_timer(SAVE_HELD_EVERY, Timer::SaveHeld(topic.clone()));
@@ -123,11 +129,35 @@ impl<S: Storage> Engine<S> {
             return Vec::new();
         };
         let mut chunks = std::mem::take(&mut state.held.chunks);
-        state.held.ids.clear();
         if let Some(history) = state.history.as_mut() {
             chunks.extend(history.take_unstored());
         }
         chunks.retain(|c| !c.records.is_empty() || !c.bytes.is_empty());
         chunks
+    }
+
+    /// The transaction that took the held messages committed: `fresh`, what it found new,
+    /// loses those shown before (held ids are already out; lost ones come back now).
+    pub(super) fn held_stored(&mut self, topic: &Topic, fresh: &mut Vec<StoredMessage>) {
+        let Some(state) = self.rooms.get_mut(topic) else {
+            return;
+        };
+        state.held.ids.clear();
+        if !state.held.lost.is_empty() {
+            fresh.retain(|m| !state.held.lost.remove(&m.id));
+        }
+    }
+
+    /// The transaction that took the held messages failed: they are not stored, but they
+    /// were shown.
+    pub(super) fn held_not_stored(&mut self, topic: &Topic) {
+        let Some(state) = self.rooms.get_mut(topic) else {
+            return;
+        };
+        let ids = std::mem::take(&mut state.held.ids);
+        if state.held.lost.len() + ids.len() > MAX_LOST {
+            state.held.lost.clear();
+        }
+        state.held.lost.extend(ids);
     }
 }

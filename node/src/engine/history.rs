@@ -183,6 +183,14 @@ impl<S: Storage> Engine<S> {
 
     /// The room's history, loaded from the store on first use.
     pub(super) fn history(&mut self, topic: &Topic) -> Result<&mut RoomHistory, String> {
+        if let Some(room) = self.rooms.get_mut(topic) {
+            if room.history.as_ref().is_some_and(RoomHistory::is_broken) {
+                tracing::error!(room = %room.room.name, "reloading the room's history");
+                room.history = None;
+                room.outbound.clear();
+                room.inbound.clear();
+            }
+        }
         let loaded = match self.rooms.get(topic) {
             None => return Err("not in this room".to_owned()),
             Some(room) if room.history.is_some() => None,
@@ -280,7 +288,7 @@ impl<S: Storage> Engine<S> {
                     self.search_backlog = true;
                     self.set_timer(SEARCH_INDEX_EVERY, Timer::SearchIndex);
                 }
-                Ok(chunks
+                let mut new: Vec<StoredMessage> = chunks
                     .into_iter()
                     .zip(fresh)
                     .skip(held)
@@ -290,9 +298,12 @@ impl<S: Storage> Engine<S> {
                             .zip(fresh)
                             .filter_map(|(m, new)| new.then_some(m))
                     })
-                    .collect())
+                    .collect();
+                self.held_stored(topic, &mut new);
+                Ok(new)
             }
             Err(e) => {
+                self.held_not_stored(topic);
                 tracing::error!(room = self.room_name(topic), "cannot store history: {e}");
                 if let Some(room) = self.rooms.get_mut(topic) {
                     room.history = None;

@@ -40,6 +40,8 @@ impl<S: Storage> Engine<S> {
             }
             _ => return,
         }
+        // As in `answer_sync`: what we showed is stored before we say what we hold.
+        self.save_held(topic);
         let digests = match self.history(topic) {
             Ok(history) => {
                 history.begin_session(peer);
@@ -155,7 +157,7 @@ impl<S: Storage> Engine<S> {
         room.deps_due = None;
         let still_waiting = room
             .history
-            .as_ref()
+            .as_mut()
             .is_some_and(crate::history::RoomHistory::is_waiting);
         if still_waiting {
             self.start_sync(peer, topic);
@@ -217,6 +219,11 @@ impl<S: Storage> Engine<S> {
             }
         };
         let starts = body.digests.is_some();
+        if starts {
+            // A session that completes tells the peer we hold what it has (delivery marks):
+            // what we showed is stored first.
+            self.save_held(&topic);
+        }
         let checker = Checker::new(&topic, peer);
         let (added, outcome) = match self.history(&topic) {
             Ok(history) => {

@@ -337,6 +337,34 @@ fn a_held_gossip_message_is_shown_once_readable_at_once_and_stored_on_time() {
     assert_eq!(b.store().message_count(&topic), 1);
 }
 
+/// A held message whose store fails is not shown again when sync brings it back, and is then
+/// stored.
+#[test]
+fn a_held_message_whose_store_failed_is_not_shown_again_when_sync_brings_it() {
+    let clock = Clock {
+        base: Instant::now(),
+        ms: 0,
+    };
+    let mut a = engine(1, &clock);
+    let mut b = engine(2, &clock);
+    let (topic, data) = published(&send(&mut a, &clock, "hello"))[0].clone();
+    let out = b.handle(gossip(a.peer_id(), &topic, data, 1), clock.now());
+    assert!(matches!(events(&out)[..], [Event::Message { text, .. }] if text == "hello"));
+    b.store.failing = true;
+    b.handle(Input::Timer(Timer::SaveHeld(topic.clone())), clock.now());
+    b.store.failing = false;
+    assert_eq!(b.store().message_count(&topic), 0, "the store failed");
+
+    let first = connect(&mut a, &mut b, &clock);
+    let rest = settle(&mut a, &mut b, &clock, first);
+    let again = rest
+        .iter()
+        .filter(|(side, o)| !*side && matches!(o, Output::Event(Event::Message { .. })))
+        .count();
+    assert_eq!(again, 0, "shown once, though stored only now");
+    assert_eq!(b.store().message_count(&topic), 1);
+}
+
 #[test]
 fn peers_that_meet_sync_what_they_wrote_alone_and_both_report_it() {
     let clock = Clock {

@@ -29,6 +29,8 @@ pub struct RoomHistory {
     /// shards both sides already share costs a few hundred bytes, not a Bloom filter of every
     /// change (see FACTS on sync costs).
     states: HashMap<(PeerId, u32), sync::State>,
+    /// See [`is_broken`](Self::is_broken).
+    broken: bool,
 }
 
 impl RoomHistory {
@@ -37,11 +39,13 @@ impl RoomHistory {
             actor,
             shards,
             states: HashMap::new(),
+            broken: false,
         }
     }
 
     /// Apply every shard's held-back gossip changes ([`Shard::settle`]). A shard on which
-    /// Automerge panics is dropped from memory and reloaded from the store on next use.
+    /// Automerge panics is dropped, and the history marks itself [`broken`](Self::is_broken):
+    /// the engine then reloads it from the store (the last state known to be sound).
     pub fn settle(&mut self) {
         let mut broken = Vec::new();
         for (&id, doc) in self.shards.iter_mut() {
@@ -55,7 +59,13 @@ impl RoomHistory {
             tracing::error!(shard = id, "Automerge failed on held-back gossip changes");
             self.shards.remove(&id);
             self.states.retain(|(_, shard), _| *shard != id);
+            self.broken = true;
         }
+    }
+
+    /// Automerge panicked on one of the shards outside a call that reports it: reload.
+    pub fn is_broken(&self) -> bool {
+        self.broken
     }
 
     /// Gossip changes held back across shards, not yet applied.
@@ -351,6 +361,7 @@ impl RoomHistory {
         for (&id, doc) in self.shards.iter_mut() {
             if doc.queued_bytes() > 0 {
                 if let Err(e) = doc.drop_waiting() {
+                    self.broken |= e == ShardError::Panicked;
                     // The shard keeps its document as it was: nothing is lost but the bound.
                     tracing::warn!(shard = id, "could not drop waiting changes: {e}");
                 }
@@ -375,7 +386,9 @@ impl RoomHistory {
     }
 
     /// Whether any shard holds changes waiting for dependencies.
-    pub fn is_waiting(&self) -> bool {
+    pub fn is_waiting(&mut self) -> bool {
+        // Held-back changes may be exactly what a waiting change lacks.
+        self.settle();
         self.shards.values().any(Shard::is_waiting)
     }
 

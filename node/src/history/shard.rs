@@ -111,8 +111,9 @@ impl Shard {
 
     /// Apply the gossip changes held back ([`Applied::Deferred`]) in one Automerge call; what
     /// they add waits in [`take_unstored`](Self::take_unstored). A change Automerge refuses
-    /// in the batch is retried alone, and one refused alone is left out (its record was shown;
-    /// it is neither applied nor stored, and sync may bring a sound copy).
+    /// in the batch is retried alone, and one refused alone is left out of the document and
+    /// its stored chunks (its record was shown and stays in the message index). What is left
+    /// out, or left queued behind it, counts against [`MAX_QUEUED_BYTES`].
     pub fn settle(&mut self) -> Result<(), ShardError> {
         if self.pending.is_empty() {
             return Ok(());
@@ -129,6 +130,10 @@ impl Shard {
             .iter()
             .flat_map(|c| c.raw_bytes().to_vec())
             .collect();
+        let sizes: Vec<(ChangeHash, usize)> = changes
+            .iter()
+            .map(|c| (c.hash(), c.raw_bytes().len()))
+            .collect();
         let mut all_applied = true;
         if self.doc.apply_changes(changes.iter().cloned()).is_err() {
             for change in changes {
@@ -139,24 +144,34 @@ impl Shard {
                 }
             }
         }
-        if self.doc.get_heads() == before {
-            return Ok(());
+        if self.doc.get_heads() != before {
+            let added = if nothing_queued && all_applied && !self.is_waiting() {
+                // Exactly these changes were applied: their own encoding is what to store.
+                raw
+            } else {
+                self.doc.save_after(&before)
+            };
+            self.unstored.extend_from_slice(&added);
         }
-        let added = if nothing_queued && all_applied && !self.is_waiting() {
-            // Exactly these changes were applied: their own encoding is what to store.
-            raw
-        } else {
-            self.doc.save_after(&before)
-        };
-        self.unstored.extend_from_slice(&added);
-        if !self.is_waiting() {
+        // Changes left out (refused, or queued behind one refused: a member can make either)
+        // count against the shard's budget for waiting changes, as any waiting change does.
+        let left: usize = sizes
+            .iter()
+            .filter(|(hash, _)| !self.has_applied(hash))
+            .map(|(_, len)| len)
+            .sum();
+        if left > 0 {
+            self.account_queue(left)?;
+        } else if !self.is_waiting() {
             self.queued_bytes = 0;
         }
         Ok(())
     }
 
     /// [`settle`](Self::settle) before a read that cannot fail: if Automerge fails on the
-    /// held-back changes, the document goes on without them (they were never stored).
+    /// held-back changes, the document goes on without them (they were never stored; the
+    /// caller, [`crate::history::RoomHistory`], settles first and reloads a shard that
+    /// panicked, so this only matters for a shard used alone).
     fn settle_quietly(&mut self) {
         if let Err(e) = self.settle() {
             tracing::warn!("held-back gossip changes were dropped: {e}");
@@ -1029,17 +1044,20 @@ mod tests {
         let first = Shard::new(&alice)
             .add_local(&record(&alice, 1, "one"))
             .unwrap();
-        let twin = Shard::new(&alice)
-            .add_local(&record(&alice, 2, "two"))
-            .unwrap();
+        let mut other = Shard::new(&alice);
+        let twin = other.add_local(&record(&alice, 2, "two")).unwrap();
+        let behind_twin = other.add_local(&record(&alice, 3, "three")).unwrap();
         let mut b = Shard::new(&bob);
-        for change in [&first, &twin] {
+        for change in [&first, &twin, &behind_twin] {
             assert!(matches!(
                 b.apply_gossip(change, &alice).unwrap(),
                 Applied::Deferred { .. }
             ));
         }
         b.settle().unwrap();
+        // What waits behind the refused change counts against the shard's budget.
+        assert!(b.is_waiting());
+        assert!(b.queued_bytes() >= behind_twin.len());
         let records = b.records();
         assert_eq!(records.len(), 1);
         let mut reloaded = Shard::load(&bob, &[b.take_unstored()]).unwrap();
