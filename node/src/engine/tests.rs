@@ -292,6 +292,33 @@ fn gossip_is_shown_once_and_a_replay_or_a_forged_author_is_rejected() {
     assert_eq!(c.drops().values().sum::<u64>(), 1);
 }
 
+/// a sends "hello"; b takes it by gossip, accepts and shows it. Returns both, the room's topic
+/// and b's outputs.
+fn hello_by_gossip(
+    clock: &Clock,
+) -> (Engine<MemoryStore>, Engine<MemoryStore>, Topic, Vec<Output>) {
+    let mut a = engine(1, clock);
+    let mut b = engine(2, clock);
+    let (topic, data) = published(&send(&mut a, clock, "hello"))[0].clone();
+    let out = b.handle(gossip(a.peer_id(), &topic, data, 1), clock.now());
+    assert_eq!(verdict(&out), Some(MessageAcceptance::Accept));
+    assert!(matches!(events(&out)[..], [Event::Message { text, .. }] if text == "hello"));
+    (a, b, topic, out)
+}
+
+/// a and b meet and sync: how many messages b shows.
+fn shown_on_b_by_sync(
+    a: &mut Engine<MemoryStore>,
+    b: &mut Engine<MemoryStore>,
+    clock: &Clock,
+) -> usize {
+    let first = connect(a, b, clock);
+    settle(a, b, clock, first)
+        .iter()
+        .filter(|(side, o)| !*side && matches!(o, Output::Event(Event::Message { .. })))
+        .count()
+}
+
 /// A gossip message is shown at once and stored with the next ones (held.rs): shown once
 /// even when a sync meanwhile brings its change again, readable by `history` at once, and
 /// in the store once the room's save timer fires.
@@ -301,23 +328,16 @@ fn a_held_gossip_message_is_shown_once_readable_at_once_and_stored_on_time() {
         base: Instant::now(),
         ms: 0,
     };
-    let mut a = engine(1, &clock);
-    let mut b = engine(2, &clock);
-    let (topic, data) = published(&send(&mut a, &clock, "hello"))[0].clone();
-    let out = b.handle(gossip(a.peer_id(), &topic, data, 1), clock.now());
-    assert_eq!(verdict(&out), Some(MessageAcceptance::Accept));
-    assert!(matches!(events(&out)[..], [Event::Message { text, .. }] if text == "hello"));
+    let (mut a, mut b, topic, out) = hello_by_gossip(&clock);
     assert!(out.iter().any(|o| matches!(o,
         Output::Timer { timer: Timer::SaveHeld(t), .. } if *t == topic)));
     assert_eq!(b.store().message_count(&topic), 0, "held");
 
-    let first = connect(&mut a, &mut b, &clock);
-    let rest = settle(&mut a, &mut b, &clock, first);
-    let again = rest
-        .iter()
-        .filter(|(side, o)| !*side && matches!(o, Output::Event(Event::Message { .. })))
-        .count();
-    assert_eq!(again, 0, "a sync does not show it again");
+    assert_eq!(
+        shown_on_b_by_sync(&mut a, &mut b, &clock),
+        0,
+        "a sync does not show it again"
+    );
 
     let out = b.handle(
         Input::Command(Command::History {
@@ -345,23 +365,17 @@ fn a_held_message_whose_store_failed_is_not_shown_again_when_sync_brings_it() {
         base: Instant::now(),
         ms: 0,
     };
-    let mut a = engine(1, &clock);
-    let mut b = engine(2, &clock);
-    let (topic, data) = published(&send(&mut a, &clock, "hello"))[0].clone();
-    let out = b.handle(gossip(a.peer_id(), &topic, data, 1), clock.now());
-    assert!(matches!(events(&out)[..], [Event::Message { text, .. }] if text == "hello"));
+    let (mut a, mut b, topic, _) = hello_by_gossip(&clock);
     b.store.failing = true;
     b.handle(Input::Timer(Timer::SaveHeld(topic.clone())), clock.now());
     b.store.failing = false;
     assert_eq!(b.store().message_count(&topic), 0, "the store failed");
 
-    let first = connect(&mut a, &mut b, &clock);
-    let rest = settle(&mut a, &mut b, &clock, first);
-    let again = rest
-        .iter()
-        .filter(|(side, o)| !*side && matches!(o, Output::Event(Event::Message { .. })))
-        .count();
-    assert_eq!(again, 0, "shown once, though stored only now");
+    assert_eq!(
+        shown_on_b_by_sync(&mut a, &mut b, &clock),
+        0,
+        "shown once, though stored only now"
+    );
     assert_eq!(b.store().message_count(&topic), 1);
 }
 
