@@ -183,13 +183,16 @@ impl<S: Storage> Engine<S> {
 
     /// The room's history, loaded from the store on first use.
     pub(super) fn history(&mut self, topic: &Topic) -> Result<&mut RoomHistory, String> {
-        if let Some(room) = self.rooms.get_mut(topic) {
-            if room.history.as_ref().is_some_and(RoomHistory::is_broken) {
-                tracing::error!(room = %room.room.name, "reloading the room's history");
-                room.history = None;
-                room.outbound.clear();
-                room.inbound.clear();
-            }
+        let broken = self
+            .rooms
+            .get(topic)
+            .is_some_and(|room| room.history.as_ref().is_some_and(RoomHistory::is_broken));
+        if broken {
+            tracing::error!(
+                room = self.room_name(topic),
+                "Automerge failed on held-back gossip; reloading the room's history"
+            );
+            self.drop_history(topic);
         }
         let loaded = match self.rooms.get(topic) {
             None => return Err("not in this room".to_owned()),
@@ -487,6 +490,12 @@ impl<S: Storage> Engine<S> {
             room = self.room_name(topic),
             "Automerge failed on input from a peer; reloading the room's history"
         );
+        self.drop_history(topic);
+    }
+
+    /// Forget a room's in-memory history and its sessions: the next use reloads it from the
+    /// store, the last state known to be sound.
+    fn drop_history(&mut self, topic: &Topic) {
         if let Some(room) = self.rooms.get_mut(topic) {
             room.history = None;
             room.outbound.clear();
