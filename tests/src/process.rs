@@ -41,7 +41,9 @@ pub struct NodeProcess {
     pub listen: Vec<String>,
     child: Child,
     stdin: Option<ChildStdin>,
-    events: Receiver<(SystemTime, Event)>,
+    /// Lines as read, stamped then and parsed by the reader of the events: a reader thread
+    /// that parsed as it went would fall behind a burst (a 100k catch-up) and stamp late.
+    events: Receiver<(SystemTime, String)>,
     /// Every event seen so far, including those consumed by waits.
     pub seen: Vec<Event>,
     /// When each event in `seen` was read from the node's stdout (for benchmarks).
@@ -157,17 +159,11 @@ impl NodeProcess {
         let stderr_pipe = child.stderr.take().expect("piped stderr");
 
         let (tx, events) = mpsc::channel();
-        let who = name.to_owned();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
-                match serde_json::from_str::<Event>(&line) {
-                    Ok(event) => {
-                        if tx.send((SystemTime::now(), event)).is_err() {
-                            break;
-                        }
-                    }
-                    Err(e) => eprintln!("[{who}] unparsed stdout line ({e}): {line}"),
+                if tx.send((SystemTime::now(), line)).is_err() {
+                    break;
                 }
             }
         });
@@ -238,13 +234,29 @@ impl NodeProcess {
     }
 
     fn next_event(&mut self, timeout: Duration) -> Option<Event> {
-        match self.events.recv_timeout(timeout) {
-            Ok((at, event)) => {
-                self.seen.push(event.clone());
-                self.seen_at.push(at);
-                Some(event)
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.events.recv_timeout(left) {
+                Ok((at, line)) => {
+                    if let Some(event) = self.parse(&line) {
+                        self.seen.push(event.clone());
+                        self.seen_at.push(at);
+                        return Some(event);
+                    }
+                }
+                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => return None,
             }
-            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => None,
+        }
+    }
+
+    fn parse(&self, line: &str) -> Option<Event> {
+        match serde_json::from_str::<Event>(line) {
+            Ok(event) => Some(event),
+            Err(e) => {
+                eprintln!("[{}] unparsed stdout line ({e}): {line}", self.name);
+                None
+            }
         }
     }
 
@@ -292,9 +304,11 @@ impl NodeProcess {
 
     /// Take every event that is already waiting, without blocking.
     pub fn drain(&mut self) {
-        while let Ok((at, event)) = self.events.try_recv() {
-            self.seen.push(event);
-            self.seen_at.push(at);
+        while let Ok((at, line)) = self.events.try_recv() {
+            if let Some(event) = self.parse(&line) {
+                self.seen.push(event);
+                self.seen_at.push(at);
+            }
         }
     }
 

@@ -213,6 +213,14 @@ impl Answered {
     /// names the message there) — `cmd` on an error answering a command, and `version` and
     /// `api` on `ready`.
     pub fn to_line(&self) -> String {
+        let adds_fields = self.origin.is_some() || matches!(self.event, Event::Ready { .. });
+        if !adds_fields {
+            // Most lines (every `message` of a catch-up) add nothing: written straight from the
+            // event, without building a map of it first (docs/performance.md, issue 11).
+            if let Ok(line) = serde_json::to_string(&self.event) {
+                return line;
+            }
+        }
         let mut value = match serde_json::to_value(&self.event) {
             Ok(Value::Object(map)) => map,
             Ok(_) | Err(_) => {
@@ -458,6 +466,24 @@ mod tests {
             peer_id: "p".into()
         }));
         assert!(parse(r#"{"cmd":"subscribe","rooms":"ops"}"#).is_err());
+    }
+
+    #[test]
+    fn an_event_line_is_the_event_itself() {
+        let message = Event::Message {
+            room: "lobby".into(),
+            id: "01".into(),
+            from: "p".into(),
+            name: "n\"ame".into(),
+            ts: 7,
+            kind: "text".into(),
+            text: "t\nu".into(),
+        };
+        let line = Answered::broadcast(message.clone()).to_line();
+        assert!(!line.contains('\n'), "one line: {line}");
+        let value: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(value, serde_json::to_value(&message).unwrap());
+        assert_eq!(value["event"], "message");
     }
 
     #[test]

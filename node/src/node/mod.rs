@@ -111,6 +111,17 @@ impl ClientLink {
     pub async fn stopped(&self) {
         self.requests.closed().await;
     }
+
+    /// A link with no node behind it, for tests of a client's side: the requests it sends.
+    #[cfg(test)]
+    pub(crate) fn unattached() -> (Self, mpsc::Receiver<Request>) {
+        let (requests, sent) = mpsc::channel(COMMAND_QUEUE);
+        let link = Self {
+            requests,
+            next_client: Default::default(),
+        };
+        (link, sent)
+    }
 }
 
 impl NodeHandle {
