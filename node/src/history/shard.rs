@@ -17,7 +17,8 @@ use std::sync::Mutex;
 use automerge::sync::{self, SyncDoc};
 use automerge::transaction::Transactable;
 use automerge::{
-    ActorId, Automerge, Change, ChangeHash, ObjId, ReadDoc, SaveOptions, ScalarValue, Value, ROOT,
+    ActorId, Automerge, Change, ChangeHash, ObjId, ReadDoc, SaveOptions, ScalarValue,
+    ScalarValueRef, ValueRef, ROOT,
 };
 use hark_proto::sync::heads_digest;
 use hark_proto::{MessageId, MessageRecord};
@@ -560,9 +561,10 @@ impl Shard {
 
     /// Every message in the document, read from its state, if every change in it is one that
     /// [`valid_record`] accepts; None otherwise (then only looking at each change can tell).
-    /// Each change of a single op whose value is visible under its key, holding a record
-    /// with that id and the change's actor as author, is exactly such a change: so when there
-    /// are as many of those as changes, the two ways agree.
+    /// Each change of a single op whose value is the one visible under its key, holding a
+    /// record with that id and the change's actor as author, is exactly such a change: so when
+    /// there are as many of those as changes, the two ways agree (a conflict, a delete or an
+    /// overwrite leaves fewer visible values than changes).
     fn records_from_state(&self) -> Option<Vec<MessageRecord>> {
         let changes = self.doc.get_changes_meta(&[]);
         let single_ops: HashSet<(u64, &[u8])> = changes
@@ -574,23 +576,22 @@ impl Shard {
             return None;
         }
         let mut records = Vec::with_capacity(changes.len());
-        for key in self.doc.keys(ROOT) {
-            for (value, op) in self.doc.get_all(ROOT, key.as_str()).ok()? {
-                let (ObjId::Id(counter, actor, _), Value::Scalar(scalar)) = (op, value) else {
-                    return None;
-                };
-                if !single_ops.contains(&(counter, actor.to_bytes())) {
-                    return None;
-                }
-                let ScalarValue::Bytes(bytes) = scalar.as_ref() else {
-                    return None;
-                };
-                let record = MessageRecord::decode(bytes.as_slice()).ok()?;
-                if !id_matches_key(&record.id, &key) || record.author != actor.to_bytes() {
-                    return None;
-                }
-                records.push(record);
+        // One pass over the root map: a lookup per key cost 14 % of a catch-up's CPU.
+        for item in self.doc.map_range(ROOT, ..) {
+            let ObjId::Id(counter, actor, _) = item.id() else {
+                return None;
+            };
+            if !single_ops.contains(&(counter, actor.to_bytes())) {
+                return None;
             }
+            let ValueRef::Scalar(ScalarValueRef::Bytes(bytes)) = &item.value else {
+                return None;
+            };
+            let record = MessageRecord::decode(bytes).ok()?;
+            if !id_matches_key(&record.id, &item.key) || record.author != actor.to_bytes() {
+                return None;
+            }
+            records.push(record);
         }
         (records.len() == changes.len()).then_some(records)
     }

@@ -269,7 +269,19 @@ fn records_read_from_state_agree_with_each_change_or_decline() {
     assert_eq!(fast, slow_records(&a));
 
     // Each kind of change the slow path refuses makes the fast path decline.
-    let hostile: [&dyn Fn(&mut Shard); 4] = [
+    let hostile: [&dyn Fn(&mut Shard); 5] = [
+        // Two puts under one key, made concurrently: both stay visible (a conflict).
+        &|s: &mut Shard| {
+            let r = record(&alice, 94, "twice");
+            let mut other = s.doc.fork();
+            for doc in [&mut s.doc, &mut other] {
+                let mut tx = doc.transaction();
+                tx.put(ROOT, r.id.to_hex(), ScalarValue::Bytes(r.encode().unwrap()))
+                    .unwrap();
+                tx.commit();
+            }
+            s.doc.merge(&mut other).unwrap();
+        },
         // A delete (hides a message from the state, never from the history).
         &|s: &mut Shard| {
             let mut tx = s.doc.transaction();
