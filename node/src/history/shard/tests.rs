@@ -180,6 +180,44 @@ fn a_peer_with_nothing_gets_the_saved_document_as_automerge_would_send_it() {
     assert_eq!(fresh.records().len(), 31);
 }
 
+#[test]
+fn a_session_with_nothing_left_ends_without_automerge_and_still_carries_what_comes_later() {
+    let (alice, bob) = ([1u8; 38], [2u8; 38]);
+    let mut relay = Shard::new(&alice);
+    for n in 0..40 {
+        relay.add_local(&record(&alice, n, "hello")).unwrap();
+    }
+    let mut joiner = Shard::new(&bob);
+    let (mut at_relay, mut at_joiner) = (sync::State::new(), sync::State::new());
+    let hello = relay.generate(&mut at_relay).unwrap();
+    joiner.receive(&mut at_joiner, &hello).unwrap();
+    let ask = joiner.generate(&mut at_joiner).unwrap();
+    relay.receive(&mut at_relay, &ask).unwrap();
+    let whole = relay.generate(&mut at_relay).unwrap();
+    assert_eq!(joiner.receive(&mut at_joiner, &whole).unwrap().0.len(), 40);
+
+    // The joiner holds the relay's document now: Automerge would still tell the relay its
+    // heads; the session has nothing left and says nothing.
+    assert!(at_joiner.last_sent_heads != joiner.doc.get_heads());
+    assert!(joiner.nothing_to_send(&at_joiner));
+    assert!(joiner.generate(&mut at_joiner).is_none());
+    // The relay's whole document is in flight at unchanged heads: nothing either.
+    assert!(relay.nothing_to_send(&at_relay));
+    assert!(relay.generate(&mut at_relay).is_none());
+
+    // A message the relay gets later still reaches the joiner in the same states.
+    relay.add_local(&record(&alice, 77, "later")).unwrap();
+    assert!(!relay.nothing_to_send(&at_relay));
+    sync_pair_states(&mut relay, &mut joiner, &mut at_relay, &mut at_joiner);
+    assert_eq!(joiner.digest(), relay.digest());
+    assert_eq!(joiner.records().len(), 41);
+    // And one the joiner writes reaches the relay.
+    joiner.add_local(&record(&bob, 78, "reply")).unwrap();
+    sync_pair_states(&mut relay, &mut joiner, &mut at_relay, &mut at_joiner);
+    assert_eq!(relay.digest(), joiner.digest());
+    assert_eq!(relay.records().len(), 42);
+}
+
 fn sync_pair_states(a: &mut Shard, b: &mut Shard, sa: &mut sync::State, sb: &mut sync::State) {
     for _ in 0..20 {
         let ab = a.generate(sa);
