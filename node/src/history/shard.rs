@@ -96,6 +96,9 @@ pub struct Shard {
 struct Saved {
     heads: Vec<ChangeHash>,
     bytes: Vec<u8>,
+    /// Every change's hash, sorted, and their bloom filter: what a peer with nothing is told
+    /// besides the bytes. Built for the first such peer (a relay's 27 ms at 100k messages).
+    hashes: Option<(Vec<ChangeHash>, sync::BloomFilter)>,
 }
 
 impl Shard {
@@ -249,6 +252,7 @@ impl Shard {
                 shard.saved = Mutex::new(Some(Saved {
                     heads: shard.doc.get_heads(),
                     bytes: chunk.clone(),
+                    hashes: None,
                 }));
             }
         }
@@ -481,42 +485,50 @@ impl Shard {
         if state.last_sent_heads == ours && state.have_responded && state.in_flight {
             return None;
         }
-        let bytes = {
-            let mut saved = self.saved.lock().unwrap_or_else(|e| e.into_inner());
-            match saved.as_ref() {
-                Some(s) if s.heads == ours => s.bytes.clone(),
-                _ => {
-                    let bytes = self.saved_now();
-                    *saved = Some(Saved {
-                        heads: ours.clone(),
-                        bytes: bytes.clone(),
-                    });
-                    bytes
-                }
-            }
-        };
-        let all: Vec<ChangeHash> = self
-            .doc
-            .get_changes_meta(&[])
-            .into_iter()
-            .map(|c| c.hash)
-            .collect();
-        let since_shared: Vec<ChangeHash> = if state.shared_heads.is_empty() {
-            all.clone()
+        let mut saved = self.saved.lock().unwrap_or_else(|e| e.into_inner());
+        if saved.as_ref().is_some_and(|s| s.heads != ours) {
+            *saved = None;
+        }
+        let saved = saved.get_or_insert_with(|| Saved {
+            heads: ours.clone(),
+            bytes: self.saved_now(),
+            hashes: None,
+        });
+        let (all, bloom_all) = saved.hashes.get_or_insert_with(|| {
+            let mut all: Vec<ChangeHash> = self
+                .doc
+                .get_changes_meta(&[])
+                .into_iter()
+                .map(|c| c.hash)
+                .collect();
+            all.sort_unstable();
+            let bloom = sync::BloomFilter::from_hashes(all.iter());
+            (all, bloom)
+        });
+        let bloom = if state.shared_heads.is_empty() {
+            bloom_all.clone()
         } else {
-            self.doc
+            let since_shared: Vec<ChangeHash> = self
+                .doc
                 .get_changes_meta(&state.shared_heads)
                 .into_iter()
                 .map(|c| c.hash)
-                .collect()
+                .collect();
+            sync::BloomFilter::from_hashes(since_shared.iter())
         };
         let have = sync::Have {
             last_sync: state.shared_heads.clone(),
-            bloom: sync::BloomFilter::from_hashes(since_shared.iter()),
+            bloom,
         };
         state.have_responded = true;
         state.last_sent_heads.clone_from(&ours);
-        state.sent_hashes.extend(all);
+        if state.sent_hashes.is_empty() {
+            // Built from sorted hashes in one go, not inserted one by one.
+            state.sent_hashes = all.iter().copied().collect();
+        } else {
+            state.sent_hashes.extend(all.iter().copied());
+        }
+        let bytes = saved.bytes.clone();
         let mut flags = sync::MessageFlags::new();
         flags.set(sync::MessageFlags::SUPPORTS_SYNC_RESET);
         state.in_flight = true;

@@ -130,6 +130,10 @@ fn a_peer_with_nothing_gets_the_saved_document_as_automerge_would_send_it() {
     let expected = relay.doc.generate_sync_message(&mut by_automerge).unwrap();
     let mut ours = at_relay.clone();
     let got = relay.generate_whole(&mut ours).expect("the saved path");
+    // A second peer with nothing is served from what the first one's answer left cached.
+    let mut second = at_relay.clone();
+    assert_eq!(relay.generate_whole(&mut second).as_ref(), Some(&got));
+    assert_eq!(second.sent_hashes, ours.sent_hashes);
     let got = sync::Message::decode(&got).unwrap();
     assert_eq!(
         (&got.heads, &got.need, &got.flags, &got.version),
