@@ -119,7 +119,7 @@ mod tests {
         let topic = key.chat_topic();
         let sealed = seal(&key, &topic, b"same bytes", &mut StdRng::seed_from_u64(7));
         let mut nonce = [0u8; NONCE_BYTES];
-        StdRng::seed_from_u64(7).fill_bytes(&mut nonce);
+        rand::RngCore::fill_bytes(&mut StdRng::seed_from_u64(7), &mut nonce);
         let payload = Payload {
             msg: b"same bytes",
             aad: topic.as_str().as_bytes(),
