@@ -185,11 +185,13 @@ fn a_peer_with_nothing_gets_the_saved_document_as_automerge_would_send_it() {
 }
 
 #[test]
-fn a_session_with_nothing_left_ends_without_automerge_and_still_carries_what_comes_later() {
+fn the_closing_answers_of_a_catch_up_are_automerges_own_made_without_it() {
     let (alice, bob) = ([1u8; 38], [2u8; 38]);
     let mut relay = Shard::new(&alice);
-    for n in 0..40 {
-        relay.add_local(&record(&alice, n, "hello")).unwrap();
+    for n in 0..200 {
+        relay
+            .add_local(&record(&alice, n, &format!("hello number {n}")))
+            .unwrap();
     }
     let mut joiner = Shard::new(&bob);
     let (mut at_relay, mut at_joiner) = (sync::State::new(), sync::State::new());
@@ -198,28 +200,73 @@ fn a_session_with_nothing_left_ends_without_automerge_and_still_carries_what_com
     let ask = joiner.generate(&mut at_joiner).unwrap();
     relay.receive(&mut at_relay, &ask).unwrap();
     let whole = relay.generate(&mut at_relay).unwrap();
-    assert_eq!(joiner.receive(&mut at_joiner, &whole).unwrap().0.len(), 40);
+    assert_eq!(joiner.receive(&mut at_joiner, &whole).unwrap().0.len(), 200);
 
-    // The joiner holds the relay's document now: Automerge would still tell the relay its
-    // heads; the session has nothing left and says nothing.
-    assert!(at_joiner.last_sent_heads != joiner.doc.get_heads());
-    assert!(joiner.nothing_to_send(&at_joiner));
-    assert!(joiner.generate(&mut at_joiner).is_none());
-    // The relay's whole document is in flight at unchanged heads: nothing either.
-    assert!(relay.nothing_to_send(&at_relay));
+    // The joiner holds the relay's document but has not said so: its heads, as Automerge
+    // would send them, state changes included.
+    let mut by_automerge = at_joiner.clone();
+    let expected = joiner.doc.generate_sync_message(&mut by_automerge).unwrap();
+    assert!(matches!(
+        joiner.quick_answer(&mut at_joiner.clone()),
+        Quick::Heads(_)
+    ));
+    let heads = joiner.generate(&mut at_joiner).unwrap();
+    assert_eq!(heads, expected.encode());
+    assert_eq!(
+        (
+            &at_joiner.last_sent_heads,
+            at_joiner.have_responded,
+            at_joiner.in_flight
+        ),
+        (
+            &by_automerge.last_sent_heads,
+            by_automerge.have_responded,
+            by_automerge.in_flight
+        )
+    );
+    // The relay learns them: nothing more from it, nor from the joiner — as with Automerge.
+    relay.receive(&mut at_relay, &heads).unwrap();
+    assert!(matches!(
+        relay.quick_answer(&mut at_relay.clone()),
+        Quick::Nothing
+    ));
+    assert!(relay
+        .doc
+        .generate_sync_message(&mut at_relay.clone())
+        .is_none());
     assert!(relay.generate(&mut at_relay).is_none());
+    assert!(matches!(
+        joiner.quick_answer(&mut at_joiner.clone()),
+        Quick::Nothing
+    ));
+    assert!(joiner
+        .doc
+        .generate_sync_message(&mut at_joiner.clone())
+        .is_none());
 
     // A message the relay gets later still reaches the joiner in the same states.
     relay.add_local(&record(&alice, 77, "later")).unwrap();
-    assert!(!relay.nothing_to_send(&at_relay));
+    assert!(matches!(
+        relay.quick_answer(&mut at_relay.clone()),
+        Quick::AskAutomerge
+    ));
+    let later = relay.generate(&mut at_relay).unwrap();
+    // Only the new change, not the whole document again.
+    assert!(
+        later.len() * 5 < whole.len(),
+        "{} of {}",
+        later.len(),
+        whole.len()
+    );
+    joiner.receive(&mut at_joiner, &later).unwrap();
     sync_pair_states(&mut relay, &mut joiner, &mut at_relay, &mut at_joiner);
     assert_eq!(joiner.digest(), relay.digest());
-    assert_eq!(joiner.records().len(), 41);
+    assert_eq!(joiner.records().len(), 201);
     // And one the joiner writes reaches the relay.
     joiner.add_local(&record(&bob, 78, "reply")).unwrap();
     sync_pair_states(&mut relay, &mut joiner, &mut at_relay, &mut at_joiner);
     assert_eq!(relay.digest(), joiner.digest());
-    assert_eq!(relay.records().len(), 42);
+    assert_eq!(relay.records().len(), 202);
 }
 
 fn sync_pair_states(a: &mut Shard, b: &mut Shard, sa: &mut sync::State, sb: &mut sync::State) {
