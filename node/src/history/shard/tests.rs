@@ -226,23 +226,9 @@ fn the_closing_answers_of_a_catch_up_are_automerges_own_made_without_it() {
     );
     // The relay learns them: nothing more from it, nor from the joiner — as with Automerge.
     relay.receive(&mut at_relay, &heads).unwrap();
-    assert!(matches!(
-        relay.quick_answer(&mut at_relay.clone()),
-        Quick::Nothing
-    ));
-    assert!(relay
-        .doc
-        .generate_sync_message(&mut at_relay.clone())
-        .is_none());
+    assert_quiet_as_automerge(&relay, &at_relay);
     assert!(relay.generate(&mut at_relay).is_none());
-    assert!(matches!(
-        joiner.quick_answer(&mut at_joiner.clone()),
-        Quick::Nothing
-    ));
-    assert!(joiner
-        .doc
-        .generate_sync_message(&mut at_joiner.clone())
-        .is_none());
+    assert_quiet_as_automerge(&joiner, &at_joiner);
 
     // A message the relay gets later still reaches the joiner in the same states.
     relay.add_local(&record(&alice, 77, "later")).unwrap();
@@ -267,6 +253,18 @@ fn the_closing_answers_of_a_catch_up_are_automerges_own_made_without_it() {
     sync_pair_states(&mut relay, &mut joiner, &mut at_relay, &mut at_joiner);
     assert_eq!(relay.digest(), joiner.digest());
     assert_eq!(relay.records().len(), 202);
+}
+
+/// Nothing to send, found without Automerge, and Automerge agrees.
+fn assert_quiet_as_automerge(shard: &Shard, state: &sync::State) {
+    assert!(matches!(
+        shard.quick_answer(&mut state.clone()),
+        Quick::Nothing
+    ));
+    assert!(shard
+        .doc
+        .generate_sync_message(&mut state.clone())
+        .is_none());
 }
 
 fn sync_pair_states(a: &mut Shard, b: &mut Shard, sa: &mut sync::State, sb: &mut sync::State) {
