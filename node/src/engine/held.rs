@@ -47,6 +47,13 @@ pub struct Held {
     armed: bool,
 }
 
+impl Held {
+    /// Messages shown and not stored yet.
+    pub(super) fn count(&self) -> usize {
+        self.ids.len()
+    }
+}
+
 impl<S: Storage> Engine<S> {
     /// Show what a held-back gossip change carries (the change itself waits in its shard, see
     /// [`crate::history::Applied::Deferred`]): checked as [`take_in`](Self::take_in) checks,

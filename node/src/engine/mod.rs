@@ -501,6 +501,7 @@ impl<S: Storage> Engine<S> {
                 .map(crate::history::RoomHistory::waiting_bytes)
                 .sum(),
             mdns_waiting: self.mdns_waiting.len(),
+            unstored_messages: self.rooms.values().map(|r| r.held.count()).sum(),
         }
     }
 
@@ -592,6 +593,8 @@ pub struct Footprint {
     pub sync_states: usize,
     pub waiting_bytes: usize,
     pub mdns_waiting: usize,
+    /// Gossip messages shown but not stored yet (held for their batch, `held.rs`).
+    pub unstored_messages: usize,
 }
 
 /// A command that could not be carried out; the client gets it as an `error` event.

@@ -332,6 +332,7 @@ fn a_held_gossip_message_is_shown_once_readable_at_once_and_stored_on_time() {
     assert!(out.iter().any(|o| matches!(o,
         Output::Timer { timer: Timer::SaveHeld(t), .. } if *t == topic)));
     assert_eq!(b.store().message_count(&topic), 0, "held");
+    assert_eq!(b.footprint().unstored_messages, 1);
 
     assert_eq!(
         shown_on_b_by_sync(&mut a, &mut b, &clock),
@@ -355,6 +356,7 @@ fn a_held_gossip_message_is_shown_once_readable_at_once_and_stored_on_time() {
     );
     b.handle(Input::Timer(Timer::SaveHeld(topic.clone())), clock.now());
     assert_eq!(b.store().message_count(&topic), 1);
+    assert_eq!(b.footprint().unstored_messages, 0);
 }
 
 /// A held message whose store fails is not shown again when sync brings it back, and is then

@@ -135,6 +135,12 @@ pub fn render(stats: &Stats, uptime: Duration, store_bytes: u64) -> String {
         "Bytes of history changes waiting for their dependencies.",
         stats.waiting_bytes as f64,
     );
+    out.one(
+        "unstored_messages",
+        "gauge",
+        "Messages received by gossip and shown, not stored yet (stored within about a second).",
+        stats.unstored_messages as f64,
+    );
     if let (Some(min), Some(max)) = (stats.score_min, stats.score_max) {
         out.one(
             "peer_score_min",
@@ -194,7 +200,9 @@ mod tests {
         let mut stats = Stats::default();
         stats.messages_out.insert("alert".into(), 2);
         stats.drops.insert("replayed".into(), 1);
+        stats.unstored_messages = 4;
         let text = render(&stats, Duration::from_secs(3), 10);
+        assert!(text.contains("hark_unstored_messages 4\n"));
         assert!(text.contains("hark_messages_sent_total{kind=\"alert\"} 2\n"));
         assert!(text.contains("hark_messages_sent_total{kind=\"text\"} 0\n"));
         assert!(text.contains("hark_gossip_drops_total{reason=\"replayed\"} 1\n"));

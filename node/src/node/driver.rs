@@ -340,6 +340,7 @@ impl Driver {
                 .collect(),
             sync_sessions: footprint.sessions,
             waiting_bytes: footprint.waiting_bytes,
+            unstored_messages: footprint.unstored_messages,
             score_min: scores.iter().copied().reduce(f64::min),
             score_max: scores.iter().copied().reduce(f64::max),
             playout_overloaded: self.playout_overloaded,

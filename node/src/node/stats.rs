@@ -26,6 +26,8 @@ pub struct Stats {
     pub sync_received: u64,
     /// Bytes of Automerge changes waiting for their dependencies (the catch-up backlog).
     pub waiting_bytes: usize,
+    /// Messages received by gossip and shown, not stored yet (stored within about a second).
+    pub unstored_messages: usize,
     /// Lowest and highest gossipsub score among connected peers.
     pub score_min: Option<f64>,
     pub score_max: Option<f64>,
