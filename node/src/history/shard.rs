@@ -472,31 +472,16 @@ impl Shard {
             // The bloom filter would cover changes since the last sync: Automerge's walk.
             return Quick::AskAutomerge;
         }
-        let mut flags = sync::MessageFlags::new();
-        flags.set(sync::MessageFlags::SUPPORTS_SYNC_RESET);
-        let supports_v2 = state
-            .their_capabilities
-            .as_ref()
-            .is_some_and(|caps| caps.contains(&sync::Capability::MessageV2));
-        let message = sync::Message {
-            heads: ours.clone(),
-            need: Vec::new(),
-            have: vec![sync::Have {
-                last_sync: state.shared_heads.clone(),
-                bloom: sync::BloomFilter::from_hashes(std::iter::empty::<ChangeHash>()),
-            }],
-            changes: sync::ChunkList::from(Vec::<Vec<u8>>::new()),
-            flags: Some(flags),
-            version: if supports_v2 {
-                sync::MessageVersion::V2
-            } else {
-                sync::MessageVersion::V1
-            },
+        let have = sync::Have {
+            last_sync: state.shared_heads.clone(),
+            bloom: sync::BloomFilter::from_hashes(std::iter::empty::<ChangeHash>()),
         };
-        state.have_responded = true;
-        state.last_sent_heads = ours;
-        state.in_flight = true;
-        Quick::Heads(message.encode())
+        let version = if takes_v2(state) {
+            sync::MessageVersion::V2
+        } else {
+            sync::MessageVersion::V1
+        };
+        Quick::Heads(send(state, ours, have, Vec::new(), version))
     }
 
     /// The message Automerge's `generate_sync_message` makes for a peer that has nothing of the
@@ -512,10 +497,7 @@ impl Shard {
                 have.iter()
                     .all(|h| h.last_sync.iter().all(|hash| self.has_applied(hash)))
             })
-            && state
-                .their_capabilities
-                .as_ref()
-                .is_some_and(|caps| caps.contains(&sync::Capability::MessageV2))
+            && takes_v2(state)
             && !state.read_only
             && !state.peer_read_only
             && !state.needs_reset;
@@ -523,11 +505,8 @@ impl Shard {
             return None;
         }
         let ours = self.doc.get_heads();
+        // (An answer in flight at unchanged heads never gets here: `quick_answer` says nothing.)
         if ours.is_empty() || self.is_waiting() {
-            return None;
-        }
-        // Automerge sends nothing while an answer is in flight at unchanged heads.
-        if state.last_sent_heads == ours && state.have_responded && state.in_flight {
             return None;
         }
         let mut saved = self.saved.lock().unwrap_or_else(|e| e.into_inner());
@@ -565,8 +544,6 @@ impl Shard {
             last_sync: state.shared_heads.clone(),
             bloom,
         };
-        state.have_responded = true;
-        state.last_sent_heads.clone_from(&ours);
         if state.sent_hashes.is_empty() {
             // Built from sorted hashes in one go, not inserted one by one.
             state.sent_hashes = all.iter().copied().collect();
@@ -574,18 +551,13 @@ impl Shard {
             state.sent_hashes.extend(all.iter().copied());
         }
         let bytes = saved.bytes.clone();
-        let mut flags = sync::MessageFlags::new();
-        flags.set(sync::MessageFlags::SUPPORTS_SYNC_RESET);
-        state.in_flight = true;
-        let message = sync::Message {
-            heads: ours,
-            need: Vec::new(),
-            have: vec![have],
-            changes: sync::ChunkList::from(vec![bytes]),
-            flags: Some(flags),
-            version: sync::MessageVersion::V2,
-        };
-        Some(message.encode())
+        Some(send(
+            state,
+            ours,
+            have,
+            vec![bytes],
+            sync::MessageVersion::V2,
+        ))
     }
 
     /// Apply a peer's sync message. Returns the valid messages it added and the bytes to store
@@ -700,6 +672,39 @@ impl Shard {
         })
         .unwrap_or_default()
     }
+}
+
+/// Whether the peer takes Automerge's version 2 sync messages.
+fn takes_v2(state: &sync::State) -> bool {
+    state
+        .their_capabilities
+        .as_ref()
+        .is_some_and(|caps| caps.contains(&sync::Capability::MessageV2))
+}
+
+/// Our sync message as Automerge 0.12 builds it (our heads, nothing needed, one `have`, the
+/// flags we support), with the state changes Automerge makes when it sends one.
+fn send(
+    state: &mut sync::State,
+    heads: Vec<ChangeHash>,
+    have: sync::Have,
+    changes: Vec<Vec<u8>>,
+    version: sync::MessageVersion,
+) -> Vec<u8> {
+    state.have_responded = true;
+    state.last_sent_heads.clone_from(&heads);
+    state.in_flight = true;
+    let mut flags = sync::MessageFlags::new();
+    flags.set(sync::MessageFlags::SUPPORTS_SYNC_RESET);
+    sync::Message {
+        heads,
+        need: Vec::new(),
+        have: vec![have],
+        changes: sync::ChunkList::from(changes),
+        flags: Some(flags),
+        version,
+    }
+    .encode()
 }
 
 /// The message a change adds, if it is a well-formed one: exactly one put at the root, of a
