@@ -27,8 +27,7 @@ pub const MAX_HISTORY_LIMIT: usize = 10_000;
 const DEFAULT_HISTORY_LIMIT: usize = 100;
 /// How long a change may wait for its dependencies by gossip before we sync for them.
 const DEPS_GRACE: Duration = Duration::from_millis(500);
-/// Received batches of at least this many messages are stored durable at once (see
-/// [`Engine::take_in_checked`]).
+/// Received batches of at least this many messages (a catch-up) log how long storing took.
 const BIG_BATCH: usize = 1_000;
 /// Search indexing runs this often while stored messages wait for it. A search indexes what
 /// is left before it answers, so this only sets how many messages share one indexing
@@ -394,17 +393,12 @@ impl<S: Storage> Engine<S> {
         if added.is_empty() {
             return 0;
         }
-        // A big batch (a catch-up) is one transaction whose single fsync costs little beside
-        // it, and a checkpoint thread copying it out while it is written costs more: durable
-        // at once. Gossip and small syncs do not wait for the disk.
+        // Received history never waits for the disk, a catch-up's big batch included: waiting
+        // for its fsync cost a 100k catch-up ≈ 50 ms (docs/performance.md, seventh pass), and
+        // the flusher's checkpoint a second later makes it durable off the event loop.
         let records: usize = added.iter().map(|chunk| chunk.records.len()).sum();
-        let durability = if records >= BIG_BATCH {
-            Durability::Now
-        } else {
-            Durability::Deferred
-        };
         let began = std::time::Instant::now();
-        let Ok(fresh) = self.persist_with(topic, added, durability) else {
+        let Ok(fresh) = self.persist_received(topic, added) else {
             return 0;
         };
         if records >= BIG_BATCH {

@@ -224,8 +224,41 @@ fn the_closing_answers_of_a_catch_up_are_automerges_own_made_without_it() {
             by_automerge.in_flight
         )
     );
-    // The relay learns them: nothing more from it, nor from the joiner — as with Automerge.
+    // The relay learns them without Automerge's walk of the change graph, into the state
+    // Automerge's own receive leaves (its hashes sent this session emptied, our heads shared).
+    let mut by_automerge = at_relay.clone();
+    relay
+        .doc
+        .clone()
+        .receive_sync_message(&mut by_automerge, sync::Message::decode(&heads).unwrap())
+        .unwrap();
+    assert!(!at_relay.sent_hashes.is_empty());
+    assert!(relay
+        .quick_receive(
+            &mut at_relay.clone(),
+            sync::Message::decode(&heads).unwrap()
+        )
+        .is_ok());
     relay.receive(&mut at_relay, &heads).unwrap();
+    assert_eq!(at_relay, by_automerge);
+    assert!(at_relay.sent_hashes.is_empty());
+    // Heads it does not hold, or changes, are Automerge's to take in.
+    let mut other = Shard::new(&bob);
+    other.add_local(&record(&bob, 250, "elsewhere")).unwrap();
+    let strange = sync::Message::decode(&heads).map(|mut m| {
+        m.heads = other.heads();
+        m
+    });
+    assert!(relay
+        .quick_receive(&mut at_relay.clone(), strange.unwrap())
+        .is_err());
+    assert!(relay
+        .quick_receive(
+            &mut at_relay.clone(),
+            sync::Message::decode(&whole).unwrap()
+        )
+        .is_err());
+    // Nothing more from it, nor from the joiner — as with Automerge.
     assert_quiet_as_automerge(&relay, &at_relay);
     assert!(relay.generate(&mut at_relay).is_none());
     assert_quiet_as_automerge(&joiner, &at_joiner);
