@@ -633,7 +633,8 @@ impl Shard {
     /// session by walking the whole change graph, 40–80 ms at 100k messages on the relay, in
     /// the joiner's wait for the session to end. Here every change is such an ancestor, so it
     /// keeps only hashes the document does not have, found in the sorted hash list kept with
-    /// the saved document (the one the peer was sent). Same state changes as Automerge
+    /// the saved document (whoever it was built for, it lists every change while its heads
+    /// are the document's). Same state changes as Automerge
     /// (`sync.rs`, `receive_sync_message_inner`); anything else goes back to Automerge.
     fn quick_receive(
         &self,

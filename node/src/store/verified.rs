@@ -3,7 +3,7 @@
 
 use rusqlite::params;
 
-use super::{Store, StoreError};
+use super::{Durability, Store, StoreError};
 
 const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS verified_peers (
     peer TEXT PRIMARY KEY,
@@ -30,14 +30,16 @@ impl Store {
         rows.collect::<Result<_, _>>().map_err(self.sql_err())
     }
 
-    /// Mark `peer` verified under `name`, or take the mark away (`None`).
+    /// Mark `peer` verified under `name`, or take the mark away (`None`): durable when this
+    /// returns, like every setting a user makes (not at whatever level the last write left).
     pub fn set_verified(
-        &self,
+        &mut self,
         peer: &str,
         name: Option<&str>,
         now_ms: u64,
     ) -> Result<(), StoreError> {
         self.ensure_verified_table()?;
+        self.set_durability(Durability::Now)?;
         match name {
             Some(name) => self.conn.execute(
                 "INSERT INTO verified_peers (peer, name, verified_at) VALUES (?1, ?2, ?3)
@@ -61,9 +63,12 @@ mod tests {
     fn marks_survive_reopen_and_can_be_taken_back() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let store = Store::open(dir.path()).unwrap();
+            let mut store = Store::open(dir.path()).unwrap();
             assert!(store.verified_peers().unwrap().is_empty());
+            // After received history (deferred), a mark is still durable at once.
+            store.set_durability(Durability::Deferred).unwrap();
             store.set_verified("12D3KooWbob", Some("bob"), 1).unwrap();
+            assert_eq!(store.synchronous, Durability::Now);
             store
                 .set_verified("12D3KooWcarol", Some("carol"), 2)
                 .unwrap();

@@ -288,6 +288,77 @@ fn the_closing_answers_of_a_catch_up_are_automerges_own_made_without_it() {
     assert_eq!(relay.records().len(), 202);
 }
 
+#[test]
+fn a_closing_heads_message_is_taken_in_as_automerge_would_whatever_its_flags() {
+    let (alice, bob) = ([1u8; 38], [2u8; 38]);
+    let mut relay = Shard::new(&alice);
+    for n in 0..50 {
+        relay.add_local(&record(&alice, n, "hello")).unwrap();
+    }
+    let mut joiner = Shard::new(&bob);
+    let (mut at_relay, mut at_joiner) = (sync::State::new(), sync::State::new());
+    let hello = relay.generate(&mut at_relay).unwrap();
+    joiner.receive(&mut at_joiner, &hello).unwrap();
+    let ask = joiner.generate(&mut at_joiner).unwrap();
+    relay.receive(&mut at_relay, &ask).unwrap();
+    let whole = relay.generate(&mut at_relay).unwrap();
+    joiner.receive(&mut at_joiner, &whole).unwrap();
+    let heads = sync::Message::decode(&joiner.generate(&mut at_joiner).unwrap()).unwrap();
+    // A hash the relay's document does not have stays among those sent, as with Automerge.
+    let mut other = Shard::new(&bob);
+    other.add_local(&record(&bob, 200, "elsewhere")).unwrap();
+    let foreign = other.heads()[0];
+    at_relay.sent_hashes.insert(foreign);
+
+    let same_as_automerge = |relay: &Shard, state: &sync::State, message: &sync::Message| {
+        let mut by_automerge = state.clone();
+        relay
+            .doc
+            .clone()
+            .receive_sync_message(&mut by_automerge, message.clone())
+            .unwrap();
+        let mut ours = state.clone();
+        assert!(relay.quick_receive(&mut ours, message.clone()).is_ok());
+        assert_eq!(ours, by_automerge);
+        ours
+    };
+    let flag_sets: [&[u8]; 5] = [
+        &[sync::MessageFlags::SUPPORTS_SYNC_RESET],
+        &[sync::MessageFlags::SYNC_RESET],
+        &[sync::MessageFlags::READ_ONLY],
+        &[
+            sync::MessageFlags::SUPPORTS_SYNC_RESET,
+            sync::MessageFlags::READ_ONLY,
+        ],
+        &[],
+    ];
+    for set in flag_sets {
+        let mut message = heads.clone();
+        let mut flags = sync::MessageFlags::new();
+        for flag in set {
+            flags.set(*flag);
+        }
+        message.flags = Some(flags);
+        let after = same_as_automerge(&relay, &at_relay, &message);
+        let reset = set.contains(&sync::MessageFlags::SYNC_RESET);
+        assert_eq!(after.sent_hashes.contains(&foreign), !reset);
+    }
+    // A peer of version 1 sends no flags at all.
+    let mut v1 = heads.clone();
+    v1.flags = None;
+    v1.version = sync::MessageVersion::V1;
+    same_as_automerge(&relay, &at_relay, &v1);
+
+    // Without the hash list of the document as it is, hashes sent are Automerge's to filter;
+    // with none sent there is nothing to filter.
+    *relay.saved.lock().unwrap() = None;
+    assert!(relay
+        .quick_receive(&mut at_relay.clone(), heads.clone())
+        .is_err());
+    at_relay.sent_hashes.clear();
+    same_as_automerge(&relay, &at_relay, &heads);
+}
+
 /// Nothing to send, found without Automerge, and Automerge agrees.
 fn assert_quiet_as_automerge(shard: &Shard, state: &sync::State) {
     assert!(matches!(
