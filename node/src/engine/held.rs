@@ -155,6 +155,26 @@ impl<S: Storage> Engine<S> {
         }
     }
 
+    /// Catch-ups written behind ([`crate::store::Store::append_history_batch`]) whose write
+    /// failed: shown, not stored. As after any failed store, the room's in-memory history goes
+    /// (it is loaded again from what the store holds), and the messages are not shown again
+    /// when sync brings them back.
+    pub(super) fn hear_lost_writes(&mut self) {
+        for lost in self.store.lost_writes() {
+            let Some(topic) = self.rooms.keys().find(|t| t.as_str() == lost.room).cloned() else {
+                continue;
+            };
+            let Some(state) = self.rooms.get_mut(&topic) else {
+                continue;
+            };
+            if state.held.lost.len() + lost.ids.len() > MAX_LOST {
+                state.held.lost.clear();
+            }
+            state.held.lost.extend(lost.ids.into_iter().take(MAX_LOST));
+            state.history = None;
+        }
+    }
+
     /// The transaction that took the held messages failed: they are not stored, but they
     /// were shown.
     pub(super) fn held_not_stored(&mut self, topic: &Topic) {

@@ -393,6 +393,7 @@ impl<S: Storage> Engine<S> {
     /// Handle one input at `now`; returns what to do, in order.
     pub fn handle(&mut self, input: Input, now: Now) -> Vec<Output> {
         self.now = now;
+        self.hear_lost_writes();
         self.wake_direct(&input);
         self.watch_blind(&input);
         match input {

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use hark_proto::{Hlc, MessageId, RoomName, Topic};
 
 pub use crate::store::Durability;
-use crate::store::{ShardChunks, Store, StoredMessage, StoredRoom};
+use crate::store::{LostWrite, ShardChunks, Store, StoredMessage, StoredRoom};
 
 /// A chunk to append: a shard, its Automerge bytes (may be empty) and the messages they hold.
 pub type Chunk<'a> = (u32, &'a [u8], &'a [StoredMessage]);
@@ -57,6 +57,11 @@ pub trait Storage {
     /// Save (`None`: forget) a private room's membership state, durable at once.
     fn set_membership(&mut self, _room: &RoomName, _state: Option<&[u8]>) -> Result<(), String> {
         Ok(())
+    }
+    /// Batches of received history written behind ([`Store::append_history_batch`]) whose
+    /// write failed after their messages were shown; never waits.
+    fn lost_writes(&mut self) -> Vec<LostWrite> {
+        Vec::new()
     }
     /// The clock of a message the room holds (to page back across a room's key epochs).
     fn message_clock(&mut self, _room: &Topic, _id: MessageId) -> Result<Option<Hlc>, String> {
@@ -136,6 +141,10 @@ impl Storage for Store {
         Store::set_verified(self, peer, name, now_ms).map_err(|e| e.to_string())
     }
 
+    fn lost_writes(&mut self) -> Vec<LostWrite> {
+        Store::lost_writes(self)
+    }
+
     fn membership(&mut self, room: &RoomName) -> Result<Option<Vec<u8>>, String> {
         Store::membership(self, room.as_str()).map_err(|e| e.to_string())
     }
@@ -170,6 +179,11 @@ pub struct MemoryStore {
     membership: BTreeMap<String, Vec<u8>>,
     /// Fails every write from now on (a full disk), for tests.
     pub failing: bool,
+    /// The next batch is "written behind" and that write fails, as [`Store`] can fail one
+    /// after the call returned: verdicts as for an empty index, nothing stored, the loss
+    /// reported by [`Storage::lost_writes`]. For tests.
+    pub lose_next_batch: bool,
+    lost: Vec<LostWrite>,
 }
 
 #[derive(Clone, Default)]
@@ -209,6 +223,10 @@ impl MemoryStore {
 }
 
 impl Storage for MemoryStore {
+    fn lost_writes(&mut self) -> Vec<LostWrite> {
+        std::mem::take(&mut self.lost)
+    }
+
     fn save_room(&mut self, room: &StoredRoom, _now_ms: u64) -> Result<(), String> {
         self.check_writable()?;
         self.rooms.insert(room.name.to_string(), room.clone());
@@ -246,6 +264,18 @@ impl Storage for MemoryStore {
         _durability: Durability,
     ) -> Result<Vec<Vec<bool>>, String> {
         self.check_writable()?;
+        if std::mem::take(&mut self.lose_next_batch) {
+            let mut seen = HashSet::new();
+            let fresh = chunks
+                .iter()
+                .map(|(_, _, messages)| messages.iter().map(|m| seen.insert(m.id)).collect())
+                .collect();
+            self.lost.push(LostWrite {
+                room: room.as_str().to_owned(),
+                ids: seen.into_iter().collect(),
+            });
+            return Ok(fresh);
+        }
         let shards = self.chunks.entry(room.clone()).or_default();
         let index = self.index.entry(room.clone()).or_default();
         let mut fresh = Vec::with_capacity(chunks.len());

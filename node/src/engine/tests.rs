@@ -381,6 +381,37 @@ fn a_held_message_whose_store_failed_is_not_shown_again_when_sync_brings_it() {
     assert_eq!(b.store().message_count(&topic), 1);
 }
 
+/// A catch-up written behind whose write fails after its messages were shown (store/behind.rs):
+/// the room's history is loaded again from the store, and when sync brings the messages once
+/// more they are stored, not shown again.
+#[test]
+fn a_catch_up_whose_write_behind_failed_is_fetched_again_and_not_shown_twice() {
+    let clock = Clock {
+        base: Instant::now(),
+        ms: 0,
+    };
+    let mut a = engine(1, &clock);
+    let mut b = engine(2, &clock);
+    send(&mut a, &clock, "one");
+    send(&mut a, &clock, "two");
+    let topic = lobby().chat_topic;
+    b.store.lose_next_batch = true;
+    // The engine hears of the loss with its next input, forgets the room's history (loaded
+    // again from the store) and a session brings the messages again.
+    assert_eq!(
+        shown_on_b_by_sync(&mut a, &mut b, &clock),
+        2,
+        "each shown once"
+    );
+    assert!(!b.store.lose_next_batch, "the write behind failed");
+    assert_eq!(
+        shown_on_b_by_sync(&mut a, &mut b, &clock),
+        0,
+        "shown once, though stored only later"
+    );
+    assert_eq!(b.store().message_count(&topic), 2);
+}
+
 #[test]
 fn peers_that_meet_sync_what_they_wrote_alone_and_both_report_it() {
     let clock = Clock {

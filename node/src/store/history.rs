@@ -5,9 +5,9 @@
 //! and joining another of the same name never mixes the two histories.
 
 use hark_proto::{Hlc, MessageId, MessageKind};
-use rusqlite::{params, OptionalExtension};
+use rusqlite::{params, Connection, OptionalExtension};
 
-use super::{Durability, Store, StoreError};
+use super::{behind, Durability, Store, StoreError};
 
 /// Rooms are numbered in `history_rooms` so that the index rows and their keys hold a small
 /// integer, not the 44-byte topic. `message_index` is a rowid table (rows append at its end);
@@ -107,63 +107,65 @@ impl Store {
     /// [`append_history`](Self::append_history) for several chunks in one transaction (a sync
     /// response carries one per shard), as durable as `durability` asks. Returns the
     /// new-to-the-index flags per chunk.
+    ///
+    /// A deferred batch of [`behind::BEHIND_FROM`] messages or more into a room whose index
+    /// holds nothing yet (a catch-up) is written behind, by a thread of its own: the call
+    /// returns its verdicts at once, and every later use of the store waits for the write.
     pub fn append_history_batch(
         &mut self,
         room: &str,
         chunks: &[(u32, &[u8], &[StoredMessage])],
         durability: Durability,
     ) -> Result<Vec<Vec<bool>>, StoreError> {
+        let messages: usize = chunks.iter().map(|(_, _, m)| m.len()).sum();
+        if durability == Durability::Deferred
+            && messages >= behind::BEHIND_FROM
+            && !self.room_has_messages(room)?
+        {
+            return self.append_behind(room, chunks);
+        }
         self.set_durability(durability)?;
         let path = self.path.clone();
         let sql_err = |source| StoreError::Sqlite {
             path: path.clone(),
             source,
         };
-        let tx = self.conn.transaction().map_err(sql_err)?;
-        let room_id = room_number(&tx, room).map_err(sql_err)?;
-        let mut all_fresh = Vec::with_capacity(chunks.len());
-        {
-            let mut chunk_insert = tx
-                .prepare_cached("INSERT INTO shard_chunks (room, shard, bytes) VALUES (?1, ?2, ?3)")
-                .map_err(sql_err)?;
-            let mut insert = tx
-                .prepare_cached(
-                    "INSERT OR IGNORE INTO message_index (room, id, hlc, author, name, kind, text)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                )
-                .map_err(sql_err)?;
-            for (shard, bytes, messages) in chunks {
-                if !bytes.is_empty() {
-                    chunk_insert
-                        .execute(params![room_id, shard, bytes])
-                        .map_err(sql_err)?;
-                }
-                // In time order: the (room, hlc, id) index then grows at its end, which cut a
-                // 100k catch-up's store by 10-15 % against the documents' id order.
-                let mut order: Vec<usize> = (0..messages.len()).collect();
-                order.sort_by_key(|&i| (messages[i].hlc, messages[i].id));
-                let mut fresh = vec![false; messages.len()];
-                for i in order {
-                    let m = &messages[i];
-                    let n = insert
-                        .execute(params![
-                            room_id,
-                            m.id.0.as_slice(),
-                            m.hlc.0 as i64,
-                            m.author,
-                            m.name,
-                            m.kind.as_str(),
-                            m.text
-                        ])
-                        .map_err(sql_err)?;
-                    fresh[i] = n == 1;
-                }
-                all_fresh.push(fresh);
-            }
-        }
+        let tx = self.conn_mut().transaction().map_err(sql_err)?;
+        let all_fresh = insert_batch(&tx, room, chunks).map_err(sql_err)?;
         tx.commit().map_err(sql_err)?;
         self.committed();
         Ok(all_fresh)
+    }
+
+    /// Whether the index holds any message of `room`.
+    fn room_has_messages(&self, room: &str) -> Result<bool, StoreError> {
+        self.conn()
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM message_index
+                 WHERE room = (SELECT id FROM history_rooms WHERE topic = ?1))",
+            )
+            .and_then(|mut stmt| stmt.query_row(params![room], |row| row.get(0)))
+            .map_err(self.sql_err())
+    }
+
+    fn append_behind(
+        &mut self,
+        room: &str,
+        chunks: &[(u32, &[u8], &[StoredMessage])],
+    ) -> Result<Vec<Vec<bool>>, StoreError> {
+        let fresh = behind::verdicts(chunks);
+        let owned = chunks
+            .iter()
+            .map(|(shard, bytes, messages)| (*shard, bytes.to_vec(), messages.to_vec()))
+            .collect();
+        let started = behind::start(&self.path, room, owned, self.fail_behind).map_err(|e| {
+            StoreError::Dir {
+                path: self.path.clone(),
+                source: e,
+            }
+        })?;
+        *self.behind.borrow_mut() = Some(started);
+        Ok(fresh)
     }
 
     /// Index for search up to `limit` messages not yet in `message_search` (all of them with
@@ -177,7 +179,7 @@ impl Store {
             source,
         };
         let limit = limit.min(i64::MAX as usize) as i64;
-        let tx = self.conn.transaction().map_err(sql_err)?;
+        let tx = self.conn_mut().transaction().map_err(sql_err)?;
         let upto: i64 = tx
             .prepare_cached("SELECT upto FROM message_search_done WHERE id = 1")
             .and_then(|mut stmt| stmt.query_row([], |r| r.get(0)))
@@ -212,7 +214,7 @@ impl Store {
     /// Every stored chunk of a room, by shard, in the order they were written.
     pub fn history_chunks(&self, room: &str) -> Result<Vec<ShardChunks>, StoreError> {
         let mut stmt = self
-            .conn
+            .conn()
             .prepare(
                 "SELECT shard, bytes FROM shard_chunks
                  WHERE room = (SELECT id FROM history_rooms WHERE topic = ?1)
@@ -247,7 +249,7 @@ impl Store {
             path: path.clone(),
             source,
         };
-        let tx = self.conn.transaction().map_err(sql_err)?;
+        let tx = self.conn_mut().transaction().map_err(sql_err)?;
         let room_id = room_number(&tx, room).map_err(sql_err)?;
         tx.execute(
             "DELETE FROM shard_chunks WHERE room = ?1 AND shard = ?2",
@@ -334,7 +336,7 @@ impl Store {
         sql: &str,
         params: impl rusqlite::Params,
     ) -> Result<Vec<StoredMessage>, StoreError> {
-        let mut stmt = self.conn.prepare_cached(sql).map_err(self.sql_err())?;
+        let mut stmt = self.conn().prepare_cached(sql).map_err(self.sql_err())?;
         let rows = stmt
             .query_map(params, |row| {
                 Ok((
@@ -372,7 +374,7 @@ impl Store {
 
     /// The newest timestamp stored in any room (to start the clock past it after a restart).
     pub fn newest_hlc(&self) -> Result<Option<Hlc>, StoreError> {
-        self.conn
+        self.conn()
             // Per room, each a lookup in (room, hlc, id): a MAX over the whole table would walk
             // the index (13 ms at 100k messages).
             .query_row(
@@ -387,7 +389,7 @@ impl Store {
     }
 
     pub fn message_count(&self, room: &str) -> Result<u64, StoreError> {
-        self.conn
+        self.conn()
             .query_row(
                 "SELECT COUNT(*) FROM message_index
                  WHERE room = (SELECT id FROM history_rooms WHERE topic = ?1)",
@@ -400,7 +402,7 @@ impl Store {
 }
 
 /// The number of the room with chat topic `topic`, given one on first use.
-fn room_number(tx: &rusqlite::Transaction, topic: &str) -> rusqlite::Result<i64> {
+fn room_number(tx: &Connection, topic: &str) -> rusqlite::Result<i64> {
     // Cached statements: this runs in every transaction that stores a message, and parsing
     // the SQL each time was a visible share of a receiving node's CPU.
     tx.prepare_cached("INSERT OR IGNORE INTO history_rooms (topic) VALUES (?1)")?
@@ -419,6 +421,53 @@ fn fts_query(words: &str) -> Option<String> {
     (!terms.is_empty()).then(|| terms.join(" "))
 }
 
+/// Insert chunks and index their messages in `conn`'s open transaction; returns whether each
+/// message was new to the index.
+pub(super) fn insert_batch(
+    conn: &Connection,
+    room: &str,
+    chunks: &[(u32, &[u8], &[StoredMessage])],
+) -> Result<Vec<Vec<bool>>, rusqlite::Error> {
+    let room_id = room_number(conn, room)?;
+    let mut chunk_insert =
+        conn.prepare_cached("INSERT INTO shard_chunks (room, shard, bytes) VALUES (?1, ?2, ?3)")?;
+    let mut insert = conn.prepare_cached(
+        "INSERT OR IGNORE INTO message_index (room, id, hlc, author, name, kind, text)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?;
+    let mut all_fresh = Vec::with_capacity(chunks.len());
+    for (shard, bytes, messages) in chunks {
+        if !bytes.is_empty() {
+            chunk_insert.execute(params![room_id, shard, bytes])?;
+        }
+        let mut fresh = vec![false; messages.len()];
+        for i in insert_order(messages) {
+            let m = &messages[i];
+            let n = insert.execute(params![
+                room_id,
+                m.id.0.as_slice(),
+                m.hlc.0 as i64,
+                m.author,
+                m.name,
+                m.kind.as_str(),
+                m.text
+            ])?;
+            fresh[i] = n == 1;
+        }
+        all_fresh.push(fresh);
+    }
+    Ok(all_fresh)
+}
+
+/// The order a chunk's messages are indexed in: by time, so that the (room, hlc, id) index
+/// grows at its end, which cut a 100k catch-up's store by 10-15 % against the documents' id
+/// order.
+pub(super) fn insert_order(messages: &[StoredMessage]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..messages.len()).collect();
+    order.sort_by_key(|&i| (messages[i].hlc, messages[i].id));
+    order
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -432,6 +481,107 @@ mod tests {
             kind: MessageKind::Text,
             text: format!("message {n}"),
         }
+    }
+
+    fn numbered(n: u32, hlc: u64) -> StoredMessage {
+        let mut id = [0u8; 16];
+        id[..4].copy_from_slice(&n.to_be_bytes());
+        StoredMessage {
+            id: MessageId(id),
+            text: format!("number {n}"),
+            ..message(0, hlc)
+        }
+    }
+
+    /// Two shards' worth of a catch-up: the second repeats ten of the first's ids and one
+    /// of its own.
+    fn catch_up() -> Vec<(u32, Vec<u8>, Vec<StoredMessage>)> {
+        let first: Vec<StoredMessage> = (0..600)
+            .map(|n| numbered(n, 1_000 - u64::from(n)))
+            .collect();
+        let mut second: Vec<StoredMessage> =
+            (600..1_200).map(|n| numbered(n, u64::from(n))).collect();
+        second.extend((0..10).map(|n| numbered(n, 5)));
+        second.push(numbered(700, 3));
+        vec![
+            (1, b"doc one".to_vec(), first),
+            (2, b"doc two".to_vec(), second),
+        ]
+    }
+
+    fn borrowed(
+        chunks: &[(u32, Vec<u8>, Vec<StoredMessage>)],
+    ) -> Vec<(u32, &[u8], &[StoredMessage])> {
+        chunks
+            .iter()
+            .map(|(shard, bytes, messages)| (*shard, bytes.as_slice(), messages.as_slice()))
+            .collect()
+    }
+
+    #[test]
+    fn a_catch_up_into_an_empty_room_is_written_behind_with_the_indexs_own_verdicts() {
+        let chunks = catch_up();
+        let dir = tempfile::tempdir().unwrap();
+        let mut at_once = Store::open(dir.path()).unwrap();
+        let expected = at_once
+            .append_history_batch("room", &borrowed(&chunks), Durability::Now)
+            .unwrap();
+        assert!(at_once.behind.borrow().is_none());
+        assert_eq!(expected.iter().flatten().filter(|new| **new).count(), 1_200);
+
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path()).unwrap();
+        let fresh = store
+            .append_history_batch("room", &borrowed(&chunks), Durability::Deferred)
+            .unwrap();
+        assert!(store.behind.borrow().is_some(), "written behind");
+        assert_eq!(fresh, expected);
+        // Any read waits for the write.
+        assert_eq!(store.recent_messages("room", 10_000).unwrap().len(), 1_200);
+        assert!(store.lost_writes().is_empty());
+        assert_eq!(store.history_chunks("room").unwrap().len(), 2);
+        // Now the room has messages: the next batch is written at once, its verdicts the index's.
+        let again = store
+            .append_history_batch("room", &borrowed(&chunks), Durability::Deferred)
+            .unwrap();
+        assert!(store.behind.borrow().is_none());
+        assert!(again.iter().flatten().all(|new| !new));
+
+        // Closing the store finishes a write still under way.
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut store = Store::open(dir.path()).unwrap();
+            store
+                .append_history_batch("other", &borrowed(&chunks), Durability::Deferred)
+                .unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.recent_messages("other", 10_000).unwrap().len(), 1_200);
+    }
+
+    #[test]
+    fn a_write_behind_that_fails_is_reported_once_and_stores_nothing() {
+        let chunks = catch_up();
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path()).unwrap();
+        store.fail_behind = true;
+        let fresh = store
+            .append_history_batch("room", &borrowed(&chunks), Durability::Deferred)
+            .unwrap();
+        assert_eq!(fresh.iter().flatten().filter(|new| **new).count(), 1_200);
+        assert!(store.recent_messages("room", 10).unwrap().is_empty());
+        let lost = store.lost_writes();
+        assert_eq!(lost.len(), 1);
+        assert_eq!(lost[0].room, "room");
+        assert_eq!(lost[0].ids.len(), 1_211);
+        assert!(store.lost_writes().is_empty(), "reported once");
+        // The store goes on: the same catch-up again is stored.
+        store.fail_behind = false;
+        store
+            .append_history_batch("room", &borrowed(&chunks), Durability::Deferred)
+            .unwrap();
+        assert_eq!(store.recent_messages("room", 10_000).unwrap().len(), 1_200);
+        assert!(store.lost_writes().is_empty());
     }
 
     #[test]

@@ -14,8 +14,8 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS room_membership (
 impl Store {
     /// The membership state saved for room `name`, if any.
     pub fn membership(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        self.conn.execute(SCHEMA, []).map_err(self.sql_err())?;
-        self.conn
+        self.conn().execute(SCHEMA, []).map_err(self.sql_err())?;
+        self.conn()
             .query_row(
                 "SELECT state FROM room_membership WHERE name = ?1",
                 params![name],
@@ -29,15 +29,15 @@ impl Store {
     /// the keys of the room's epochs.
     pub fn set_membership(&mut self, name: &str, state: Option<&[u8]>) -> Result<(), StoreError> {
         self.set_durability(Durability::Now)?;
-        self.conn.execute(SCHEMA, []).map_err(self.sql_err())?;
+        self.conn().execute(SCHEMA, []).map_err(self.sql_err())?;
         match state {
-            Some(state) => self.conn.execute(
+            Some(state) => self.conn().execute(
                 "INSERT INTO room_membership (name, state) VALUES (?1, ?2)
                  ON CONFLICT(name) DO UPDATE SET state = excluded.state",
                 params![name, state],
             ),
             None => self
-                .conn
+                .conn()
                 .execute("DELETE FROM room_membership WHERE name = ?1", params![name]),
         }
         .map_err(self.sql_err())?;
@@ -48,7 +48,7 @@ impl Store {
     /// back through a room whose epochs are several rooms in the store).
     pub fn message_clock(&self, room: &str, id: MessageId) -> Result<Option<Hlc>, StoreError> {
         // Asked for every message shown from gossip (engine/held.rs): a cached statement.
-        self.conn
+        self.conn()
             .prepare_cached(
                 "SELECT hlc FROM message_index
                  WHERE room = (SELECT id FROM history_rooms WHERE topic = ?1) AND id = ?2",

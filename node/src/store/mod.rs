@@ -4,6 +4,7 @@
 //! mode 0600 inside a 0700 directory: only the owner can read it. A lock file keeps a second
 //! process from using the same data dir (two nodes with one identity would fight).
 
+use std::cell::RefCell;
 use std::fs::{self, File, OpenOptions};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -40,8 +41,15 @@ pub struct StoredRoom {
 }
 
 pub struct Store {
+    /// Reached through [`Store::conn`], which first waits for a write behind.
     conn: Connection,
     path: PathBuf,
+    /// A catch-up being written by a thread of its own ([`behind`]).
+    behind: RefCell<Option<behind::Behind>>,
+    /// Writes behind that failed, for the engine to hear of ([`Store::lost_writes`]).
+    lost: RefCell<Vec<LostWrite>>,
+    /// The next writes behind fail (only tests set it).
+    fail_behind: bool,
     /// The `synchronous` level the connection is at now (see [`Durability`]).
     synchronous: Durability,
     /// Makes deferred writes durable soon after, off the caller's thread.
@@ -63,11 +71,13 @@ CREATE TABLE IF NOT EXISTS rooms (
 );
 ";
 
+mod behind;
 pub mod blind;
 mod flusher;
 mod history;
 mod membership;
 mod verified;
+pub use behind::LostWrite;
 pub use history::{ShardChunks, StoredMessage, SEARCH_BATCH};
 
 /// How durable a write must be when the call returns.
@@ -158,10 +168,65 @@ impl Store {
         Ok(Self {
             conn,
             path,
+            behind: RefCell::new(None),
+            lost: RefCell::new(Vec::new()),
+            fail_behind: false,
             synchronous: Durability::Now,
             flusher,
             _lock: lock,
         })
+    }
+
+    /// The connection, once a write behind (if any) is done: every use of the store goes
+    /// through here, so it sees that write and never meets its writer.
+    fn conn(&self) -> &Connection {
+        self.settle_behind();
+        &self.conn
+    }
+
+    fn conn_mut(&mut self) -> &mut Connection {
+        self.settle_behind();
+        &mut self.conn
+    }
+
+    /// Wait for the write behind, if any; a failed one is kept for [`Self::lost_writes`].
+    fn settle_behind(&self) {
+        let Some(behind) = self.behind.borrow_mut().take() else {
+            return;
+        };
+        let failed = match behind.thread.join() {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(_) => Some("the writer thread panicked".to_owned()),
+        };
+        match failed {
+            None => self.flusher.dirty(),
+            Some(why) => {
+                tracing::error!(
+                    room = behind.room,
+                    messages = behind.ids.len(),
+                    "cannot store history received: {why}"
+                );
+                self.lost.borrow_mut().push(LostWrite {
+                    room: behind.room,
+                    ids: behind.ids,
+                });
+            }
+        }
+    }
+
+    /// Writes behind that failed since last asked; never waits for one still running (a
+    /// finished one is settled, so the flusher hears of it soon).
+    pub fn lost_writes(&mut self) -> Vec<LostWrite> {
+        let finished = self
+            .behind
+            .borrow()
+            .as_ref()
+            .is_some_and(|b| b.thread.is_finished());
+        if finished {
+            self.settle_behind();
+        }
+        std::mem::take(self.lost.get_mut())
     }
 
     /// Put the connection at the `synchronous` level `durability` needs (outside a transaction).
@@ -171,7 +236,7 @@ impl Store {
                 Durability::Now => "FULL",
                 Durability::Deferred => "NORMAL",
             };
-            self.conn
+            self.conn()
                 .pragma_update(None, "synchronous", level)
                 .map_err(self.sql_err())?;
             self.synchronous = durability;
@@ -196,7 +261,7 @@ impl Store {
     /// The node's identity, created on first use.
     pub fn identity(&self) -> Result<Keypair, StoreError> {
         let stored: Option<Vec<u8>> = self
-            .conn
+            .conn()
             .query_row("SELECT keypair FROM identity WHERE id = 1", [], |row| {
                 row.get(0)
             })
@@ -210,7 +275,7 @@ impl Store {
         let bytes = keypair
             .to_protobuf_encoding()
             .map_err(|_| StoreError::BadIdentity(self.path.clone()))?;
-        self.conn
+        self.conn()
             .execute(
                 "INSERT INTO identity (id, keypair) VALUES (1, ?1)",
                 params![bytes],
@@ -221,7 +286,7 @@ impl Store {
 
     pub fn rooms(&self) -> Result<Vec<StoredRoom>, StoreError> {
         let mut stmt = self
-            .conn
+            .conn()
             .prepare("SELECT name, key, private FROM rooms ORDER BY joined_at, name")
             .map_err(self.sql_err())?;
         let rows = stmt
@@ -255,7 +320,7 @@ impl Store {
 
     pub fn save_room(&mut self, room: &StoredRoom, now_ms: u64) -> Result<(), StoreError> {
         self.set_durability(Durability::Now)?;
-        self.conn
+        self.conn()
             .execute(
                 "INSERT INTO rooms (name, key, private, joined_at) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT(name) DO UPDATE SET key = excluded.key, private = excluded.private",
@@ -272,10 +337,17 @@ impl Store {
 
     pub fn forget_room(&mut self, name: &RoomName) -> Result<(), StoreError> {
         self.set_durability(Durability::Now)?;
-        self.conn
+        self.conn()
             .execute("DELETE FROM rooms WHERE name = ?1", params![name.as_str()])
             .map_err(self.sql_err())?;
         Ok(())
+    }
+}
+
+impl Drop for Store {
+    /// A catch-up being written is finished before the flusher's last checkpoint.
+    fn drop(&mut self) {
+        self.settle_behind();
     }
 }
 

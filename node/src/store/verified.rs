@@ -13,7 +13,7 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS verified_peers (
 
 impl Store {
     fn ensure_verified_table(&self) -> Result<(), StoreError> {
-        self.conn.execute(SCHEMA, []).map_err(self.sql_err())?;
+        self.conn().execute(SCHEMA, []).map_err(self.sql_err())?;
         Ok(())
     }
 
@@ -21,7 +21,7 @@ impl Store {
     pub fn verified_peers(&self) -> Result<Vec<(String, String)>, StoreError> {
         self.ensure_verified_table()?;
         let mut stmt = self
-            .conn
+            .conn()
             .prepare("SELECT peer, name FROM verified_peers ORDER BY verified_at, peer")
             .map_err(self.sql_err())?;
         let rows = stmt
@@ -41,13 +41,13 @@ impl Store {
         self.ensure_verified_table()?;
         self.set_durability(Durability::Now)?;
         match name {
-            Some(name) => self.conn.execute(
+            Some(name) => self.conn().execute(
                 "INSERT INTO verified_peers (peer, name, verified_at) VALUES (?1, ?2, ?3)
                  ON CONFLICT(peer) DO UPDATE SET name = excluded.name",
                 params![peer, name, now_ms as i64],
             ),
             None => self
-                .conn
+                .conn()
                 .execute("DELETE FROM verified_peers WHERE peer = ?1", params![peer]),
         }
         .map_err(self.sql_err())?;
