@@ -156,9 +156,10 @@ impl<S: Storage> Engine<S> {
     }
 
     /// Catch-ups written behind ([`crate::store::Store::append_history_batch`]) whose write
-    /// failed: shown, not stored. As after any failed store, the room's in-memory history goes
-    /// (it is loaded again from what the store holds), and the messages are not shown again
-    /// when sync brings them back.
+    /// failed: shown, not stored. As after any failed store, the room's in-memory history and
+    /// its sessions go (loaded again from what the store holds; the store refuses the room's
+    /// writes until then), the room syncs again with its peers, and the messages are not
+    /// shown again when sync brings them back.
     pub(super) fn hear_lost_writes(&mut self) {
         for lost in self.store.lost_writes() {
             let Some(topic) = self.rooms.keys().find(|t| t.as_str() == lost.room).cloned() else {
@@ -171,7 +172,8 @@ impl<S: Storage> Engine<S> {
                 state.held.lost.clear();
             }
             state.held.lost.extend(lost.ids.into_iter().take(MAX_LOST));
-            state.history = None;
+            self.drop_history(&topic);
+            self.spread(&topic, self.me);
         }
     }
 

@@ -402,6 +402,8 @@ impl<S: Storage> Engine<S> {
             return 0;
         };
         if records >= BIG_BATCH {
+            // Into a room with no messages yet, the store only hands the batch to its writer
+            // thread (store/behind.rs): then this is the time to do that.
             tracing::debug!(
                 room,
                 records,
@@ -489,7 +491,7 @@ impl<S: Storage> Engine<S> {
 
     /// Forget a room's in-memory history and its sessions: the next use reloads it from the
     /// store, the last state known to be sound.
-    fn drop_history(&mut self, topic: &Topic) {
+    pub(super) fn drop_history(&mut self, topic: &Topic) {
         if let Some(room) = self.rooms.get_mut(topic) {
             room.history = None;
             room.outbound.clear();

@@ -169,7 +169,7 @@ impl<S: Storage> Engine<S> {
     /// peer already has them the session ends after one exchange of digests. At most once per
     /// room every [`SPREAD_INTERVAL`]: a later request waits for its turn, so a sync that races
     /// live gossip in a big mesh cannot set off a cascade of sessions.
-    fn spread(&mut self, topic: &Topic, from: PeerId) {
+    pub(super) fn spread(&mut self, topic: &Topic, from: PeerId) {
         let now = self.now.at;
         let Some(room) = self.rooms.get_mut(topic) else {
             return;

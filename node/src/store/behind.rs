@@ -20,7 +20,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use hark_proto::MessageId;
-use rusqlite::Connection;
+use rusqlite::{Connection, OpenFlags};
 
 use super::history::{insert_batch, StoredMessage};
 
@@ -91,7 +91,9 @@ fn write(
     room: &str,
     chunks: &[(u32, Vec<u8>, Vec<StoredMessage>)],
 ) -> Result<(), rusqlite::Error> {
-    let mut conn = Connection::open(path)?;
+    // Never create the file: a data dir that lost it is an error, not a fresh store.
+    let flags = OpenFlags::default() & !OpenFlags::SQLITE_OPEN_CREATE;
+    let mut conn = Connection::open_with_flags(path, flags)?;
     conn.busy_timeout(Duration::from_secs(5))?;
     // As the node's own connection for deferred writes: no fsync at commit, no checkpoint
     // inside it (the flusher checkpoints a moment later), the same page cache.

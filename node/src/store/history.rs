@@ -117,12 +117,15 @@ impl Store {
         chunks: &[(u32, &[u8], &[StoredMessage])],
         durability: Durability,
     ) -> Result<Vec<Vec<bool>>, StoreError> {
+        self.refuse_after_lost_write(room)?;
         let messages: usize = chunks.iter().map(|(_, _, m)| m.len()).sum();
         if durability == Durability::Deferred
             && messages >= behind::BEHIND_FROM
             && !self.room_has_messages(room)?
         {
-            return self.append_behind(room, chunks);
+            if let Some(fresh) = self.append_behind(room, chunks) {
+                return Ok(fresh);
+            }
         }
         self.set_durability(durability)?;
         let path = self.path.clone();
@@ -148,24 +151,43 @@ impl Store {
             .map_err(self.sql_err())
     }
 
+    /// Write `chunks` behind and return their verdicts; None if no thread could be started
+    /// (then the caller writes them itself).
     fn append_behind(
         &mut self,
         room: &str,
         chunks: &[(u32, &[u8], &[StoredMessage])],
-    ) -> Result<Vec<Vec<bool>>, StoreError> {
+    ) -> Option<Vec<Vec<bool>>> {
         let fresh = behind::verdicts(chunks);
         let owned = chunks
             .iter()
             .map(|(shard, bytes, messages)| (*shard, bytes.to_vec(), messages.to_vec()))
             .collect();
-        let started = behind::start(&self.path, room, owned, self.fail_behind).map_err(|e| {
-            StoreError::Dir {
-                path: self.path.clone(),
-                source: e,
+        #[cfg(test)]
+        let fail = self.fail_behind;
+        #[cfg(not(test))]
+        let fail = false;
+        match behind::start(&self.path, room, owned, fail) {
+            Ok(started) => {
+                *self.behind.borrow_mut() = Some(started);
+                Some(fresh)
             }
-        })?;
-        *self.behind.borrow_mut() = Some(started);
-        Ok(fresh)
+            Err(e) => {
+                tracing::warn!("cannot start a thread to store a catch-up, storing it now: {e}");
+                None
+            }
+        }
+    }
+
+    /// A room whose catch-up could not be written takes no more writes until the engine has
+    /// heard of it ([`Store::lost_writes`]) and reloaded the room: later changes depend on the
+    /// lost ones.
+    fn refuse_after_lost_write(&self, room: &str) -> Result<(), StoreError> {
+        self.settle_behind();
+        if self.lost.borrow().iter().any(|lost| lost.room == room) {
+            return Err(StoreError::LostWrite(self.path.clone()));
+        }
+        Ok(())
     }
 
     /// Index for search up to `limit` messages not yet in `message_search` (all of them with
@@ -570,6 +592,15 @@ mod tests {
             .unwrap();
         assert_eq!(fresh.iter().flatten().filter(|new| **new).count(), 1_200);
         assert!(store.recent_messages("room", 10).unwrap().is_empty());
+        // Until the engine has heard of it, the room takes no writes (later changes would
+        // depend on the lost ones); other rooms do.
+        assert!(matches!(
+            store.append_history_batch("room", &borrowed(&chunks[..1]), Durability::Now),
+            Err(StoreError::LostWrite(_))
+        ));
+        store
+            .append_history_batch("elsewhere", &borrowed(&chunks[..1]), Durability::Now)
+            .unwrap();
         let lost = store.lost_writes();
         assert_eq!(lost.len(), 1);
         assert_eq!(lost[0].room, "room");

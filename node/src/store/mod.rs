@@ -30,6 +30,8 @@ pub enum StoreError {
     },
     #[error("stored identity key in {0} is damaged")]
     BadIdentity(PathBuf),
+    #[error("database {0}: a catch-up of this room could not be written; it is loaded again")]
+    LostWrite(PathBuf),
 }
 
 /// A joined room as stored.
@@ -48,7 +50,8 @@ pub struct Store {
     behind: RefCell<Option<behind::Behind>>,
     /// Writes behind that failed, for the engine to hear of ([`Store::lost_writes`]).
     lost: RefCell<Vec<LostWrite>>,
-    /// The next writes behind fail (only tests set it).
+    /// The next writes behind fail.
+    #[cfg(test)]
     fail_behind: bool,
     /// The `synchronous` level the connection is at now (see [`Durability`]).
     synchronous: Durability,
@@ -90,6 +93,8 @@ pub enum Durability {
     /// power loss within [`flusher::FLUSH_DELAY`] or so, when the flusher thread checkpoints
     /// (group commit: one fsync for every write in between). For history received from peers,
     /// which sync brings again if it is lost: a hop stores it without waiting for the disk.
+    /// A catch-up into an empty room may be written behind ([`behind`]): it survives a crash
+    /// only once that write is done, a fraction of a second later.
     Deferred,
 }
 
@@ -170,6 +175,7 @@ impl Store {
             path,
             behind: RefCell::new(None),
             lost: RefCell::new(Vec::new()),
+            #[cfg(test)]
             fail_behind: false,
             synchronous: Durability::Now,
             flusher,
