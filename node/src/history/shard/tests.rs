@@ -187,20 +187,7 @@ fn a_peer_with_nothing_gets_the_saved_document_as_automerge_would_send_it() {
 #[test]
 fn the_closing_answers_of_a_catch_up_are_automerges_own_made_without_it() {
     let (alice, bob) = ([1u8; 38], [2u8; 38]);
-    let mut relay = Shard::new(&alice);
-    for n in 0..200 {
-        relay
-            .add_local(&record(&alice, n, &format!("hello number {n}")))
-            .unwrap();
-    }
-    let mut joiner = Shard::new(&bob);
-    let (mut at_relay, mut at_joiner) = (sync::State::new(), sync::State::new());
-    let hello = relay.generate(&mut at_relay).unwrap();
-    joiner.receive(&mut at_joiner, &hello).unwrap();
-    let ask = joiner.generate(&mut at_joiner).unwrap();
-    relay.receive(&mut at_relay, &ask).unwrap();
-    let whole = relay.generate(&mut at_relay).unwrap();
-    assert_eq!(joiner.receive(&mut at_joiner, &whole).unwrap().0.len(), 200);
+    let (mut relay, mut joiner, mut at_relay, mut at_joiner, whole) = caught_up(200);
 
     // The joiner holds the relay's document but has not said so: its heads, as Automerge
     // would send them, state changes included.
@@ -290,19 +277,8 @@ fn the_closing_answers_of_a_catch_up_are_automerges_own_made_without_it() {
 
 #[test]
 fn a_closing_heads_message_is_taken_in_as_automerge_would_whatever_its_flags() {
-    let (alice, bob) = ([1u8; 38], [2u8; 38]);
-    let mut relay = Shard::new(&alice);
-    for n in 0..50 {
-        relay.add_local(&record(&alice, n, "hello")).unwrap();
-    }
-    let mut joiner = Shard::new(&bob);
-    let (mut at_relay, mut at_joiner) = (sync::State::new(), sync::State::new());
-    let hello = relay.generate(&mut at_relay).unwrap();
-    joiner.receive(&mut at_joiner, &hello).unwrap();
-    let ask = joiner.generate(&mut at_joiner).unwrap();
-    relay.receive(&mut at_relay, &ask).unwrap();
-    let whole = relay.generate(&mut at_relay).unwrap();
-    joiner.receive(&mut at_joiner, &whole).unwrap();
+    let bob = [2u8; 38];
+    let (relay, mut joiner, mut at_relay, mut at_joiner, _) = caught_up(50);
     let heads = sync::Message::decode(&joiner.generate(&mut at_joiner).unwrap()).unwrap();
     // A hash the relay's document does not have stays among those sent, as with Automerge.
     let mut other = Shard::new(&bob);
@@ -357,6 +333,30 @@ fn a_closing_heads_message_is_taken_in_as_automerge_would_whatever_its_flags() {
         .is_err());
     at_relay.sent_hashes.clear();
     same_as_automerge(&relay, &at_relay, &heads);
+}
+
+/// A relay holding `count` messages and a joiner that has just taken in the whole document
+/// from it (a catch-up): both shards, both sync states, the relay's whole-document message.
+fn caught_up(count: u8) -> (Shard, Shard, sync::State, sync::State, Vec<u8>) {
+    let (alice, bob) = ([1u8; 38], [2u8; 38]);
+    let mut relay = Shard::new(&alice);
+    for n in 0..count {
+        relay
+            .add_local(&record(&alice, n, &format!("hello number {n}")))
+            .unwrap();
+    }
+    let mut joiner = Shard::new(&bob);
+    let (mut at_relay, mut at_joiner) = (sync::State::new(), sync::State::new());
+    let hello = relay.generate(&mut at_relay).unwrap();
+    joiner.receive(&mut at_joiner, &hello).unwrap();
+    let ask = joiner.generate(&mut at_joiner).unwrap();
+    relay.receive(&mut at_relay, &ask).unwrap();
+    let whole = relay.generate(&mut at_relay).unwrap();
+    assert_eq!(
+        joiner.receive(&mut at_joiner, &whole).unwrap().0.len(),
+        usize::from(count)
+    );
+    (relay, joiner, at_relay, at_joiner, whole)
 }
 
 /// Nothing to send, found without Automerge, and Automerge agrees.
