@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use hark_node::{Event, HistoryMessage};
 use hark_tests::process::DELIVERY;
+use hark_tests::seed::seed_public_room;
 use hark_tests::NodeProcess;
 use serde_json::json;
 
@@ -98,6 +99,33 @@ fn a_late_joiner_gets_all_500_messages_in_the_senders_order() {
         synced_sum(&b),
         500,
         "`synced` accounts for every message received"
+    );
+}
+
+/// A catch-up big enough to be written behind (node/src/store/behind.rs: 1 000 messages or more
+/// into a room with none) is readable at once, raised once per message, and still there after
+/// a restart without any peer.
+#[test]
+fn a_big_catch_up_written_behind_is_readable_at_once_and_kept_across_a_restart() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let relay_dir = dir.path().join("relay");
+    let seeded = seed_public_room(&relay_dir, "lobby", 3_000, 1_000, false).expect("seeded");
+    let relay =
+        NodeProcess::start_with_dir("relay", relay_dir, "/ip4/127.0.0.1/tcp/0", &["--relay"]);
+    let mut joiner = start_in(dir.path(), "joiner", &["--peer", &relay.addr()]);
+    let history = joiner.wait_history_len("lobby", 3_000, CATCH_UP);
+    assert_eq!(history.len(), 3_000, "the whole catch-up, readable");
+    assert_eq!(history[0].id, seeded.first_id);
+    assert_eq!(history[2_999].id, seeded.last_id);
+    assert_eq!(message_ids_once(&mut joiner, "lobby").len(), 3_000);
+    relay.kill();
+    joiner.kill();
+
+    let mut again = start_in(dir.path(), "joiner", &[]);
+    assert_eq!(
+        ids(&again.history("lobby", 5_000)),
+        ids(&history),
+        "stored, not only shown"
     );
 }
 
