@@ -52,6 +52,14 @@ impl Held {
     pub(super) fn count(&self) -> usize {
         self.ids.len()
     }
+
+    /// Shown messages whose store failed: not to be shown again (at most [`MAX_LOST`]).
+    fn remember_lost(&mut self, ids: impl ExactSizeIterator<Item = MessageId>) {
+        if self.lost.len() + ids.len() > MAX_LOST {
+            self.lost.clear();
+        }
+        self.lost.extend(ids.take(MAX_LOST));
+    }
 }
 
 impl<S: Storage> Engine<S> {
@@ -168,10 +176,7 @@ impl<S: Storage> Engine<S> {
             let Some(state) = self.rooms.get_mut(&topic) else {
                 continue;
             };
-            if state.held.lost.len() + lost.ids.len() > MAX_LOST {
-                state.held.lost.clear();
-            }
-            state.held.lost.extend(lost.ids.into_iter().take(MAX_LOST));
+            state.held.remember_lost(lost.ids.into_iter());
             self.drop_history(&topic);
             self.spread(&topic, self.me);
         }
@@ -184,9 +189,6 @@ impl<S: Storage> Engine<S> {
             return;
         };
         let ids = std::mem::take(&mut state.held.ids);
-        if state.held.lost.len() + ids.len() > MAX_LOST {
-            state.held.lost.clear();
-        }
-        state.held.lost.extend(ids);
+        state.held.remember_lost(ids.into_iter());
     }
 }

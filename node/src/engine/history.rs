@@ -402,8 +402,8 @@ impl<S: Storage> Engine<S> {
             return 0;
         };
         if records >= BIG_BATCH {
-            // Into a room with no messages yet, the store only hands the batch to its writer
-            // thread (store/behind.rs): then this is the time to do that.
+            // Into a room with no messages yet the store hands the batch to a writer thread
+            // (store/behind.rs): then `ms` is only the time to hand it over.
             tracing::debug!(
                 room,
                 records,

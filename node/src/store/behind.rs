@@ -22,7 +22,7 @@ use std::time::Duration;
 use hark_proto::MessageId;
 use rusqlite::{Connection, OpenFlags};
 
-use super::history::{insert_batch, StoredMessage};
+use super::history::{as_chunks, insert_batch, OwnedChunk, StoredMessage};
 
 /// Batches of at least this many messages may be written behind.
 pub const BEHIND_FROM: usize = 1_000;
@@ -62,7 +62,7 @@ pub(super) fn verdicts(chunks: &[(u32, &[u8], &[StoredMessage])]) -> Vec<Vec<boo
 pub(super) fn start(
     path: &Path,
     room: &str,
-    chunks: Vec<(u32, Vec<u8>, Vec<StoredMessage>)>,
+    chunks: Vec<OwnedChunk>,
     fail: bool,
 ) -> std::io::Result<Behind> {
     let ids = chunks
@@ -86,11 +86,7 @@ pub(super) fn start(
     })
 }
 
-fn write(
-    path: &Path,
-    room: &str,
-    chunks: &[(u32, Vec<u8>, Vec<StoredMessage>)],
-) -> Result<(), rusqlite::Error> {
+fn write(path: &Path, room: &str, chunks: &[OwnedChunk]) -> Result<(), rusqlite::Error> {
     // Never create the file: a data dir that lost it is an error, not a fresh store.
     let flags = OpenFlags::default() & !OpenFlags::SQLITE_OPEN_CREATE;
     let mut conn = Connection::open_with_flags(path, flags)?;
@@ -100,11 +96,7 @@ fn write(
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "wal_autocheckpoint", 0)?;
     conn.pragma_update(None, "cache_size", -32_768)?;
-    let batch: Vec<(u32, &[u8], &[StoredMessage])> = chunks
-        .iter()
-        .map(|(shard, bytes, messages)| (*shard, bytes.as_slice(), messages.as_slice()))
-        .collect();
     let tx = conn.transaction()?;
-    insert_batch(&tx, room, &batch)?;
+    insert_batch(&tx, room, &as_chunks(chunks))?;
     tx.commit()
 }

@@ -443,6 +443,17 @@ fn fts_query(words: &str) -> Option<String> {
     (!terms.is_empty()).then(|| terms.join(" "))
 }
 
+/// A chunk as a thread that writes it behind owns it.
+pub(super) type OwnedChunk = (u32, Vec<u8>, Vec<StoredMessage>);
+
+/// Owned chunks as [`insert_batch`] takes them.
+pub(super) fn as_chunks(chunks: &[OwnedChunk]) -> Vec<(u32, &[u8], &[StoredMessage])> {
+    chunks
+        .iter()
+        .map(|(shard, bytes, messages)| (*shard, bytes.as_slice(), messages.as_slice()))
+        .collect()
+}
+
 /// Insert chunks and index their messages in `conn`'s open transaction; returns whether each
 /// message was new to the index.
 pub(super) fn insert_batch(
@@ -517,7 +528,7 @@ mod tests {
 
     /// Two shards' worth of a catch-up: the second repeats ten of the first's ids and one
     /// of its own.
-    fn catch_up() -> Vec<(u32, Vec<u8>, Vec<StoredMessage>)> {
+    fn catch_up() -> Vec<OwnedChunk> {
         let first: Vec<StoredMessage> = (0..600)
             .map(|n| numbered(n, 1_000 - u64::from(n)))
             .collect();
@@ -531,22 +542,13 @@ mod tests {
         ]
     }
 
-    fn borrowed(
-        chunks: &[(u32, Vec<u8>, Vec<StoredMessage>)],
-    ) -> Vec<(u32, &[u8], &[StoredMessage])> {
-        chunks
-            .iter()
-            .map(|(shard, bytes, messages)| (*shard, bytes.as_slice(), messages.as_slice()))
-            .collect()
-    }
-
     #[test]
     fn a_catch_up_into_an_empty_room_is_written_behind_with_the_indexs_own_verdicts() {
         let chunks = catch_up();
         let dir = tempfile::tempdir().unwrap();
         let mut at_once = Store::open(dir.path()).unwrap();
         let expected = at_once
-            .append_history_batch("room", &borrowed(&chunks), Durability::Now)
+            .append_history_batch("room", &as_chunks(&chunks), Durability::Now)
             .unwrap();
         assert!(at_once.behind.borrow().is_none());
         assert_eq!(expected.iter().flatten().filter(|new| **new).count(), 1_200);
@@ -554,7 +556,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut store = Store::open(dir.path()).unwrap();
         let fresh = store
-            .append_history_batch("room", &borrowed(&chunks), Durability::Deferred)
+            .append_history_batch("room", &as_chunks(&chunks), Durability::Deferred)
             .unwrap();
         assert!(store.behind.borrow().is_some(), "written behind");
         assert_eq!(fresh, expected);
@@ -564,7 +566,7 @@ mod tests {
         assert_eq!(store.history_chunks("room").unwrap().len(), 2);
         // Now the room has messages: the next batch is written at once, its verdicts the index's.
         let again = store
-            .append_history_batch("room", &borrowed(&chunks), Durability::Deferred)
+            .append_history_batch("room", &as_chunks(&chunks), Durability::Deferred)
             .unwrap();
         assert!(store.behind.borrow().is_none());
         assert!(again.iter().flatten().all(|new| !new));
@@ -574,7 +576,7 @@ mod tests {
         {
             let mut store = Store::open(dir.path()).unwrap();
             store
-                .append_history_batch("other", &borrowed(&chunks), Durability::Deferred)
+                .append_history_batch("other", &as_chunks(&chunks), Durability::Deferred)
                 .unwrap();
         }
         let store = Store::open(dir.path()).unwrap();
@@ -588,18 +590,18 @@ mod tests {
         let mut store = Store::open(dir.path()).unwrap();
         store.fail_behind = true;
         let fresh = store
-            .append_history_batch("room", &borrowed(&chunks), Durability::Deferred)
+            .append_history_batch("room", &as_chunks(&chunks), Durability::Deferred)
             .unwrap();
         assert_eq!(fresh.iter().flatten().filter(|new| **new).count(), 1_200);
         assert!(store.recent_messages("room", 10).unwrap().is_empty());
         // Until the engine has heard of it, the room takes no writes (later changes would
         // depend on the lost ones); other rooms do.
         assert!(matches!(
-            store.append_history_batch("room", &borrowed(&chunks[..1]), Durability::Now),
+            store.append_history_batch("room", &as_chunks(&chunks[..1]), Durability::Now),
             Err(StoreError::LostWrite(_))
         ));
         store
-            .append_history_batch("elsewhere", &borrowed(&chunks[..1]), Durability::Now)
+            .append_history_batch("elsewhere", &as_chunks(&chunks[..1]), Durability::Now)
             .unwrap();
         let lost = store.lost_writes();
         assert_eq!(lost.len(), 1);
@@ -609,7 +611,7 @@ mod tests {
         // The store goes on: the same catch-up again is stored.
         store.fail_behind = false;
         store
-            .append_history_batch("room", &borrowed(&chunks), Durability::Deferred)
+            .append_history_batch("room", &as_chunks(&chunks), Durability::Deferred)
             .unwrap();
         assert_eq!(store.recent_messages("room", 10_000).unwrap().len(), 1_200);
         assert!(store.lost_writes().is_empty());
