@@ -57,6 +57,7 @@ use crate::{
     FailedMessages, MaxCountSubscriptionFilter, PublishError, SubscriptionError, TopicScoreParams,
     ValidationError,
     backoff::BackoffStorage,
+    choke::Chokes,
     config::{Config, ValidationMode},
     gossip_promises::GossipPromises,
     handler::{Handler, HandlerEvent, HandlerIn},
@@ -315,6 +316,10 @@ pub struct Behaviour<
     /// Hark's fork: how many signatures this node has checked (for tests and benchmarks).
     signatures_checked: u64,
 
+    /// Hark's fork: mesh links over which no messages are pushed, only their ids at each
+    /// heartbeat (`Config::choke_duplicates`, `choke.rs`).
+    chokes: Chokes,
+
     /// A set of connected peers, indexed by their [`PeerId`] tracking both the [`PeerKind`] and
     /// the set of [`ConnectionId`]s.
     connected_peers: HashMap<PeerId, PeerDetails>,
@@ -476,6 +481,7 @@ where
             duplicate_cache: DuplicateCache::new(config.duplicate_cache_time()),
             verified: TimeCache::new(config.duplicate_cache_time()),
             signatures_checked: 0,
+            chokes: Chokes::default(),
             explicit_peers: HashSet::new(),
             blacklisted_peers: HashSet::new(),
             mesh: HashMap::new(),
@@ -2017,6 +2023,7 @@ where
                 peer_score.duplicated_message(propagation_source, &msg_id, &message.topic);
             }
             self.mcache.observe_duplicate(&msg_id, propagation_source);
+            self.choke_if_redundant(propagation_source, &message);
             return;
         }
 
@@ -2029,6 +2036,24 @@ where
         #[cfg(feature = "metrics")]
         if let Some(metrics) = self.metrics.as_mut() {
             metrics.msg_recvd(&message.topic, raw_message.raw_protobuf_len());
+        }
+
+        // Hark's fork: a message that came over a choked link, or that we had to ask for
+        // (IWANT), found a gap in the links that push: the link that brought it pushes again.
+        if self
+            .gossip_promises
+            .promised_by(&msg_id, propagation_source)
+            || self.chokes.is_choked(propagation_source, &message.topic)
+        {
+            let why = if self.chokes.is_choked(propagation_source, &message.topic) {
+                "a first copy over a choked link"
+            } else {
+                "a message we asked for"
+            };
+            self.unchoke(*propagation_source, &message.topic, why);
+        } else if self.config.choke_keep_unchoked().is_some() {
+            self.chokes
+                .brought(*propagation_source, &message.topic, true);
         }
 
         // Tells score that message arrived (but is maybe not fully validated yet).
@@ -2073,6 +2098,88 @@ where
                 HashSet::new(),
             );
             tracing::debug!(message_id=%msg_id, "Completed message handling for message");
+        }
+    }
+
+    /// Hark's fork: a mesh peer brought a message we already had, so the link to it is
+    /// redundant for now: choke it, unless that would leave fewer unchoked mesh links than
+    /// configured. A copy from the message's own source (flood publishing) says nothing about
+    /// the link as a path and is not counted.
+    fn choke_if_redundant(&mut self, peer: &PeerId, message: &Message) {
+        let Some(keep) = self.config.choke_keep_unchoked() else {
+            return;
+        };
+        // Before the first heartbeat no IHAVE is sent, so nothing would fill a gap.
+        if self.heartbeat_ticks == 0 {
+            return;
+        }
+        let topic = &message.topic;
+        let Some(mesh) = self.mesh.get(topic) else {
+            return;
+        };
+        if Some(peer) == message.source.as_ref()
+            || !mesh.contains(peer)
+            || self.chokes.is_choked(peer, topic)
+            || !self.chokes.brought(*peer, topic, false)
+            || self.chokes.unchoked(mesh, topic) <= keep
+        {
+            return;
+        }
+        self.chokes.set(*peer, topic, true);
+        tracing::debug!(target: "libp2p_gossipsub::choke", %peer, %topic, "Choking a mesh link that brought a duplicate");
+        self.send_message(*peer, RpcOut::Choke(topic.clone()));
+    }
+
+    /// Hark's fork: unchokes the link to `peer` on `topic` and tells the peer. Sent even when
+    /// this side thought the link unchoked, so that both sides agree again after a race.
+    fn unchoke(&mut self, peer: PeerId, topic: &TopicHash, why: &'static str) {
+        if self.config.choke_keep_unchoked().is_none() || !self.mesh.contains_key(topic) {
+            return;
+        }
+        self.chokes.set(peer, topic, false);
+        tracing::debug!(target: "libp2p_gossipsub::choke", %peer, %topic, why, "Unchoking a mesh link");
+        self.send_message(peer, RpcOut::Unchoke(topic.clone()));
+    }
+
+    /// Hark's fork: a peer choked or unchoked the link between us. Only for topics we are
+    /// in, so that a peer cannot make us remember arbitrary topics. A choke that would leave
+    /// us fewer unchoked mesh links than configured is refused (answered with UNCHOKE): the
+    /// peer judged the link by what it receives, we need it for what we receive.
+    fn handle_choke(&mut self, peer: &PeerId, topic: &TopicHash, choked: bool) {
+        let Some(mesh) = self.mesh.get(topic) else {
+            return;
+        };
+        if choked
+            && let Some(keep) = self.config.choke_keep_unchoked()
+            && mesh.contains(peer)
+            && self
+                .chokes
+                .unchoked(mesh.iter().filter(|p| *p != peer), topic)
+                < keep
+        {
+            self.unchoke(*peer, topic, "we need the link");
+            return;
+        }
+        self.chokes.set(*peer, topic, choked);
+    }
+
+    /// Hark's fork: at each heartbeat, if fewer of a topic's mesh links push to us than
+    /// configured (a peer left, or the other side choked), unchoke some of the choked ones.
+    fn keep_enough_unchoked(&mut self) {
+        let Some(keep) = self.config.choke_keep_unchoked() else {
+            return;
+        };
+        let mut to_unchoke = Vec::new();
+        for (topic, mesh) in &self.mesh {
+            let unchoked = self.chokes.unchoked(mesh, topic);
+            if unchoked >= keep {
+                continue;
+            }
+            let choked = mesh.iter().filter(|p| self.chokes.is_choked(p, topic));
+            to_unchoke.extend(choked.take(keep - unchoked).map(|p| (*p, topic.clone())));
+        }
+        for (peer, topic) in to_unchoke {
+            self.unchoke(peer, &topic, "too few links push");
         }
     }
 
@@ -2776,6 +2883,7 @@ where
             })
         }
 
+        self.keep_enough_unchoked();
         self.emit_gossip();
 
         // send graft/prunes
@@ -2894,6 +3002,13 @@ where
                             .requests_partial(peer, topic_hash);
                     filter
                 });
+
+            // Hark's fork: choked mesh links hear every id, so that a gap is filled by IWANT.
+            let choked = peers
+                .iter()
+                .filter(|p| self.chokes.is_choked(p, topic_hash))
+                .copied();
+            let to_msg_peers: HashSet<PeerId> = to_msg_peers.into_iter().chain(choked).collect();
 
             tracing::debug!("Gossiping IHAVE to {} peers", to_msg_peers.len());
 
@@ -3052,6 +3167,8 @@ where
                 if Some(peer_id) != propagation_source
                     && !originating_peers.contains(peer_id)
                     && Some(peer_id) != message.source.as_ref()
+                    // Hark's fork: a choked link gets the id at the next heartbeat instead.
+                    && !self.chokes.is_choked(peer_id, topic)
                 {
                     recipient_peers.insert(*peer_id);
                 }
@@ -3208,6 +3325,13 @@ where
                 ),
                 _ => {}
             }
+        }
+
+        // Hark's fork: a link that joins or leaves the mesh starts unchoked, on both sides
+        // (the other side resets when the GRAFT or PRUNE arrives).
+        if let RpcOut::Graft(Graft { topic_hash }) | RpcOut::Prune(Prune { topic_hash, .. }) = &rpc
+        {
+            self.chokes.set(peer_id, topic_hash, false);
         }
 
         let Some(peer) = &mut self.connected_peers.get_mut(&peer_id) else {
@@ -3402,6 +3526,7 @@ where
             }
 
             self.connected_peers.remove(&peer_id);
+            self.chokes.forget(&peer_id);
 
             if let PeerScoreState::Active(peer_score) = &mut self.peer_score {
                 peer_score.remove_peer(&peer_id);
@@ -3664,12 +3789,24 @@ where
                         ControlAction::IWant(IWant { message_ids }) => {
                             self.handle_iwant(&propagation_source, message_ids)
                         }
-                        ControlAction::Graft(Graft { topic_hash }) => graft_msgs.push(topic_hash),
+                        ControlAction::Graft(Graft { topic_hash }) => {
+                            self.chokes.set(propagation_source, &topic_hash, false);
+                            graft_msgs.push(topic_hash)
+                        }
                         ControlAction::Prune(Prune {
                             topic_hash,
                             peers,
                             backoff,
-                        }) => prune_msgs.push((topic_hash, peers, backoff)),
+                        }) => {
+                            self.chokes.set(propagation_source, &topic_hash, false);
+                            prune_msgs.push((topic_hash, peers, backoff))
+                        }
+                        ControlAction::Choke(topic_hash) => {
+                            self.handle_choke(&propagation_source, &topic_hash, true)
+                        }
+                        ControlAction::Unchoke(topic_hash) => {
+                            self.handle_choke(&propagation_source, &topic_hash, false)
+                        }
                         ControlAction::IDontWant(IDontWant { message_ids }) => {
                             let Some(peer) = self.connected_peers.get_mut(&propagation_source)
                             else {
@@ -4006,7 +4143,12 @@ fn signed_content_digest(message: &RawMessage) -> [u8; 32] {
         hasher.update(bytes);
     };
     field(&message.source.map(|p| p.to_bytes()).unwrap_or_default());
-    field(&message.sequence_number.map(u64::to_be_bytes).unwrap_or_default());
+    field(
+        &message
+            .sequence_number
+            .map(u64::to_be_bytes)
+            .unwrap_or_default(),
+    );
     field(message.topic.as_str().as_bytes());
     field(&message.data);
     field(message.signature.as_deref().unwrap_or_default());

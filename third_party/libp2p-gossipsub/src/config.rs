@@ -140,6 +140,7 @@ pub struct Config {
     connection_handler_forward_duration: Duration,
     idontwant_message_size_threshold: usize,
     idontwant_on_publish: bool,
+    choke_keep_unchoked: Option<usize>,
     topic_configuration: TopicConfigs,
 }
 
@@ -483,6 +484,13 @@ impl Config {
         self.idontwant_message_size_threshold
     }
 
+    /// Hark's fork: whether mesh peers that only ever bring duplicates are choked, and how
+    /// many of a topic's mesh peers are always left free to push (HARK.md, `choke.rs`).
+    /// `None` (the default) is upstream's behaviour: every mesh peer pushes every message.
+    pub fn choke_keep_unchoked(&self) -> Option<usize> {
+        self.choke_keep_unchoked
+    }
+
     /// Send IDONTWANT messages after publishing message on gossip. This is an optimisation
     /// to avoid bandwidth consumption by downloading the published message over gossip.
     /// By default it is false.
@@ -567,6 +575,7 @@ impl Default for ConfigBuilder {
                 connection_handler_forward_duration: Duration::from_secs(1),
                 idontwant_message_size_threshold: 1000,
                 idontwant_on_publish: false,
+                choke_keep_unchoked: None,
                 topic_configuration: TopicConfigs::default(),
             },
             invalid_protocol: false,
@@ -1066,6 +1075,16 @@ impl ConfigBuilder {
     /// default is 1kB
     pub fn idontwant_message_size_threshold(&mut self, size: usize) -> &mut Self {
         self.config.idontwant_message_size_threshold = size;
+        self
+    }
+
+    /// Hark's fork: choke mesh peers that bring a message we already have, so that each
+    /// message reaches a node about once (an eager tree, as in Plumtree), and tell choked
+    /// peers the ids we have at each heartbeat (IHAVE) so that a gap in the tree is filled
+    /// by IWANT and the peer that filled it is unchoked. At least `keep_unchoked` (≥ 1) of a
+    /// topic's mesh peers are never choked. See HARK.md.
+    pub fn choke_duplicates(&mut self, keep_unchoked: usize) -> &mut Self {
+        self.config.choke_keep_unchoked = Some(keep_unchoked.max(1));
         self
     }
 

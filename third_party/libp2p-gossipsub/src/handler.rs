@@ -260,8 +260,7 @@ impl EnabledHandler {
             {
                 // outbound idle state
                 Some(OutboundSubstreamState::WaitingOutput(substream)) => {
-                    if let Poll::Ready(message) = Pin::new(&mut self.message_queue).poll_pop(cx)
-                    {
+                    if let Poll::Ready(message) = Pin::new(&mut self.message_queue).poll_pop(cx) {
                         tracing::debug!(peer=%self.peer_id, ?message, "Sending gossipsub message");
                         if let RpcOut::Publish { timeout, .. } = &message
                             && Instant::now() >= *timeout

@@ -96,6 +96,7 @@
 
 mod backoff;
 mod behaviour;
+mod choke;
 mod config;
 mod error;
 pub mod extensions;

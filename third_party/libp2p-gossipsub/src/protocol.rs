@@ -661,6 +661,22 @@ impl Decoder for GossipsubCodec {
         }
         control_msgs.extend(idontwant_messages);
 
+        // Hark's fork: CHOKE and UNCHOKE (HARK.md).
+        let topic_of =
+            |choke: proto::ControlChoke| TopicHash::from_raw(choke.topic_id.unwrap_or_default());
+        control_msgs.extend(
+            control
+                .choke
+                .into_iter()
+                .map(|c| ControlAction::Choke(topic_of(c))),
+        );
+        control_msgs.extend(
+            control
+                .unchoke
+                .into_iter()
+                .map(|c| ControlAction::Unchoke(topic_of(c))),
+        );
+
         let extensions_msg = control.extensions.map(|extensions| Extensions {
             partial_messages: extensions.partial_messages,
         });

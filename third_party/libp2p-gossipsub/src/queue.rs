@@ -71,9 +71,11 @@ impl Queue {
                     .expect("Shared is unbounded");
                 Ok(())
             }
-            RpcOut::Graft(_) | RpcOut::Prune(_) | RpcOut::IDontWant(_) => {
-                self.control.try_push(message)
-            }
+            RpcOut::Graft(_)
+            | RpcOut::Prune(_)
+            | RpcOut::IDontWant(_)
+            | RpcOut::Choke(_)
+            | RpcOut::Unchoke(_) => self.control.try_push(message),
             RpcOut::Publish { .. }
             | RpcOut::IHave(_)
             | RpcOut::TestExtension

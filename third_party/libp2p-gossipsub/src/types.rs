@@ -282,6 +282,11 @@ pub enum ControlAction {
     IDontWant(IDontWant),
     /// The Node has sent us its supported extensions.
     Extensions(Option<Extensions>),
+    /// Hark's fork: the peer asks us to stop pushing it this topic's messages and to tell it
+    /// their ids instead (IHAVE at each heartbeat) - CHOKE control message.
+    Choke(TopicHash),
+    /// Hark's fork: the peer asks us to push it this topic's messages again - UNCHOKE.
+    Unchoke(TopicHash),
 }
 
 /// Node broadcasts known messages per topic - IHave control message.
@@ -368,6 +373,10 @@ pub enum RpcOut {
     IDontWant(IDontWant),
     /// Send a Extensions control message.
     Extensions(Extensions),
+    /// Hark's fork: send a CHOKE control message (see [`ControlAction::Choke`]).
+    Choke(TopicHash),
+    /// Hark's fork: send an UNCHOKE control message (see [`ControlAction::Unchoke`]).
+    Unchoke(TopicHash),
     /// Send a test extension message.
     TestExtension,
     /// Send a partial messages extension.
@@ -392,6 +401,8 @@ impl RpcOut {
                 | RpcOut::Graft(_)
                 | RpcOut::Prune(_)
                 | RpcOut::IDontWant(_)
+                | RpcOut::Choke(_)
+                | RpcOut::Unchoke(_)
         )
     }
 }
@@ -464,6 +475,8 @@ impl From<RpcOut> for proto::Rpc {
                     prune: vec![],
                     idontwant: vec![],
                     extensions: None,
+                    choke: vec![],
+                    unchoke: vec![],
                 }),
                 partial: None,
             },
@@ -479,6 +492,8 @@ impl From<RpcOut> for proto::Rpc {
                     prune: vec![],
                     idontwant: vec![],
                     extensions: None,
+                    choke: vec![],
+                    unchoke: vec![],
                 }),
                 partial: None,
             },
@@ -494,6 +509,8 @@ impl From<RpcOut> for proto::Rpc {
                     prune: vec![],
                     idontwant: vec![],
                     extensions: None,
+                    choke: vec![],
+                    unchoke: vec![],
                 }),
                 partial: None,
             },
@@ -523,6 +540,8 @@ impl From<RpcOut> for proto::Rpc {
                         }],
                         idontwant: vec![],
                         extensions: None,
+                        choke: vec![],
+                        unchoke: vec![],
                     }),
                     partial: None,
                 }
@@ -539,9 +558,13 @@ impl From<RpcOut> for proto::Rpc {
                         message_ids: message_ids.into_iter().map(|msg_id| msg_id.0).collect(),
                     }],
                     extensions: None,
+                    choke: vec![],
+                    unchoke: vec![],
                 }),
                 partial: None,
             },
+            RpcOut::Choke(topic_hash) => choke_rpc(topic_hash, true),
+            RpcOut::Unchoke(topic_hash) => choke_rpc(topic_hash, false),
             RpcOut::Extensions(Extensions { partial_messages }) => proto::Rpc {
                 publish: Vec::new(),
                 subscriptions: Vec::new(),
@@ -552,6 +575,8 @@ impl From<RpcOut> for proto::Rpc {
                     prune: vec![],
                     idontwant: vec![],
                     extensions: Some(proto::ControlExtensions { partial_messages }),
+                    choke: vec![],
+                    unchoke: vec![],
                 }),
                 partial: None,
             },
@@ -579,6 +604,28 @@ impl From<RpcOut> for proto::Rpc {
                 }),
             },
         }
+    }
+}
+
+/// Hark's fork: the protobuf of a CHOKE (`choke`) or UNCHOKE control message for one topic.
+fn choke_rpc(topic_hash: TopicHash, choke: bool) -> proto::Rpc {
+    let topics = vec![proto::ControlChoke {
+        topic_id: Some(topic_hash.into_string()),
+    }];
+    let (choke, unchoke) = if choke {
+        (topics, vec![])
+    } else {
+        (vec![], topics)
+    };
+    proto::Rpc {
+        publish: Vec::new(),
+        subscriptions: Vec::new(),
+        control: Some(proto::ControlMessage {
+            choke,
+            unchoke,
+            ..Default::default()
+        }),
+        partial: None,
     }
 }
 

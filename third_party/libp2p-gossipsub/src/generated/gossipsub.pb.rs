@@ -61,6 +61,19 @@ pub struct ControlMessage {
     pub idontwant: ::prost::alloc::vec::Vec<ControlIDontWant>,
     #[prost(message, optional, tag = "6")]
     pub extensions: ::core::option::Option<ControlExtensions>,
+    /// Hark's fork: "stop pushing me this topic's messages; tell me their ids (IHAVE)".
+    /// Unknown to other gossipsub implementations, which skip it.
+    #[prost(message, repeated, tag = "1001")]
+    pub choke: ::prost::alloc::vec::Vec<ControlChoke>,
+    /// Hark's fork: "push me this topic's messages again".
+    #[prost(message, repeated, tag = "1002")]
+    pub unchoke: ::prost::alloc::vec::Vec<ControlChoke>,
+}
+/// Hark's fork: the topic a CHOKE or UNCHOKE is about.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ControlChoke {
+    #[prost(string, optional, tag = "1")]
+    pub topic_id: ::core::option::Option<::prost::alloc::string::String>,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct ControlIHave {

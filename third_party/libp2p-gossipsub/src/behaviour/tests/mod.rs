@@ -30,6 +30,7 @@
 //! - Message utilities: [`proto_to_message`], [`random_message`]
 //! - Event helpers: [`count_control_msgs`], [`flush_events`]
 
+mod choke;
 mod explicit_peers;
 mod floodsub;
 mod gossip;

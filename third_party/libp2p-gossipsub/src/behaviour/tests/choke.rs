@@ -1,0 +1,258 @@
+//! Hark's fork: mesh links that bring only duplicates are choked (`Config::choke_duplicates`),
+//! choked links hear ids at each heartbeat, and a gap unchokes the link that filled it.
+
+use std::collections::HashMap;
+
+use libp2p_identity::PeerId;
+use libp2p_swarm::{ConnectionId, NetworkBehaviour};
+
+use super::DefaultBehaviourTestBuilder;
+use crate::{
+    IdentityTransform, MaxCountSubscriptionFilter,
+    behaviour::Behaviour,
+    choke::DUPLICATES_BEFORE_CHOKE,
+    config::ConfigBuilder,
+    handler::HandlerEvent,
+    queue::Queue,
+    subscription_filter::AllowAllSubscriptionFilter,
+    topic::TopicHash,
+    types::{ControlAction, IHave, Prune, RawMessage, RpcIn, RpcOut},
+};
+
+type Gossipsub =
+    Behaviour<IdentityTransform, MaxCountSubscriptionFilter<AllowAllSubscriptionFilter>>;
+
+/// Us, subscribed to "room", with `peers` mesh peers, choking down to `keep` pushing links.
+fn network(
+    peers: usize,
+    keep: usize,
+) -> (Gossipsub, Vec<PeerId>, HashMap<PeerId, Queue>, TopicHash) {
+    let config = ConfigBuilder::default()
+        .choke_duplicates(keep)
+        .build()
+        .unwrap();
+    let (gs, peer_ids, queues, topics) = DefaultBehaviourTestBuilder::default()
+        .peer_no(peers)
+        .topics(vec!["room".into()])
+        .to_subscribe(true)
+        .gs_config(config)
+        .create_network();
+    let topic = topics[0].clone();
+    for peer in &peer_ids {
+        assert!(gs.mesh[&topic].contains(peer), "every peer is in the mesh");
+    }
+    (gs, peer_ids, queues, topic)
+}
+
+/// A message first published by someone who is not one of our peers.
+fn message(seq: u64, topic: &TopicHash) -> RawMessage {
+    RawMessage {
+        source: Some(PeerId::random()),
+        data: seq.to_be_bytes().to_vec(),
+        sequence_number: Some(seq),
+        topic: topic.clone(),
+        signature: None,
+        key: None,
+        validated: true,
+    }
+}
+
+/// What we queued for each peer since the last call, emptied.
+fn sent(queues: &mut HashMap<PeerId, Queue>) -> HashMap<PeerId, Vec<RpcOut>> {
+    let mut out = HashMap::new();
+    for (peer, queue) in queues.iter_mut() {
+        let mut rpcs = Vec::new();
+        while let Some(rpc) = queue.try_pop() {
+            rpcs.push(rpc);
+        }
+        out.insert(*peer, rpcs);
+    }
+    out
+}
+
+fn count(rpcs: &[RpcOut], what: fn(&RpcOut) -> bool) -> usize {
+    rpcs.iter().filter(|rpc| what(rpc)).count()
+}
+
+fn is_publish(rpc: &RpcOut) -> bool {
+    matches!(rpc, RpcOut::Publish { .. })
+}
+fn is_choke(rpc: &RpcOut) -> bool {
+    matches!(rpc, RpcOut::Choke(_))
+}
+fn is_unchoke(rpc: &RpcOut) -> bool {
+    matches!(rpc, RpcOut::Unchoke(_))
+}
+
+fn control(gs: &mut Gossipsub, from: PeerId, action: ControlAction) {
+    gs.on_connection_handler_event(
+        from,
+        ConnectionId::new_unchecked(0),
+        HandlerEvent::Message {
+            rpc: RpcIn {
+                messages: vec![],
+                subscriptions: vec![],
+                control_msgs: vec![action],
+                #[cfg(feature = "partial-messages")]
+                partial_message: None,
+            },
+            invalid_messages: vec![],
+        },
+    );
+}
+
+/// `first` brings messages, `dup` brings the same ones right after: enough for a choke.
+fn duplicates(gs: &mut Gossipsub, seq: &mut u64, topic: &TopicHash, first: PeerId, dup: PeerId) {
+    for _ in 0..DUPLICATES_BEFORE_CHOKE {
+        *seq += 1;
+        let m = message(*seq, topic);
+        gs.handle_received_message(m.clone(), &first);
+        gs.handle_received_message(m, &dup);
+    }
+}
+
+#[test]
+fn a_link_that_brings_only_duplicates_is_choked_and_hears_ids_instead() {
+    let (mut gs, peers, mut queues, topic) = network(3, 1);
+    let (a, b, c) = (peers[0], peers[1], peers[2]);
+    gs.heartbeat();
+    sent(&mut queues);
+
+    // Duplicates from b, but fewer than the streak: no choke; a first copy from b starts
+    // the count again.
+    let mut seq = 0;
+    for _ in 1..DUPLICATES_BEFORE_CHOKE {
+        seq += 1;
+        let m = message(seq, &topic);
+        gs.handle_received_message(m.clone(), &a);
+        gs.handle_received_message(m, &b);
+    }
+    seq += 1;
+    gs.handle_received_message(message(seq, &topic), &b);
+    assert_eq!(count(&sent(&mut queues)[&b], is_choke), 0);
+
+    duplicates(&mut gs, &mut seq, &topic, a, b);
+    let out = sent(&mut queues);
+    assert_eq!(count(&out[&b], is_choke), 1, "b is told once");
+    assert_eq!(count(&out[&a], is_choke) + count(&out[&c], is_choke), 0);
+    assert!(gs.chokes.is_choked(&b, &topic));
+
+    // What c brings goes on to a, not to b; b hears its id at the heartbeat.
+    seq += 1;
+    let next = message(seq, &topic);
+    let id = gs.config.message_id(&crate::Message {
+        source: next.source,
+        data: next.data.clone(),
+        sequence_number: next.sequence_number,
+        topic: topic.clone(),
+    });
+    gs.handle_received_message(next, &c);
+    let out = sent(&mut queues);
+    assert_eq!(count(&out[&a], is_publish), 1);
+    assert_eq!(count(&out[&b], is_publish), 0, "no push over a choked link");
+    gs.heartbeat();
+    let out = sent(&mut queues);
+    let told_b = out[&b].iter().any(
+        |rpc| matches!(rpc, RpcOut::IHave(IHave { message_ids, .. }) if message_ids.contains(&id)),
+    );
+    assert!(told_b, "a choked link hears the ids: {:?}", out[&b]);
+}
+
+#[test]
+fn the_last_pushing_links_are_never_choked_and_a_choke_that_would_cut_us_off_is_refused() {
+    let (mut gs, peers, mut queues, topic) = network(4, 1);
+    let (a, b, c, d) = (peers[0], peers[1], peers[2], peers[3]);
+    gs.heartbeat();
+    // d: a peer outside the mesh, whose copies come first.
+    gs.mesh.get_mut(&topic).unwrap().remove(&d);
+    let mut seq = 0;
+    duplicates(&mut gs, &mut seq, &topic, d, b);
+    duplicates(&mut gs, &mut seq, &topic, d, c);
+    assert!(gs.chokes.is_choked(&b, &topic) && gs.chokes.is_choked(&c, &topic));
+    sent(&mut queues);
+
+    // a is the one link left: its duplicates never choke it.
+    duplicates(&mut gs, &mut seq, &topic, d, a);
+    assert!(!gs.chokes.is_choked(&a, &topic));
+    assert_eq!(count(&sent(&mut queues)[&a], is_choke), 0);
+
+    // a asks to choke the link: refused, so that something still pushes to us.
+    control(&mut gs, a, ControlAction::Choke(topic.clone()));
+    assert!(!gs.chokes.is_choked(&a, &topic));
+    assert_eq!(count(&sent(&mut queues)[&a], is_unchoke), 1);
+
+    // b may choke its link: we still have a.
+    control(&mut gs, b, ControlAction::Unchoke(topic.clone()));
+    assert!(!gs.chokes.is_choked(&b, &topic));
+    control(&mut gs, b, ControlAction::Choke(topic.clone()));
+    assert!(gs.chokes.is_choked(&b, &topic));
+    assert_eq!(count(&sent(&mut queues)[&b], is_unchoke), 0);
+
+    // A choke for a topic we are not in is not remembered.
+    let elsewhere = TopicHash::from_raw("elsewhere");
+    control(&mut gs, c, ControlAction::Choke(elsewhere.clone()));
+    assert!(!gs.chokes.is_choked(&c, &elsewhere));
+}
+
+#[test]
+fn a_gap_unchokes_the_link_that_filled_it_and_a_mesh_change_unchokes_the_link() {
+    let (mut gs, peers, mut queues, topic) = network(3, 1);
+    let (a, b, c) = (peers[0], peers[1], peers[2]);
+    gs.heartbeat();
+    let mut seq = 0;
+    duplicates(&mut gs, &mut seq, &topic, a, b);
+    duplicates(&mut gs, &mut seq, &topic, a, c);
+    sent(&mut queues);
+
+    // The tree missed a message and b, choked, brings it (by IWANT): b pushes again.
+    seq += 1;
+    gs.handle_received_message(message(seq, &topic), &b);
+    assert!(!gs.chokes.is_choked(&b, &topic));
+    assert_eq!(count(&sent(&mut queues)[&b], is_unchoke), 1);
+
+    // c leaves the mesh and joins it again: the link starts unchoked on both sides.
+    assert!(gs.chokes.is_choked(&c, &topic));
+    control(
+        &mut gs,
+        c,
+        ControlAction::Prune(Prune {
+            topic_hash: topic.clone(),
+            peers: vec![],
+            backoff: None,
+        }),
+    );
+    assert!(!gs.chokes.is_choked(&c, &topic));
+
+    // Every link too few pushing: a heartbeat unchokes enough of them.
+    control(&mut gs, b, ControlAction::Choke(topic.clone()));
+    gs.chokes.set(a, &topic, true);
+    assert_eq!(gs.chokes.unchoked(&gs.mesh[&topic], &topic), 0);
+    sent(&mut queues);
+    gs.heartbeat();
+    assert!(gs.chokes.unchoked(&gs.mesh[&topic], &topic) >= 1);
+}
+
+#[test]
+fn nothing_is_choked_before_the_first_heartbeat_or_without_the_option() {
+    let (mut gs, peers, mut queues, topic) = network(3, 1);
+    let mut seq = 0;
+    duplicates(&mut gs, &mut seq, &topic, peers[0], peers[1]);
+    assert!(
+        !gs.chokes.is_choked(&peers[1], &topic),
+        "no IHAVE would fill a gap yet"
+    );
+    assert_eq!(count(&sent(&mut queues)[&peers[1]], is_choke), 0);
+
+    let (mut gs, peers, mut queues, topics) = DefaultBehaviourTestBuilder::default()
+        .peer_no(3)
+        .topics(vec!["room".into()])
+        .to_subscribe(true)
+        .create_network();
+    gs.heartbeat();
+    duplicates(&mut gs, &mut seq, &topics[0], peers[0], peers[1]);
+    assert!(
+        !gs.chokes.is_choked(&peers[1], &topics[0]),
+        "upstream's behaviour"
+    );
+    assert_eq!(count(&sent(&mut queues)[&peers[1]], is_choke), 0);
+}
