@@ -197,3 +197,85 @@ fn after_leaving_a_room_nothing_more_of_it_arrives() {
     );
     assert!(b.messages_with_text("after bob left").is_empty());
 }
+
+/// Our gossipsub fork chokes mesh links that only bring duplicates (third_party/
+/// libp2p-gossipsub/HARK.md). With five nodes all linked to each other, every node hears each
+/// message four times until it chokes three of its links. After that, messages from every
+/// node, sent all at once, must still reach every other node exactly once: whatever the tree
+/// of unchoked links misses is fetched by IHAVE/IWANT within a heartbeat or two.
+#[test]
+fn with_links_choked_every_sender_still_reaches_everyone_exactly_once() {
+    let log = [("RUST_LOG", "libp2p_gossipsub::choke=debug,warn")];
+    let mut nodes: Vec<NodeProcess> = Vec::new();
+    for i in 0..5 {
+        let peers: Vec<String> = nodes.iter().map(|n| n.addr()).collect();
+        let mut args = Vec::new();
+        for p in &peers {
+            args.extend(["--peer", p.as_str()]);
+        }
+        nodes.push(NodeProcess::start_with_env(&format!("n{i}"), &log, &args));
+    }
+    let ids: Vec<String> = nodes.iter().map(|n| n.peer_id.clone()).collect();
+    for (i, node) in nodes.iter_mut().enumerate() {
+        let others: Vec<&str> = ids
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != i)
+            .map(|(_, id)| id.as_str())
+            .collect();
+        node.wait_presence("lobby", &others, DELIVERY);
+    }
+
+    // One sender until links are choked (after the first heartbeat, three duplicates in a
+    // row on a link).
+    let deadline = std::time::Instant::now() + DELIVERY;
+    let mut warm = 0;
+    while !nodes.iter().any(|n| n.stderr().contains("Choking a mesh link")) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no link was choked; n1's log:\n{}",
+            nodes[1].stderr()
+        );
+        nodes[0].send(json!({"cmd": "send", "room": "lobby", "text": format!("warm {warm}")}));
+        warm += 1;
+        let _ = nodes[1].wait_for(Duration::from_millis(200), |_| false);
+    }
+
+    // Everyone at once.
+    const EACH: usize = 10;
+    for round in 0..EACH {
+        for (i, node) in nodes.iter_mut().enumerate() {
+            node.send(json!({"cmd": "send", "room": "lobby", "text": format!("from n{i} #{round}")}));
+        }
+    }
+    for (i, node) in nodes.iter_mut().enumerate() {
+        for (j, _) in ids.iter().enumerate().filter(|(j, _)| *j != i) {
+            for round in 0..EACH {
+                let text = format!("from n{j} #{round}");
+                if node.messages_with_text(&text).is_empty() {
+                    node.expect(&text, DELIVERY, |e| {
+                        matches!(e, Event::Message { text: t, .. } if *t == text)
+                    });
+                }
+            }
+        }
+    }
+    // Nothing twice, after a moment for any late copy to show.
+    let _ = nodes[0].wait_for(Duration::from_millis(500), |_| false);
+    for node in nodes.iter_mut() {
+        node.drain();
+        let mut texts: Vec<&str> = node
+            .seen
+            .iter()
+            .filter_map(|e| match e {
+                Event::Message { text, .. } if text.starts_with("from ") => Some(text.as_str()),
+                _ => None,
+            })
+            .collect();
+        let all = texts.len();
+        texts.sort_unstable();
+        texts.dedup();
+        assert_eq!(texts.len(), all, "{} showed a message twice", node.name);
+        assert_eq!(all, 4 * EACH, "{}", node.name);
+    }
+}

@@ -2118,6 +2118,7 @@ where
             return;
         };
         if Some(peer) == message.source.as_ref()
+            || !self.understands_chokes(peer)
             || !mesh.contains(peer)
             || self.chokes.is_choked(peer, topic)
             || !self.chokes.brought(*peer, topic, false)
@@ -2128,6 +2129,14 @@ where
         self.chokes.set(*peer, topic, true);
         tracing::debug!(target: "libp2p_gossipsub::choke", %peer, %topic, "Choking a mesh link that brought a duplicate");
         self.send_message(*peer, RpcOut::Choke(topic.clone()));
+    }
+
+    /// Hark's fork: whether `peer` told us (in its extensions) that it understands CHOKE.
+    fn understands_chokes(&self, peer: &PeerId) -> bool {
+        self.connected_peers
+            .get(peer)
+            .and_then(|p| p.extensions.as_ref())
+            .is_some_and(|e| e.choke == Some(true))
     }
 
     /// Hark's fork: unchokes the link to `peer` on `topic` and tells the peer. Sent even when
@@ -3623,9 +3632,9 @@ where
                 RpcOut::Extensions(Extensions {
                     #[cfg(feature = "partial-messages")]
                     partial_messages: Some(true),
-
                     #[cfg(not(feature = "partial-messages"))]
                     partial_messages: None,
+                    choke: self.config.choke_keep_unchoked().map(|_| true),
                 }),
             );
         }
@@ -3665,6 +3674,7 @@ where
                     partial_messages: Some(true),
                     #[cfg(not(feature = "partial-messages"))]
                     partial_messages: None,
+                    choke: self.config.choke_keep_unchoked().map(|_| true),
                 }),
             );
         }

@@ -679,6 +679,7 @@ impl Decoder for GossipsubCodec {
 
         let extensions_msg = control.extensions.map(|extensions| Extensions {
             partial_messages: extensions.partial_messages,
+            choke: extensions.choke,
         });
         control_msgs.push(ControlAction::Extensions(extensions_msg));
 

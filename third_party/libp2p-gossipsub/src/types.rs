@@ -334,6 +334,9 @@ pub struct IDontWant {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Extensions {
     pub(crate) partial_messages: Option<bool>,
+    /// Hark's fork: the peer understands CHOKE and UNCHOKE (HARK.md). Only such peers are
+    /// ever choked: a peer that does not would go on pushing and never hear our messages.
+    pub(crate) choke: Option<bool>,
 }
 
 /// A Gossipsub RPC message sent.
@@ -565,7 +568,10 @@ impl From<RpcOut> for proto::Rpc {
             },
             RpcOut::Choke(topic_hash) => choke_rpc(topic_hash, true),
             RpcOut::Unchoke(topic_hash) => choke_rpc(topic_hash, false),
-            RpcOut::Extensions(Extensions { partial_messages }) => proto::Rpc {
+            RpcOut::Extensions(Extensions {
+                partial_messages,
+                choke,
+            }) => proto::Rpc {
                 publish: Vec::new(),
                 subscriptions: Vec::new(),
                 control: Some(proto::ControlMessage {
@@ -574,7 +580,10 @@ impl From<RpcOut> for proto::Rpc {
                     graft: vec![],
                     prune: vec![],
                     idontwant: vec![],
-                    extensions: Some(proto::ControlExtensions { partial_messages }),
+                    extensions: Some(proto::ControlExtensions {
+                        partial_messages,
+                        choke,
+                    }),
                     choke: vec![],
                     unchoke: vec![],
                 }),

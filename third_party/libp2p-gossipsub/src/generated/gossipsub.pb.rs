@@ -112,6 +112,9 @@ pub struct ControlIDontWant {
 pub struct ControlExtensions {
     #[prost(bool, optional, tag = "10")]
     pub partial_messages: ::core::option::Option<bool>,
+    /// Hark's fork: the sender understands CHOKE and UNCHOKE.
+    #[prost(bool, optional, tag = "1001")]
+    pub choke: ::core::option::Option<bool>,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct PeerInfo {

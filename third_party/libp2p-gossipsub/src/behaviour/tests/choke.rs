@@ -16,7 +16,7 @@ use crate::{
     queue::Queue,
     subscription_filter::AllowAllSubscriptionFilter,
     topic::TopicHash,
-    types::{ControlAction, IHave, Prune, RawMessage, RpcIn, RpcOut},
+    types::{ControlAction, Extensions, IHave, Prune, RawMessage, RpcIn, RpcOut},
 };
 
 type Gossipsub =
@@ -37,11 +37,25 @@ fn network(
         .to_subscribe(true)
         .gs_config(config)
         .create_network();
+    let mut gs = gs;
     let topic = topics[0].clone();
     for peer in &peer_ids {
         assert!(gs.mesh[&topic].contains(peer), "every peer is in the mesh");
+        understands_chokes(&mut gs, peer);
     }
     (gs, peer_ids, queues, topic)
+}
+
+/// As a peer running this fork says when it connects.
+fn understands_chokes(gs: &mut Gossipsub, peer: &PeerId) {
+    control(
+        gs,
+        *peer,
+        ControlAction::Extensions(Some(Extensions {
+            partial_messages: None,
+            choke: Some(true),
+        })),
+    );
 }
 
 /// A message first published by someone who is not one of our peers.
@@ -233,6 +247,25 @@ fn a_gap_unchokes_the_link_that_filled_it_and_a_mesh_change_unchokes_the_link() 
 }
 
 #[test]
+fn a_peer_that_does_not_understand_chokes_is_never_choked_and_always_pushed_to() {
+    let (mut gs, peers, mut queues, topic) = network(3, 1);
+    let (a, b, c) = (peers[0], peers[1], peers[2]);
+    // b runs gossipsub without this fork: it said nothing of chokes when it connected.
+    gs.connected_peers.get_mut(&b).unwrap().extensions = None;
+    gs.heartbeat();
+    sent(&mut queues);
+    let mut seq = 0;
+    duplicates(&mut gs, &mut seq, &topic, a, b);
+    duplicates(&mut gs, &mut seq, &topic, a, b);
+    assert!(!gs.chokes.is_choked(&b, &topic));
+    let out = sent(&mut queues);
+    assert_eq!(count(&out[&b], is_choke), 0);
+    seq += 1;
+    gs.handle_received_message(message(seq, &topic), &c);
+    assert_eq!(count(&sent(&mut queues)[&b], is_publish), 1);
+}
+
+#[test]
 fn nothing_is_choked_before_the_first_heartbeat_or_without_the_option() {
     let (mut gs, peers, mut queues, topic) = network(3, 1);
     let mut seq = 0;
@@ -248,6 +281,9 @@ fn nothing_is_choked_before_the_first_heartbeat_or_without_the_option() {
         .topics(vec!["room".into()])
         .to_subscribe(true)
         .create_network();
+    for peer in &peers {
+        understands_chokes(&mut gs, peer);
+    }
     gs.heartbeat();
     duplicates(&mut gs, &mut seq, &topics[0], peers[0], peers[1]);
     assert!(
