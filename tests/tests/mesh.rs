@@ -230,7 +230,10 @@ fn with_links_choked_every_sender_still_reaches_everyone_exactly_once() {
     // row on a link).
     let deadline = std::time::Instant::now() + DELIVERY;
     let mut warm = 0;
-    while !nodes.iter().any(|n| n.stderr().contains("Choking a mesh link")) {
+    while !nodes
+        .iter()
+        .any(|n| n.stderr().contains("Choking a mesh link"))
+    {
         assert!(
             std::time::Instant::now() < deadline,
             "no link was choked; n1's log:\n{}",
@@ -245,7 +248,9 @@ fn with_links_choked_every_sender_still_reaches_everyone_exactly_once() {
     const EACH: usize = 10;
     for round in 0..EACH {
         for (i, node) in nodes.iter_mut().enumerate() {
-            node.send(json!({"cmd": "send", "room": "lobby", "text": format!("from n{i} #{round}")}));
+            node.send(
+                json!({"cmd": "send", "room": "lobby", "text": format!("from n{i} #{round}")}),
+            );
         }
     }
     for (i, node) in nodes.iter_mut().enumerate() {
@@ -253,9 +258,11 @@ fn with_links_choked_every_sender_still_reaches_everyone_exactly_once() {
             for round in 0..EACH {
                 let text = format!("from n{j} #{round}");
                 if node.messages_with_text(&text).is_empty() {
-                    node.expect(&text, DELIVERY, |e| {
-                        matches!(e, Event::Message { text: t, .. } if *t == text)
-                    });
+                    node.expect(
+                        &text,
+                        DELIVERY,
+                        |e| matches!(e, Event::Message { text: t, .. } if *t == text),
+                    );
                 }
             }
         }
