@@ -78,6 +78,10 @@ pub fn gossipsub_config() -> Result<gossipsub::Config, String> {
         // per room, not one: with one, at N = 200 on a saturated machine six nodes were left
         // with a link that never pushed and got messages seconds late (docs/performance.md).
         .choke_duplicates(2)
+        // A choked link carries one IHAVE per shared room at each heartbeat; gossipsub's
+        // default ignores a peer's IHAVEs past 10 a heartbeat, which would leave the rooms
+        // after the tenth with no way to fill a gap over that link.
+        .max_ihave_messages_heartbeat(100)
         .duplicate_cache_time(Duration::from_secs(120))
         .build()
         .map_err(|e| e.to_string())

@@ -497,6 +497,20 @@ impl Drop for NodeProcess {
 /// A generous deadline for one message to cross a few nodes on a loaded 2-core machine.
 pub const DELIVERY: Duration = Duration::from_secs(15);
 
+/// Wait until every node has heard every other announce itself in `room`.
+pub fn wait_all_present(nodes: &mut [NodeProcess], room: &str, timeout: Duration) {
+    let ids: Vec<String> = nodes.iter().map(|n| n.peer_id.clone()).collect();
+    for (i, node) in nodes.iter_mut().enumerate() {
+        let others: Vec<&str> = ids
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != i)
+            .map(|(_, id)| id.as_str())
+            .collect();
+        node.wait_presence(room, &others, timeout);
+    }
+}
+
 /// A `/proc/PID/status` figure in KiB, such as `VmRSS:` or `VmHWM:` (peak RSS); 0 if unknown.
 pub fn proc_status_kib(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))

@@ -5,7 +5,7 @@ use std::io::Write;
 
 use hark_node::Event;
 use hark_tests::netns::{self, Lan};
-use hark_tests::process::DELIVERY;
+use hark_tests::process::{wait_all_present, DELIVERY};
 use hark_tests::NodeProcess;
 use serde_json::json;
 use std::time::Duration;
@@ -60,15 +60,7 @@ fn nodes_on_one_lan_find_each_other_by_mdns_and_chat() {
             .any(|a| a.starts_with("/ip4/10.231.") && a.contains("/quic-v1/"));
         assert!(lan_tcp && lan_quic, "{}: {:?}", node.name, node.listen);
     }
-    for (i, node) in nodes.iter_mut().enumerate() {
-        let others: Vec<&str> = ids
-            .iter()
-            .enumerate()
-            .filter(|(j, _)| *j != i)
-            .map(|(_, id)| id.as_str())
-            .collect();
-        node.wait_presence("lobby", &others, Duration::from_secs(10));
-    }
+    wait_all_present(&mut nodes, "lobby", Duration::from_secs(10));
     nodes[0].send(json!({"cmd": "send", "room": "lobby", "text": "found you by mdns"}));
     for node in &mut nodes[1..] {
         let got = node.expect(

@@ -2038,22 +2038,11 @@ where
             metrics.msg_recvd(&message.topic, raw_message.raw_protobuf_len());
         }
 
-        // Hark's fork: a message that came over a choked link, or that we had to ask for
-        // (IWANT), found a gap in the links that push: the link that brought it pushes again.
-        if self
-            .gossip_promises
-            .promised_by(&msg_id, propagation_source)
-            || self.chokes.is_choked(propagation_source, &message.topic)
-        {
-            let why = if self.chokes.is_choked(propagation_source, &message.topic) {
-                "a first copy over a choked link"
-            } else {
-                "a message we asked for"
-            };
-            self.unchoke(*propagation_source, &message.topic, why);
-        } else if self.config.choke_keep_unchoked().is_some() {
-            self.chokes
-                .brought(*propagation_source, &message.topic, true);
+        // Hark's fork: what a first copy says about the link that brought it. Not a copy from
+        // its own source: publishing goes to every peer, choked or not, and says nothing about
+        // the link as a path for others' messages.
+        if Some(propagation_source) != message.source.as_ref() {
+            self.first_copy_from(*propagation_source, &msg_id, &message.topic);
         }
 
         // Tells score that message arrived (but is maybe not fully validated yet).
@@ -2121,6 +2110,7 @@ where
             || !self.understands_chokes(peer)
             || !mesh.contains(peer)
             || self.chokes.is_choked(peer, topic)
+            || self.chokes.held_open(peer, topic)
             || !self.chokes.brought(*peer, topic, false)
             || self.chokes.unchoked(mesh, topic) <= keep
         {
@@ -2142,7 +2132,13 @@ where
     /// Hark's fork: unchokes the link to `peer` on `topic` and tells the peer. Sent even when
     /// this side thought the link unchoked, so that both sides agree again after a race.
     fn unchoke(&mut self, peer: PeerId, topic: &TopicHash, why: &'static str) {
-        if self.config.choke_keep_unchoked().is_none() || !self.mesh.contains_key(topic) {
+        if self.config.choke_keep_unchoked().is_none()
+            || !self.understands_chokes(&peer)
+            || !self
+                .mesh
+                .get(topic)
+                .is_some_and(|mesh| mesh.contains(&peer))
+        {
             return;
         }
         self.chokes.set(peer, topic, false);
@@ -2150,26 +2146,49 @@ where
         self.send_message(peer, RpcOut::Unchoke(topic.clone()));
     }
 
+    /// Hark's fork: `peer` brought the first copy of a message. If it came over a choked link,
+    /// or we had asked for it (IWANT), the links that push missed it: the link that brought
+    /// it pushes again. Otherwise the link's count of duplicates in a row starts again.
+    fn first_copy_from(&mut self, peer: PeerId, msg_id: &MessageId, topic: &TopicHash) {
+        if self.config.choke_keep_unchoked().is_none() {
+            return;
+        }
+        if self.chokes.is_choked(&peer, topic) {
+            self.unchoke(peer, topic, "a first copy over a choked link");
+        } else if self.gossip_promises.promised_by(msg_id, &peer) {
+            self.unchoke(peer, topic, "a message we asked for");
+        } else {
+            self.chokes.brought(peer, topic, true);
+        }
+    }
+
     /// Hark's fork: a peer choked or unchoked the link between us. Only for topics we are
     /// in, so that a peer cannot make us remember arbitrary topics. A choke that would leave
     /// us fewer unchoked mesh links than configured is refused (answered with UNCHOKE): the
     /// peer judged the link by what it receives, we need it for what we receive.
     fn handle_choke(&mut self, peer: &PeerId, topic: &TopicHash, choked: bool) {
-        let Some(mesh) = self.mesh.get(topic) else {
+        let Some(keep) = self.config.choke_keep_unchoked() else {
             return;
         };
-        if choked
-            && let Some(keep) = self.config.choke_keep_unchoked()
-            && mesh.contains(peer)
-            && self
-                .chokes
-                .unchoked(mesh.iter().filter(|p| *p != peer), topic)
-                < keep
+        let Some(mesh) = self.mesh.get(topic).filter(|mesh| mesh.contains(peer)) else {
+            return;
+        };
+        if !choked {
+            // The peer wants the link: whether it refused our choke or filled a gap over it,
+            // choking it again at once would only start the same exchange again.
+            self.chokes.set(*peer, topic, false);
+            self.chokes.hold_open(*peer, topic);
+            return;
+        }
+        if self
+            .chokes
+            .unchoked(mesh.iter().filter(|p| *p != peer), topic)
+            < keep
         {
             self.unchoke(*peer, topic, "we need the link");
             return;
         }
-        self.chokes.set(*peer, topic, choked);
+        self.chokes.set(*peer, topic, true);
     }
 
     /// Hark's fork: at each heartbeat, if fewer of a topic's mesh links push to us than

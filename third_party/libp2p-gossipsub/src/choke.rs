@@ -12,6 +12,7 @@
 use std::collections::{HashMap, HashSet};
 
 use libp2p_identity::PeerId;
+use web_time::{Duration, Instant};
 
 use crate::TopicHash;
 
@@ -22,12 +23,18 @@ use crate::TopicHash;
 /// first seconds of a 50-node run and left gaps of up to 0.4 s.
 pub(crate) const DUPLICATES_BEFORE_CHOKE: u8 = 3;
 
+/// How long a link the peer asked to keep (UNCHOKE) is not choked again by us. Without it a
+/// refused choke comes back every three duplicates, and so does the refusal.
+pub(crate) const HOLD_OPEN: Duration = Duration::from_secs(30);
+
 #[derive(Default)]
 pub(crate) struct Chokes {
     /// Topics on whose mesh the link to a peer is choked.
     choked: HashMap<PeerId, HashSet<TopicHash>>,
     /// Duplicates a peer brought in a row on a topic since its last first copy.
     streaks: HashMap<PeerId, HashMap<TopicHash, u8>>,
+    /// Links the peer asked to keep, until when (see [`HOLD_OPEN`]).
+    held_open: HashMap<PeerId, HashMap<TopicHash, Instant>>,
 }
 
 impl Chokes {
@@ -75,10 +82,38 @@ impl Chokes {
         changed
     }
 
+    /// `peer` asked us to keep the link on `topic` (it sent UNCHOKE): we do not choke it for
+    /// [`HOLD_OPEN`].
+    pub(crate) fn hold_open(&mut self, peer: PeerId, topic: &TopicHash) {
+        let until = Instant::now() + HOLD_OPEN;
+        self.held_open
+            .entry(peer)
+            .or_default()
+            .insert(topic.clone(), until);
+    }
+
+    /// Whether the link to `peer` on `topic` is held open (and forgets a hold that is over).
+    pub(crate) fn held_open(&mut self, peer: &PeerId, topic: &TopicHash) -> bool {
+        let Some(topics) = self.held_open.get_mut(peer) else {
+            return false;
+        };
+        let open = topics
+            .get(topic)
+            .is_some_and(|until| Instant::now() < *until);
+        if !open {
+            topics.remove(topic);
+            if topics.is_empty() {
+                self.held_open.remove(peer);
+            }
+        }
+        open
+    }
+
     /// `peer` disconnected.
     pub(crate) fn forget(&mut self, peer: &PeerId) {
         self.choked.remove(peer);
         self.streaks.remove(peer);
+        self.held_open.remove(peer);
     }
 
     /// How many of `mesh`'s links are not choked on `topic`: the peers that push to us.
@@ -142,5 +177,30 @@ mod tests {
         );
         chokes.forget(&peer);
         assert!(chokes.streaks.is_empty() && chokes.choked.is_empty());
+    }
+
+    #[test]
+    fn a_link_held_open_stays_open_for_a_while_and_is_then_forgotten() {
+        let mut chokes = Chokes::default();
+        let peer = PeerId::random();
+        let room = TopicHash::from_raw("room");
+        assert!(!chokes.held_open(&peer, &room));
+        chokes.hold_open(peer, &room);
+        assert!(chokes.held_open(&peer, &room));
+        assert!(!chokes.held_open(&peer, &TopicHash::from_raw("other")));
+        // Over: as if HOLD_OPEN had passed.
+        chokes
+            .held_open
+            .get_mut(&peer)
+            .unwrap()
+            .insert(room.clone(), Instant::now());
+        assert!(!chokes.held_open(&peer, &room));
+        assert!(
+            chokes.held_open.is_empty(),
+            "a hold that is over is forgotten"
+        );
+        chokes.hold_open(peer, &room);
+        chokes.forget(&peer);
+        assert!(chokes.held_open.is_empty());
     }
 }

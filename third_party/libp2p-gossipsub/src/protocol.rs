@@ -832,6 +832,51 @@ mod tests {
         QuickCheck::new().quickcheck(prop as fn(_) -> _)
     }
 
+    /// Hark's fork: CHOKE, UNCHOKE and the extension that announces them survive the wire.
+    #[test]
+    fn chokes_and_their_extension_are_encoded_and_decoded() {
+        let topic = TopicHash::from_raw("room");
+        let sent = [
+            (
+                RpcOut::Choke(topic.clone()),
+                ControlAction::Choke(topic.clone()),
+            ),
+            (
+                RpcOut::Unchoke(topic.clone()),
+                ControlAction::Unchoke(topic.clone()),
+            ),
+            (
+                RpcOut::Extensions(Extensions {
+                    partial_messages: None,
+                    choke: Some(true),
+                }),
+                ControlAction::Extensions(Some(Extensions {
+                    partial_messages: None,
+                    choke: Some(true),
+                })),
+            ),
+        ];
+        for (rpc, expected) in sent {
+            let mut codec = GossipsubCodec::new(
+                u32::MAX as usize,
+                ValidationMode::Strict,
+                HashMap::new(),
+                5000,
+                5000,
+            );
+            let mut buf = BytesMut::new();
+            codec.encode(rpc.into_protobuf(), &mut buf).unwrap();
+            let Some(HandlerEvent::Message { rpc, .. }) = codec.decode(&mut buf).unwrap() else {
+                panic!("must decode an rpc");
+            };
+            assert!(
+                rpc.control_msgs.contains(&expected),
+                "{:?}",
+                rpc.control_msgs
+            );
+        }
+    }
+
     #[test]
     fn support_floodsub_with_custom_protocol() {
         let protocol_config = ConfigBuilder::default()

@@ -71,12 +71,15 @@ impl Queue {
                     .expect("Shared is unbounded");
                 Ok(())
             }
-            RpcOut::Graft(_)
-            | RpcOut::Prune(_)
-            | RpcOut::IDontWant(_)
-            | RpcOut::Choke(_)
-            | RpcOut::Unchoke(_) => self.control.try_push(message),
+            RpcOut::Graft(_) | RpcOut::Prune(_) | RpcOut::IDontWant(_) => {
+                self.control.try_push(message)
+            }
+            // Hark's fork: CHOKE and UNCHOKE queue behind the pushes already waiting for the
+            // peer, so that these arrive before the CHOKE, not after it as first copies over
+            // a link just choked (which would unchoke it again at once).
             RpcOut::Publish { .. }
+            | RpcOut::Choke(_)
+            | RpcOut::Unchoke(_)
             | RpcOut::IHave(_)
             | RpcOut::TestExtension
             | RpcOut::IWant(_) => self.non_priority.try_push(message),

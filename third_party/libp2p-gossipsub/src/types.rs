@@ -404,8 +404,6 @@ impl RpcOut {
                 | RpcOut::Graft(_)
                 | RpcOut::Prune(_)
                 | RpcOut::IDontWant(_)
-                | RpcOut::Choke(_)
-                | RpcOut::Unchoke(_)
         )
     }
 }

@@ -16,7 +16,7 @@ use crate::{
     queue::Queue,
     subscription_filter::AllowAllSubscriptionFilter,
     topic::TopicHash,
-    types::{ControlAction, Extensions, IHave, Prune, RawMessage, RpcIn, RpcOut},
+    types::{ControlAction, Extensions, Graft, IHave, Prune, RawMessage, RpcIn, RpcOut},
 };
 
 type Gossipsub =
@@ -60,8 +60,12 @@ fn understands_chokes(gs: &mut Gossipsub, peer: &PeerId) {
 
 /// A message first published by someone who is not one of our peers.
 fn message(seq: u64, topic: &TopicHash) -> RawMessage {
+    published_by(PeerId::random(), seq, topic)
+}
+
+fn published_by(source: PeerId, seq: u64, topic: &TopicHash) -> RawMessage {
     RawMessage {
-        source: Some(PeerId::random()),
+        source: Some(source),
         data: seq.to_be_bytes().to_vec(),
         sequence_number: Some(seq),
         topic: topic.clone(),
@@ -96,6 +100,15 @@ fn is_choke(rpc: &RpcOut) -> bool {
 }
 fn is_unchoke(rpc: &RpcOut) -> bool {
     matches!(rpc, RpcOut::Unchoke(_))
+}
+
+fn id_of(gs: &Gossipsub, raw: &RawMessage) -> crate::MessageId {
+    gs.config.message_id(&crate::Message {
+        source: raw.source,
+        data: raw.data.clone(),
+        sequence_number: raw.sequence_number,
+        topic: raw.topic.clone(),
+    })
 }
 
 fn control(gs: &mut Gossipsub, from: PeerId, action: ControlAction) {
@@ -224,7 +237,40 @@ fn a_gap_unchokes_the_link_that_filled_it_and_a_mesh_change_unchokes_the_link() 
     assert!(!gs.chokes.is_choked(&b, &topic));
     assert_eq!(count(&sent(&mut queues)[&b], is_unchoke), 1);
 
-    // c leaves the mesh and joins it again: the link starts unchoked on both sides.
+    // A message we asked a pushing link for (after its IHAVE) also tells it the pushes
+    // missed something: it is told to go on pushing.
+    seq += 1;
+    let asked = message(seq, &topic);
+    let id = id_of(&gs, &asked);
+    gs.gossip_promises.add_promise(
+        a,
+        &[id],
+        web_time::Instant::now() + std::time::Duration::from_secs(3),
+    );
+    gs.handle_received_message(asked, &a);
+    assert_eq!(count(&sent(&mut queues)[&a], is_unchoke), 1);
+
+    // A GRAFT, sent or received, starts the link unchoked.
+    gs.chokes.set(c, &topic, true);
+    control(
+        &mut gs,
+        c,
+        ControlAction::Graft(Graft {
+            topic_hash: topic.clone(),
+        }),
+    );
+    assert!(!gs.chokes.is_choked(&c, &topic));
+    gs.chokes.set(c, &topic, true);
+    gs.send_message(
+        c,
+        RpcOut::Graft(Graft {
+            topic_hash: topic.clone(),
+        }),
+    );
+    assert!(!gs.chokes.is_choked(&c, &topic));
+
+    // c leaves the mesh: the link starts unchoked on both sides.
+    gs.chokes.set(c, &topic, true);
     assert!(gs.chokes.is_choked(&c, &topic));
     control(
         &mut gs,
@@ -244,6 +290,78 @@ fn a_gap_unchokes_the_link_that_filled_it_and_a_mesh_change_unchokes_the_link() 
     sent(&mut queues);
     gs.heartbeat();
     assert!(gs.chokes.unchoked(&gs.mesh[&topic], &topic) >= 1);
+}
+
+#[test]
+fn a_sources_own_copies_neither_choke_nor_unchoke_a_link() {
+    let (mut gs, peers, mut queues, topic) = network(4, 1);
+    let (a, b) = (peers[0], peers[1]);
+    gs.heartbeat();
+    let mut seq = 0;
+    // b publishes: its copies come late, after a's, but publishing says nothing of the link.
+    for _ in 0..DUPLICATES_BEFORE_CHOKE {
+        seq += 1;
+        let m = published_by(b, seq, &topic);
+        gs.handle_received_message(m.clone(), &a);
+        gs.handle_received_message(m, &b);
+    }
+    assert!(!gs.chokes.is_choked(&b, &topic));
+    // b's link choked; b publishes over it (flood publishing goes to every peer): still
+    // choked, and no UNCHOKE.
+    duplicates(&mut gs, &mut seq, &topic, a, b);
+    assert!(gs.chokes.is_choked(&b, &topic));
+    sent(&mut queues);
+    seq += 1;
+    gs.handle_received_message(published_by(b, seq, &topic), &b);
+    assert!(gs.chokes.is_choked(&b, &topic));
+    assert_eq!(count(&sent(&mut queues)[&b], is_unchoke), 0);
+}
+
+#[test]
+fn a_link_the_peer_asked_to_keep_is_not_choked_again_at_once() {
+    let (mut gs, peers, mut queues, topic) = network(4, 1);
+    let (a, b) = (peers[0], peers[1]);
+    gs.heartbeat();
+    let mut seq = 0;
+    duplicates(&mut gs, &mut seq, &topic, a, b);
+    assert!(gs.chokes.is_choked(&b, &topic));
+    // b refuses (or filled a gap): UNCHOKE.
+    control(&mut gs, b, ControlAction::Unchoke(topic.clone()));
+    assert!(!gs.chokes.is_choked(&b, &topic));
+    sent(&mut queues);
+    duplicates(&mut gs, &mut seq, &topic, a, b);
+    duplicates(&mut gs, &mut seq, &topic, a, b);
+    assert!(!gs.chokes.is_choked(&b, &topic), "held open");
+    assert_eq!(count(&sent(&mut queues)[&b], is_choke), 0);
+}
+
+#[test]
+fn unchokes_go_only_to_mesh_peers_that_understand_them() {
+    let (mut gs, peers, mut queues, topic) = network(3, 1);
+    let (a, b) = (peers[0], peers[1]);
+    gs.heartbeat();
+    gs.connected_peers.get_mut(&b).unwrap().extensions = None;
+    gs.mesh.get_mut(&topic).unwrap().remove(&a);
+    sent(&mut queues);
+    // Messages we asked a and b for: neither is told anything (a is outside the mesh, b
+    // would not understand).
+    let mut seq = 0;
+    for peer in [a, b] {
+        seq += 1;
+        let m = message(seq, &topic);
+        let id = id_of(&gs, &m);
+        gs.gossip_promises.add_promise(
+            peer,
+            &[id],
+            web_time::Instant::now() + std::time::Duration::from_secs(3),
+        );
+        gs.handle_received_message(m, &peer);
+    }
+    let out = sent(&mut queues);
+    assert_eq!(count(&out[&a], is_unchoke) + count(&out[&b], is_unchoke), 0);
+    // And a CHOKE from a peer outside the mesh is not remembered.
+    control(&mut gs, a, ControlAction::Choke(topic.clone()));
+    assert!(!gs.chokes.is_choked(&a, &topic));
 }
 
 #[test]
