@@ -76,7 +76,7 @@ pub fn gossipsub_config() -> Result<gossipsub::Config, String> {
         // each message then reaches a node about twice instead of once per mesh peer; choked
         // links trade ids at each heartbeat and a gap is filled by IWANT. Two pushing links
         // per room, not one: with one, at N = 200 on a saturated machine six nodes were left
-        // with a link that never pushed and got messages seconds late (docs/performance.md).
+        // with one that evidently did not push and got messages seconds late (performance.md).
         .choke_duplicates(2)
         // A choked link carries one IHAVE per shared room at each heartbeat; gossipsub's
         // default ignores a peer's IHAVEs past 10 a heartbeat, which would leave the rooms
