@@ -800,6 +800,9 @@ fn fanout(n: usize, rate: u32, seconds: u32) -> Result<serde_json::Value> {
         std::thread::sleep(Duration::from_millis(100));
     }
 
+    // HARK_BENCH_LOGS=DIR (with HARK_TEST_LOG=…): late deliveries on stderr, every node's log
+    // in DIR.
+    let logs = std::env::var("HARK_BENCH_LOGS").ok();
     let mut latencies = Vec::new();
     let mut delivered = 0usize;
     let mut duplicates = 0usize;
@@ -825,7 +828,7 @@ fn fanout(n: usize, rate: u32, seconds: u32) -> Result<serde_json::Value> {
             }
             delivered += 1;
             let latency = unix_nanos(*at).saturating_sub(sent) as f64 / 1e6;
-            if latency > 100.0 && std::env::var_os("HARK_BENCH_LOGS").is_some() {
+            if latency > 100.0 && logs.is_some() {
                 eprintln!("late: n{i} got bench {seq} after {latency:.1} ms");
             }
             latencies.push(latency);
@@ -862,8 +865,7 @@ fn fanout(n: usize, rate: u32, seconds: u32) -> Result<serde_json::Value> {
         "peak_rss_mb_mean": rss_mb.iter().sum::<f64>() / n as f64,
         "peak_rss_mb_max": rss_mb.iter().copied().fold(0.0, f64::max),
     });
-    // HARK_BENCH_LOGS=DIR (with HARK_TEST_LOG=…) keeps every node's log, with its peer id.
-    if let Ok(dir) = std::env::var("HARK_BENCH_LOGS") {
+    if let Some(dir) = &logs {
         for (i, node) in nodes.iter().enumerate() {
             let log = format!("peer id {}\n{}", node.peer_id, node.stderr());
             let _ = std::fs::write(format!("{dir}/n{i}.log"), log);

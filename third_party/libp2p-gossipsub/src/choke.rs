@@ -1,13 +1,14 @@
 //! Hark's fork: which mesh links are choked, per topic (HARK.md).
 //!
 //! Upstream, every mesh peer pushes every message to every other, so a node receives each
-//! message up to once per mesh link. Here a mesh link over which a message arrives that we
-//! already have is *choked*, on both sides (as Plumtree prunes its eager links): neither end
-//! pushes that topic's messages over it any more, and each tells the other at each heartbeat
-//! the ids it has (IHAVE). The links still pushing converge to a tree, and each message
-//! reaches each node about once. A gap in the tree (a lost link, or two links choked at
-//! once) is noticed through IHAVE: the message comes by IWANT and the link that brought it is
-//! unchoked. A link is unchoked whenever it joins or leaves the mesh (GRAFT, PRUNE).
+//! message up to once per mesh link. Here a mesh link that brings [`DUPLICATES_BEFORE_CHOKE`]
+//! duplicates in a row is *choked*, on both sides (as Plumtree prunes its eager links):
+//! neither end pushes that topic's messages over it any more, and each tells the other at
+//! each heartbeat the ids it has (IHAVE). A configured number of links per topic stays
+//! unchoked, so each message reaches each node about that many times. A gap (a lost link,
+//! or links choked at once) is noticed through IHAVE: the message comes by IWANT and the link
+//! that brought it is unchoked. A link is unchoked whenever it joins or leaves the mesh
+//! (GRAFT, PRUNE). The rules that use this state are in `behaviour.rs`.
 
 use std::collections::{HashMap, HashSet};
 
