@@ -29,10 +29,14 @@ const DEFAULT_HISTORY_LIMIT: usize = 100;
 const DEPS_GRACE: Duration = Duration::from_millis(500);
 /// Received batches of at least this many messages (a catch-up) log how long storing took.
 const BIG_BATCH: usize = 1_000;
-/// Search indexing runs this often while stored messages wait for it. A search indexes what
-/// is left before it answers, so this only sets how many messages share one indexing
-/// transaction: at 100 ms a busy room paid a second commit for every message or two.
-const SEARCH_INDEX_EVERY: Duration = Duration::from_secs(1);
+/// Search indexing runs this long after new messages were stored. A search indexes what is
+/// left before it answers, so this only sets how many messages share one indexing
+/// transaction: at 100 ms a busy room paid a second commit for every message or two, and at
+/// 1 s indexing was still 3 % of a fan-out node's CPU (docs/performance.md, "ninth pass").
+const SEARCH_INDEX_EVERY: Duration = Duration::from_secs(10);
+/// While a backlog (a catch-up) waits, batches of [`SEARCH_BATCH`] follow each other this
+/// often, so that the node stays responsive between them.
+const SEARCH_BACKLOG_EVERY: Duration = Duration::from_secs(1);
 
 /// What a gossip change brought.
 pub(super) enum Taken {
@@ -174,7 +178,7 @@ impl<S: Storage> Engine<S> {
             }
         }
         if self.search_backlog {
-            self.set_timer(SEARCH_INDEX_EVERY, Timer::SearchIndex);
+            self.set_timer(SEARCH_BACKLOG_EVERY, Timer::SearchIndex);
         }
     }
 

@@ -359,6 +359,75 @@ fn a_held_gossip_message_is_shown_once_readable_at_once_and_stored_on_time() {
     assert_eq!(b.footprint().unstored_messages, 0);
 }
 
+/// A member copies another's signed record into a change of its own (a new hash to Automerge)
+/// and gossips it: a message already stored is not shown again (held.rs asks the store for
+/// records that did not come straight from their author).
+#[test]
+fn a_record_rewrapped_by_another_member_is_not_shown_again() {
+    use automerge::transaction::{CommitOptions, Transactable};
+    use automerge::{ActorId, Automerge, ScalarValue, ROOT};
+    use hark_proto::{seal, Body, Envelope, MessageId};
+
+    let clock = Clock {
+        base: Instant::now(),
+        ms: 0,
+    };
+    let mut a = engine(1, &clock);
+    let mut b = engine(2, &clock);
+    let (topic, data) = published(&send(&mut a, &clock, "hello"))[0].clone();
+    let out = b.handle(gossip(a.peer_id(), &topic, data.clone(), 1), clock.now());
+    assert!(matches!(events(&out)[..], [Event::Message { text, .. }] if text == "hello"));
+    b.handle(Input::Timer(Timer::SaveHeld(topic.clone())), clock.now());
+    assert_eq!(b.store().message_count(&topic), 1, "stored");
+
+    let room = lobby();
+    let Body::Change { shard, change } = crate::validate::open_chat(&room, &data).unwrap().body
+    else {
+        panic!("a message is a change");
+    };
+    let record = crate::history::shard::record_in_change(&change).unwrap();
+    assert_eq!(record.author, a.peer_id().to_bytes());
+    let mut doc = Automerge::new();
+    doc.set_actor(ActorId::from(record.author.clone()));
+    let mut tx = doc.transaction();
+    tx.put(
+        ROOT,
+        record.id.to_hex(),
+        ScalarValue::Bytes(record.encode().unwrap()),
+    )
+    .unwrap();
+    tx.commit_with(CommitOptions::default().with_time(12_345));
+    let rewrapped = doc.get_last_local_change().unwrap().raw_bytes().to_vec();
+    assert_ne!(rewrapped, change, "a change Automerge has not seen");
+
+    let c = engine(3, &clock);
+    let envelope = Envelope {
+        author: c.peer_id().to_bytes(),
+        name: "c".into(),
+        id: MessageId([7; 16]),
+        sent_at_ms: 1,
+        body: Body::Change {
+            shard,
+            change: rewrapped,
+        },
+    };
+    let sealed = seal::seal(
+        &room.key,
+        &room.chat_topic,
+        &envelope.encode().unwrap(),
+        &mut StdRng::seed_from_u64(7),
+    );
+    let out = b.handle(gossip(c.peer_id(), &topic, sealed, 9), clock.now());
+    assert_ne!(verdict(&out), Some(MessageAcceptance::Reject));
+    assert!(
+        !events(&out)
+            .iter()
+            .any(|e| matches!(e, Event::Message { .. })),
+        "shown again: {:?}",
+        events(&out)
+    );
+}
+
 /// A held message whose store fails is not shown again when sync brings it back, and is then
 /// stored.
 #[test]

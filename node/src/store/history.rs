@@ -216,18 +216,17 @@ impl Store {
         let Some(last) = last else {
             return Ok(0);
         };
+        // Cached: preparing an insert into an FTS5 table connects to it each time.
         let indexed = tx
-            .execute(
+            .prepare_cached(
                 "INSERT INTO message_search (rowid, text)
                  SELECT seq, text FROM message_index WHERE seq > ?1 AND seq <= ?2",
-                params![upto, last],
             )
+            .and_then(|mut stmt| stmt.execute(params![upto, last]))
             .map_err(sql_err)?;
-        tx.execute(
-            "UPDATE message_search_done SET upto = ?1 WHERE id = 1",
-            params![last],
-        )
-        .map_err(sql_err)?;
+        tx.prepare_cached("UPDATE message_search_done SET upto = ?1 WHERE id = 1")
+            .and_then(|mut stmt| stmt.execute(params![last]))
+            .map_err(sql_err)?;
         tx.commit().map_err(sql_err)?;
         self.committed();
         Ok(indexed)
