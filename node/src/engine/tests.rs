@@ -292,18 +292,31 @@ fn gossip_is_shown_once_and_a_replay_or_a_forged_author_is_rejected() {
     assert_eq!(c.drops().values().sum::<u64>(), 1);
 }
 
-/// a sends "hello"; b takes it by gossip, accepts and shows it. Returns both, the room's topic
-/// and b's outputs.
-fn hello_by_gossip(
-    clock: &Clock,
-) -> (Engine<MemoryStore>, Engine<MemoryStore>, Topic, Vec<Output>) {
+/// a's "hello" as b took it by gossip: both engines, the room's topic, the sealed message and
+/// b's outputs.
+struct Hello {
+    a: Engine<MemoryStore>,
+    b: Engine<MemoryStore>,
+    topic: Topic,
+    data: Vec<u8>,
+    out: Vec<Output>,
+}
+
+/// a sends "hello"; b takes it by gossip, accepts and shows it.
+fn hello_by_gossip(clock: &Clock) -> Hello {
     let mut a = engine(1, clock);
     let mut b = engine(2, clock);
     let (topic, data) = published(&send(&mut a, clock, "hello"))[0].clone();
-    let out = b.handle(gossip(a.peer_id(), &topic, data, 1), clock.now());
+    let out = b.handle(gossip(a.peer_id(), &topic, data.clone(), 1), clock.now());
     assert_eq!(verdict(&out), Some(MessageAcceptance::Accept));
     assert!(matches!(events(&out)[..], [Event::Message { text, .. }] if text == "hello"));
-    (a, b, topic, out)
+    Hello {
+        a,
+        b,
+        topic,
+        data,
+        out,
+    }
 }
 
 /// a and b meet and sync: how many messages b shows.
@@ -328,7 +341,13 @@ fn a_held_gossip_message_is_shown_once_readable_at_once_and_stored_on_time() {
         base: Instant::now(),
         ms: 0,
     };
-    let (mut a, mut b, topic, out) = hello_by_gossip(&clock);
+    let Hello {
+        mut a,
+        mut b,
+        topic,
+        out,
+        ..
+    } = hello_by_gossip(&clock);
     assert!(out.iter().any(|o| matches!(o,
         Output::Timer { timer: Timer::SaveHeld(t), .. } if *t == topic)));
     assert_eq!(b.store().message_count(&topic), 0, "held");
@@ -372,11 +391,13 @@ fn a_record_rewrapped_by_another_member_is_not_shown_again() {
         base: Instant::now(),
         ms: 0,
     };
-    let mut a = engine(1, &clock);
-    let mut b = engine(2, &clock);
-    let (topic, data) = published(&send(&mut a, &clock, "hello"))[0].clone();
-    let out = b.handle(gossip(a.peer_id(), &topic, data.clone(), 1), clock.now());
-    assert!(matches!(events(&out)[..], [Event::Message { text, .. }] if text == "hello"));
+    let Hello {
+        a,
+        mut b,
+        topic,
+        data,
+        ..
+    } = hello_by_gossip(&clock);
     b.handle(Input::Timer(Timer::SaveHeld(topic.clone())), clock.now());
     assert_eq!(b.store().message_count(&topic), 1, "stored");
 
@@ -436,7 +457,12 @@ fn a_held_message_whose_store_failed_is_not_shown_again_when_sync_brings_it() {
         base: Instant::now(),
         ms: 0,
     };
-    let (mut a, mut b, topic, _) = hello_by_gossip(&clock);
+    let Hello {
+        mut a,
+        mut b,
+        topic,
+        ..
+    } = hello_by_gossip(&clock);
     b.store.failing = true;
     b.handle(Input::Timer(Timer::SaveHeld(topic.clone())), clock.now());
     b.store.failing = false;

@@ -530,6 +530,12 @@ fn run() -> Result<std::process::ExitCode> {
 /// with `--ngircd`, an IRC server with as many clients; a table with ratios.
 fn fanout_scenario(opts: &Options, out_dir: &Path) -> Result<()> {
     let new_bin = std::env::var_os("HARK_NODE_BIN");
+    if !opts.ngircd && !hark_tests::bench_irc::available() {
+        eprintln!(
+            "fan-out: ngircd is not installed, so the IRC comparison is left out \
+             (`make bench` installs it)"
+        );
+    }
     let mut results = Vec::new();
     for &n in &opts.sizes {
         if let Some(old) = &opts.old_node {
