@@ -112,9 +112,15 @@ fn run(conn: &Connection, woken: &mpsc::Receiver<()>, pending: &AtomicBool) {
         // Cleared before the checkpoint: a write committed after this point wakes the next
         // round; one committed before it is copied by this one.
         pending.store(false, Ordering::Release);
-        if checkpoint(conn) {
-            restart_wal(conn);
-        }
+        round(conn);
+    }
+}
+
+/// One round: the checkpoint, then (if it copied the whole WAL) the write that starts the WAL
+/// over, so that the node's next commit appends to it.
+pub(super) fn round(conn: &Connection) {
+    if checkpoint(conn) {
+        restart_wal(conn);
     }
 }
 
