@@ -393,18 +393,22 @@ mod tests {
         assert_eq!(mode(&data.join("hark.db")), 0o600);
     }
 
-    #[test]
-    fn deferred_writes_are_kept_and_interleave_with_durable_ones() {
+    /// Message `n` of alice's, for the store's tests.
+    fn message(n: u8) -> StoredMessage {
         use hark_proto::{Hlc, MessageId, MessageKind};
-        let dir = tempfile::tempdir().unwrap();
-        let message = |n: u8| StoredMessage {
+        StoredMessage {
             id: MessageId([n; 16]),
             hlc: Hlc::new(1_000 + n as u64, 0),
             author: "alice".into(),
             name: "alice".into(),
             kind: MessageKind::Text,
             text: format!("m{n}"),
-        };
+        }
+    }
+
+    #[test]
+    fn deferred_writes_are_kept_and_interleave_with_durable_ones() {
+        let dir = tempfile::tempdir().unwrap();
         {
             let mut store = Store::open(dir.path()).unwrap();
             for n in 0..50u8 {
@@ -441,22 +445,17 @@ mod tests {
     /// the test's own connection, as the flusher thread runs it.
     #[test]
     fn a_flusher_round_restarts_the_wal_so_the_nodes_next_write_appends() {
-        use hark_proto::{Hlc, MessageId, MessageKind};
         let dir = tempfile::tempdir().unwrap();
         let mut store = Store::open(dir.path()).unwrap();
         let mut n = 0u8;
         let mut write = |store: &mut Store| {
             n += 1;
-            let message = StoredMessage {
-                id: MessageId([n; 16]),
-                hlc: Hlc::new(1_000 + n as u64, 0),
-                author: "alice".into(),
-                name: "alice".into(),
-                kind: MessageKind::Text,
-                text: format!("m{n}"),
-            };
             store
-                .append_history_batch("room", &[(1, b"chunk", &[message])], Durability::Deferred)
+                .append_history_batch(
+                    "room",
+                    &[(1, b"chunk", &[message(n)])],
+                    Durability::Deferred,
+                )
                 .unwrap();
         };
         let flusher = Connection::open(dir.path().join("hark.db")).unwrap();
