@@ -318,17 +318,7 @@ fn a_browser_user_chats_talks_and_listens_with_a_json_node() {
 
     // Push-to-talk from the page: as long as the press, and speech, not silence.
     let held_ms = results["ptt_held_ms"].as_f64().unwrap();
-    let end = &results["bob_voice_end"];
-    assert_eq!(end["room"], "lobby");
-    let wav = end["wav"].as_str().expect("bob recorded the spurt");
-    let samples = read_48k_mono(Path::new(wav)).unwrap();
-    let wav_ms = samples.len() as f64 / 48.0;
-    assert!(
-        (wav_ms - held_ms).abs() <= 100.0,
-        "recorded {wav_ms:.0} ms for a press of {held_ms:.0} ms ({} frames sent, codec {})",
-        results["ptt_frames_sent"],
-        results["codec"]
-    );
+    let (samples, wav_ms) = recording_of_one_press(&results, "", held_ms);
     let loudness = rms(&samples);
     let loud_windows = samples.chunks(480).filter(|w| rms(w) > 500.0).count() as f64
         / samples.chunks(480).count().max(1) as f64;
@@ -340,14 +330,10 @@ fn a_browser_user_chats_talks_and_listens_with_a_json_node() {
 
     // The PCM fallback (no WebCodecs' Opus): the node encodes, the length holds too.
     let held_pcm = results["pcm_held_ms"].as_f64().unwrap();
-    let wav = results["bob_voice_end_pcm"]["wav"]
-        .as_str()
-        .expect("bob recorded the PCM spurt");
-    let samples = read_48k_mono(Path::new(wav)).unwrap();
-    let pcm_ms = samples.len() as f64 / 48.0;
+    let (samples, _) = recording_of_one_press(&results, "_pcm", held_pcm);
     assert!(
-        (pcm_ms - held_pcm).abs() <= 100.0 && rms(&samples) > 300.0,
-        "PCM: recorded {pcm_ms:.0} ms (RMS {:.0}) for a press of {held_pcm:.0} ms",
+        rms(&samples) > 300.0,
+        "PCM: the recording is not speech: RMS {:.0}",
         rms(&samples)
     );
     // A refused microphone is said plainly.
@@ -401,6 +387,34 @@ fn a_browser_user_chats_talks_and_listens_with_a_json_node() {
     let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
     let _ = std::fs::write(tmp.join("web-figures.json"), figures.to_string());
     eprintln!("web figures: {figures}");
+}
+
+/// What bob recorded of one press of the page's talk button (`suffix` picks the press),
+/// checked to be as long as the press; the samples and their length in ms.
+fn recording_of_one_press(results: &Value, suffix: &str, held_ms: f64) -> (Vec<i16>, f64) {
+    let spurts = results[format!("bob_voice_ends{suffix}")]
+        .as_array()
+        .expect("bob's voice_end events for the press");
+    let mut samples = Vec::new();
+    for end in spurts {
+        assert_eq!(end["room"], "lobby");
+        let wav = end["wav"].as_str().expect("bob recorded the spurt");
+        samples.extend(read_48k_mono(Path::new(wav)).unwrap());
+    }
+    let wav_ms = samples.len() as f64 / 48.0;
+    // A stall of the page longer than the listener's end timeout (a busy machine) ends the
+    // spurt at bob, what follows comes as another, and the stall is in no recording: allow
+    // for it once per split.
+    let allowed_ms = 100.0 + (spurts.len() - 1) as f64 * 300.0;
+    assert!(
+        (wav_ms - held_ms).abs() <= allowed_ms,
+        "press{suffix}: recorded {wav_ms:.0} ms in {} spurt(s) for a press of {held_ms:.0} ms \
+         ({} frames sent, codec {})",
+        spurts.len(),
+        results[format!("ptt_frames_sent{suffix}")],
+        results["codec"]
+    );
+    (samples, wav_ms)
 }
 
 #[test]
