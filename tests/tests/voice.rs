@@ -275,6 +275,85 @@ fn two_people_talking_at_once_are_both_heard() {
     assert!(similarity(&ref_c, &from_c) > CLEAN_THRESHOLD);
 }
 
+/// A process stopped with SIGSTOP until this is dropped (SIGCONT), even when the test fails.
+struct Stopped(i32);
+
+impl Stopped {
+    fn now(pid: u32) -> Self {
+        let pid = pid as i32;
+        // SAFETY: kill(2) with a pid this test started; no memory is involved.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0, "SIGSTOP");
+        Stopped(pid)
+    }
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        // SAFETY: as above.
+        unsafe { libc::kill(self.0, libc::SIGCONT) };
+    }
+}
+
+#[test]
+fn a_talker_held_up_mid_spurt_is_heard_to_the_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = speech(
+        dir.path(),
+        "in.wav",
+        "Crane two is clear. Lower the load slowly, and stop at the first mark.",
+    );
+    let reference = read_48k_mono(&input).unwrap();
+    let mut a = NodeProcess::start("alice", &[]);
+    let out_b = voice_out(dir.path(), "bob");
+    let mut b = NodeProcess::start("bob", &["--peer", &a.addr(), "--voice-out", &out_b]);
+    let pa = a.peer_id.clone();
+    b.wait_presence("lobby", &[&pa], DELIVERY);
+
+    // Bob hears the spurt begin; then alice's node is held up for longer than a listener's
+    // end timeout (200 ms), as a phone's browser or its Wi-Fi can be while the key is held.
+    a.send(json!({"cmd": "voice", "room": "lobby", "wav": input}));
+    b.expect(
+        "voice_start",
+        SPURT,
+        |e| matches!(e, Event::VoiceStart { from, .. } if *from == pa),
+    );
+    {
+        let _held_up = Stopped::now(a.pid());
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let total = reference.len().div_ceil(FRAME) as u32;
+    let (mut received, mut parts, mut recording) = (0, 0, Vec::new());
+    while received < total {
+        let end = b.expect(
+            "voice_end of the rest of the spurt",
+            SPURT,
+            |e| matches!(e, Event::VoiceEnd { from, .. } if *from == pa),
+        );
+        let Event::VoiceEnd {
+            received: r,
+            wav: Some(wav),
+            ..
+        } = end
+        else {
+            panic!("voice_end without a recording: {end:?}");
+        };
+        received += r;
+        parts += 1;
+        recording.extend(read_48k_mono(Path::new(&wav)).expect("the recording reads"));
+    }
+    assert!(parts >= 2, "the stall did not end the spurt at bob");
+    assert_eq!(received, total, "every frame arrived, once");
+    let diff = recording.len().abs_diff(reference.len());
+    assert!(
+        diff <= 2 * FRAME,
+        "the parts hold it all: {} samples for {}",
+        recording.len(),
+        reference.len()
+    );
+    let score = similarity(&reference, &recording);
+    assert!(score > LOSSY_THRESHOLD, "envelope correlation {score:.3}");
+}
+
 #[test]
 fn a_bad_wav_is_a_one_line_error_and_the_node_keeps_running() {
     let dir = tempfile::tempdir().unwrap();

@@ -7,7 +7,9 @@ on stdout. Every wait has a deadline; any failure is an exception (exit code 1) 
 import json
 import os
 import socket
+import signal
 import sys
+import threading
 import time
 
 from selenium import webdriver
@@ -76,8 +78,8 @@ class Control:
 
 def spurts_of_one_press(node, frames_sent):
     """Every `voice_end` the node reports for one press. A page stalled (a busy machine,
-    a phone in a pocket) for longer than the jitter buffer's end timeout ends the spurt at
-    the listener, and what the page captured after the stall comes as a second spurt."""
+    a phone in a pocket) for longer than the listener's end timeout ends the spurt there,
+    and what the page sends after the stall comes as a second part of it."""
     is_end = lambda e: e.get("event") == "voice_end"
     ends = [node.expect("the spurt's voice_end", is_end, timeout=30)]
     while sum(e.get("received", 0) for e in ends) < frames_sent:
@@ -86,6 +88,41 @@ def spurts_of_one_press(node, frames_sent):
         except AssertionError:
             break
     return ends
+
+
+def browser_processes(driver):
+    """The pids of the browser that chromedriver started (its descendants)."""
+    children = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    found, todo = [], [driver.service.process.pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def stall_browser(driver, after_s, for_s):
+    """Stop the whole browser for `for_s` seconds, `after_s` from now, as a busy phone stalls."""
+    time.sleep(after_s)
+    pids = browser_processes(driver)
+    try:
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
+        time.sleep(for_s)
+    finally:
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
 
 
 def browser(width, height, user_dir):
@@ -252,6 +289,20 @@ def main():
         RESULTS["ptt_frames_sent_pcm"] = sent
         RESULTS["bob_voice_ends_pcm"] = spurts_of_one_press(bob, sent)
         d.execute_script("window.hark.voice.codec = 'opus'")
+
+        # A press during which the page stalls for longer than the listener's end timeout
+        # (200 ms): bob hears the rest of it as a second part, not nothing.
+        before = d.execute_script("return window.hark.voice.stats.framesSent")
+        stall = threading.Thread(target=stall_browser, args=(d, 0.8, 0.45))
+        stall.start()
+        ActionChains(d).click_and_hold(ptt).pause(2.0).release().perform()
+        stall.join()
+        stats = wait_until("the stalled spurt sent", lambda: (lambda s: s if s["releasedAt"] > s["pressedAt"] else None)(
+            d.execute_script("return window.hark.voice.stats")))
+        sent = stats["framesSent"] - before
+        RESULTS["stalled_held_ms"] = stats["releasedAt"] - stats["pressedAt"]
+        RESULTS["ptt_frames_sent_stalled"] = sent
+        RESULTS["bob_voice_ends_stalled"] = spurts_of_one_press(bob, sent)
 
         # 6. A talk-spurt from bob plays in the page.
         d.execute_script("window.hark.voice.stats.rxPeak = 0; window.hark.voice.stats.rxChunks = 0")

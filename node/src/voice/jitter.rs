@@ -150,6 +150,11 @@ impl JitterBuffer {
         self.ended
     }
 
+    /// The newest sequence number taken in, as sent (16 bits), if any.
+    pub fn newest_seq(&self) -> Option<u16> {
+        self.highest.map(|h| h as u16)
+    }
+
     /// Put an arrived frame in.
     pub fn push(&mut self, seq: u16, captured_ms: u64, last: bool, opus: Vec<u8>, now_ms: u64) {
         if self.ended {

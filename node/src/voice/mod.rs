@@ -14,6 +14,7 @@
 //! 16-bit (the TUI resamples a device that runs at another rate).
 
 pub mod codec;
+mod finished;
 pub mod jitter;
 pub mod loss;
 pub mod mixer;

@@ -18,6 +18,7 @@ use super::codec::{
     frame_samples, CodecError, DecoderSettings, Repair, VoiceDecoder, DRED_DURATION_10MS,
     SAMPLES_PER_MS,
 };
+use super::finished::{Finished, Verdict};
 use super::jitter::{JitterBuffer, JitterEstimate, Playout, SpurtStats};
 use super::loss::LossMeter;
 use super::mixer;
@@ -27,8 +28,6 @@ use crate::api::{short_id, Event};
 
 pub const TICK_MS: u64 = 10;
 pub const TICK_SAMPLES: usize = TICK_MS as usize * SAMPLES_PER_MS;
-/// Spurt ids remembered per talker, so frames of a finished spurt cannot restart it.
-const RECENT_SPURTS: usize = 16;
 /// Concurrent talkers played at once; more are dropped (a hostile flood of spurt ids).
 const MAX_TALKERS: usize = 32;
 
@@ -51,6 +50,9 @@ struct Talker {
     from: PeerId,
     name: String,
     spurt: u32,
+    /// Which part of the spurt this is: the talker was held up past the end timeout `part`
+    /// times (see [`Finished`]).
+    part: u32,
     player: SpurtPlayer,
 }
 
@@ -159,6 +161,11 @@ impl SpurtPlayer {
         &self.buffer.stats
     }
 
+    /// The newest sequence number taken in, if any.
+    pub fn newest_seq(&self) -> Option<u16> {
+        self.buffer.newest_seq()
+    }
+
     /// The spurt as played, without `trim` trailing slots of concealment.
     pub fn into_recording(mut self, trim: u32) -> Vec<i16> {
         let keep = self
@@ -173,7 +180,7 @@ impl SpurtPlayer {
 pub struct Receiver {
     talkers: HashMap<(String, PeerId), Talker>,
     estimates: HashMap<PeerId, JitterEstimate>,
-    recent_spurts: HashMap<PeerId, VecDeque<u32>>,
+    finished: Finished,
     muted: HashSet<PeerId>,
     sink: Option<Box<dyn AudioSink>>,
     voice_out: Option<PathBuf>,
@@ -192,7 +199,7 @@ pub fn spawn(
     let receiver = Receiver {
         talkers: HashMap::new(),
         estimates: HashMap::new(),
-        recent_spurts: HashMap::new(),
+        finished: Finished::default(),
         muted: HashSet::new(),
         sink: None,
         voice_out,
@@ -249,10 +256,11 @@ impl Receiver {
         frame: VoiceFrame,
         now: u64,
     ) {
-        let recent = self.recent_spurts.entry(from).or_default();
-        if recent.contains(&frame.spurt) {
-            return;
-        }
+        let part = match self.finished.judge(&from, frame.spurt, frame.seq) {
+            Verdict::Play => 0,
+            Verdict::Resume { part } => part,
+            Verdict::Drop => return,
+        };
         let key = (room.clone(), from);
         let current = self.talkers.get(&key).map(|t| t.spurt);
         if current != Some(frame.spurt) {
@@ -279,6 +287,7 @@ impl Receiver {
                 from,
                 name: name.clone(),
                 spurt: frame.spurt,
+                part,
                 player,
             };
             self.talkers.insert(key.clone(), talker);
@@ -333,11 +342,12 @@ impl Receiver {
     }
 
     async fn finish(&mut self, talker: Talker, trim: u32) {
-        let recent = self.recent_spurts.entry(talker.from).or_default();
-        recent.push_back(talker.spurt);
-        if recent.len() > RECENT_SPURTS {
-            recent.pop_front();
-        }
+        self.finished.ended(
+            talker.from,
+            talker.spurt,
+            talker.player.newest_seq(),
+            talker.part,
+        );
         let frame_len = frame_samples(talker.player.frame_ms());
         let stats = talker.player.stats().clone();
         let recording = talker.player.into_recording(trim);
@@ -346,8 +356,13 @@ impl Receiver {
         self.loss.record(stats.lost(), frames);
         let wav = match &self.voice_out {
             Some(dir) => {
+                // A resumed spurt's later parts get files of their own.
+                let part = match talker.part {
+                    0 => String::new(),
+                    n => format!("-{}", n + 1),
+                };
                 let path = dir.join(format!(
-                    "{}-{}-{}-{:08x}.wav",
+                    "{}-{}-{}-{:08x}{part}.wav",
                     talker.room,
                     talker.name,
                     short_id(&talker.from.to_string()),
