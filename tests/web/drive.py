@@ -125,6 +125,25 @@ def stall_browser(driver, after_s, for_s):
                 pass
 
 
+def press(driver, ptt, listener, hold_s, suffix, stall=None):
+    """Hold the talk button for `hold_s` (the browser stopped for `stall` = (after, for) s on
+    the way, if given); the press, the frames the page sent and what the listener reported
+    go into RESULTS under `suffix`."""
+    before = driver.execute_script("return window.hark.voice.stats.framesSent")
+    staller = stall and threading.Thread(target=stall_browser, args=(driver, *stall))
+    if staller:
+        staller.start()
+    ActionChains(driver).click_and_hold(ptt).pause(hold_s).release().perform()
+    if staller:
+        staller.join()
+    stats = wait_until(f"the spurt{suffix} sent", lambda: (lambda s: s if s["releasedAt"] > s["pressedAt"] else None)(
+        driver.execute_script("return window.hark.voice.stats")))
+    sent = stats["framesSent"] - before
+    RESULTS[f"held_ms{suffix}"] = stats["releasedAt"] - stats["pressedAt"]
+    RESULTS[f"ptt_frames_sent{suffix}"] = sent
+    RESULTS[f"bob_voice_ends{suffix}"] = spurts_of_one_press(listener, sent)
+
+
 def browser(width, height, user_dir):
     options = webdriver.ChromeOptions()
     options.binary_location = "/usr/bin/chromium"
@@ -269,40 +288,16 @@ def main():
         assert opened is True, f"the microphone did not open: {opened}"
         ptt = d.find_element(By.ID, "ptt")
         RESULTS["codec"] = d.execute_script("return window.hark.voice.codec")
-        before = d.execute_script("return window.hark.voice.stats.framesSent")
-        ActionChains(d).click_and_hold(ptt).pause(PLAN["hold_s"]).release().perform()
-        stats = wait_until("the spurt sent", lambda: (lambda s: s if s["releasedAt"] > s["pressedAt"] else None)(
-            d.execute_script("return window.hark.voice.stats")))
-        sent = stats["framesSent"] - before
-        RESULTS["ptt_held_ms"] = stats["releasedAt"] - stats["pressedAt"]
-        RESULTS["ptt_frames_sent"] = sent
-        RESULTS["bob_voice_ends"] = spurts_of_one_press(bob, sent)
+        press(d, ptt, bob, PLAN["hold_s"], "")
 
         # The fallback for browsers without WebCodecs' Opus: PCM frames, encoded by the node.
         d.execute_script("window.hark.voice.codec = 'pcm'")
-        before = d.execute_script("return window.hark.voice.stats.framesSent")
-        ActionChains(d).click_and_hold(ptt).pause(1.5).release().perform()
-        stats = wait_until("the PCM spurt sent", lambda: (lambda s: s if s["releasedAt"] > s["pressedAt"] else None)(
-            d.execute_script("return window.hark.voice.stats")))
-        sent = stats["framesSent"] - before
-        RESULTS["pcm_held_ms"] = stats["releasedAt"] - stats["pressedAt"]
-        RESULTS["ptt_frames_sent_pcm"] = sent
-        RESULTS["bob_voice_ends_pcm"] = spurts_of_one_press(bob, sent)
+        press(d, ptt, bob, 1.5, "_pcm")
         d.execute_script("window.hark.voice.codec = 'opus'")
 
         # A press during which the page stalls for longer than the listener's end timeout
         # (200 ms): bob hears the rest of it as a second part, not nothing.
-        before = d.execute_script("return window.hark.voice.stats.framesSent")
-        stall = threading.Thread(target=stall_browser, args=(d, 0.8, 0.45))
-        stall.start()
-        ActionChains(d).click_and_hold(ptt).pause(2.0).release().perform()
-        stall.join()
-        stats = wait_until("the stalled spurt sent", lambda: (lambda s: s if s["releasedAt"] > s["pressedAt"] else None)(
-            d.execute_script("return window.hark.voice.stats")))
-        sent = stats["framesSent"] - before
-        RESULTS["stalled_held_ms"] = stats["releasedAt"] - stats["pressedAt"]
-        RESULTS["ptt_frames_sent_stalled"] = sent
-        RESULTS["bob_voice_ends_stalled"] = spurts_of_one_press(bob, sent)
+        press(d, ptt, bob, 2.0, "_stalled", stall=(0.8, 0.45))
 
         # 6. A talk-spurt from bob plays in the page.
         d.execute_script("window.hark.voice.stats.rxPeak = 0; window.hark.voice.stats.rxChunks = 0")
