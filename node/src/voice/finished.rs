@@ -6,6 +6,8 @@
 //! phantom spurt. A *newer* one means the talker was only held up — a phone's browser or a
 //! Wi-Fi link stalled for longer than the end timeout while the key was still pressed — and
 //! the spurt goes on as a new part: dropping it would silently cut the rest of what was said.
+//! A frame flagged last never resumes a spurt on its own: it is the release's silent end
+//! marker, and a part made of it alone would be a blip of nothing.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -54,9 +56,9 @@ impl Finished {
         }
     }
 
-    /// The verdict on frame `seq` of `spurt` from `from`. A resumed spurt is forgotten here
-    /// until its new part ends.
-    pub fn judge(&mut self, from: &PeerId, spurt: u32, seq: u16) -> Verdict {
+    /// The verdict on frame `seq` of `spurt` from `from` (`last`: flagged the spurt's last).
+    /// A resumed spurt is forgotten here until its new part ends.
+    pub fn judge(&mut self, from: &PeerId, spurt: u32, seq: u16, last: bool) -> Verdict {
         let Some(ended) = self.by_talker.get_mut(from) else {
             return Verdict::Play;
         };
@@ -68,7 +70,7 @@ impl Finished {
         };
         // Sequence numbers wrap: newer means ahead by less than half the range.
         let ahead = seq.wrapping_sub(newest);
-        if ahead == 0 || ahead >= 0x8000 {
+        if ahead == 0 || ahead >= 0x8000 || last {
             return Verdict::Drop;
         }
         let part = ended[at].part + 1;
@@ -86,36 +88,51 @@ mod tests {
         let mut finished = Finished::default();
         let talker = PeerId::random();
         assert_eq!(
-            finished.judge(&talker, 7, 3),
+            finished.judge(&talker, 7, 3, false),
             Verdict::Play,
             "nothing ended"
         );
         finished.ended(talker, 7, Some(40), 0);
-        assert_eq!(finished.judge(&talker, 7, 12), Verdict::Drop, "a straggler");
         assert_eq!(
-            finished.judge(&talker, 7, 40),
+            finished.judge(&talker, 7, 12, false),
+            Verdict::Drop,
+            "a straggler"
+        );
+        assert_eq!(
+            finished.judge(&talker, 7, 40, false),
             Verdict::Drop,
             "the newest again"
         );
-        assert_eq!(finished.judge(&PeerId::random(), 7, 41), Verdict::Play);
         assert_eq!(
-            finished.judge(&talker, 8, 0),
+            finished.judge(&PeerId::random(), 7, 41, false),
+            Verdict::Play
+        );
+        assert_eq!(
+            finished.judge(&talker, 8, 0, false),
             Verdict::Play,
             "another spurt"
         );
         assert_eq!(
-            finished.judge(&talker, 7, 41),
+            finished.judge(&talker, 7, 41, false),
             Verdict::Resume { part: 1 },
             "the talker was held up"
         );
         assert_eq!(
-            finished.judge(&talker, 7, 42),
+            finished.judge(&talker, 7, 42, false),
             Verdict::Play,
             "its new part is playing"
         );
         finished.ended(talker, 7, Some(90), 1);
-        assert_eq!(finished.judge(&talker, 7, 60), Verdict::Drop);
-        assert_eq!(finished.judge(&talker, 7, 91), Verdict::Resume { part: 2 });
+        assert_eq!(finished.judge(&talker, 7, 60, false), Verdict::Drop);
+        assert_eq!(
+            finished.judge(&talker, 7, 92, true),
+            Verdict::Drop,
+            "the end marker alone resumes nothing"
+        );
+        assert_eq!(
+            finished.judge(&talker, 7, 91, false),
+            Verdict::Resume { part: 2 }
+        );
     }
 
     #[test]
@@ -123,11 +140,14 @@ mod tests {
         let mut finished = Finished::default();
         let talker = PeerId::random();
         finished.ended(talker, 1, Some(65_530), 0);
-        assert_eq!(finished.judge(&talker, 1, 65_000), Verdict::Drop);
-        assert_eq!(finished.judge(&talker, 1, 4), Verdict::Resume { part: 1 });
+        assert_eq!(finished.judge(&talker, 1, 65_000, false), Verdict::Drop);
+        assert_eq!(
+            finished.judge(&talker, 1, 4, false),
+            Verdict::Resume { part: 1 }
+        );
         finished.ended(talker, 2, None, 0);
         assert_eq!(
-            finished.judge(&talker, 2, 9),
+            finished.judge(&talker, 2, 9, false),
             Verdict::Drop,
             "an ended spurt that took no frame is not resumed"
         );
@@ -140,7 +160,11 @@ mod tests {
         for spurt in 0..=REMEMBERED as u32 {
             finished.ended(talker, spurt, Some(10), 0);
         }
-        assert_eq!(finished.judge(&talker, 0, 5), Verdict::Play, "forgotten");
-        assert_eq!(finished.judge(&talker, 1, 5), Verdict::Drop);
+        assert_eq!(
+            finished.judge(&talker, 0, 5, false),
+            Verdict::Play,
+            "forgotten"
+        );
+        assert_eq!(finished.judge(&talker, 1, 5, false), Verdict::Drop);
     }
 }

@@ -256,7 +256,10 @@ impl Receiver {
         frame: VoiceFrame,
         now: u64,
     ) {
-        let part = match self.finished.judge(&from, frame.spurt, frame.seq) {
+        let part = match self
+            .finished
+            .judge(&from, frame.spurt, frame.seq, frame.last)
+        {
             Verdict::Play => 0,
             Verdict::Resume { part } => part,
             Verdict::Drop => return,
