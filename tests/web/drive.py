@@ -296,8 +296,9 @@ def main():
         d.execute_script("window.hark.voice.codec = 'opus'")
 
         # A press during which the page stalls for longer than the listener's end timeout
-        # (200 ms): bob hears the rest of it as a second part, not nothing.
-        press(d, ptt, bob, 2.0, "_stalled", stall=(0.8, 0.45))
+        # (200 ms): bob hears the rest of it as a second part, not nothing. The stall comes
+        # halfway through, so that a slow start of the press cannot put it before the press.
+        press(d, ptt, bob, 3.0, "_stalled", stall=(1.5, 0.45))
 
         # 6. A talk-spurt from bob plays in the page.
         d.execute_script("window.hark.voice.stats.rxPeak = 0; window.hark.voice.stats.rxChunks = 0")
