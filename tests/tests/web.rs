@@ -317,7 +317,12 @@ fn a_browser_user_chats_talks_and_listens_with_a_json_node() {
         .any(|m| m.text == "secret plan from ann" && m.from == ann && m.name == "ann"));
 
     // Push-to-talk from the page: as long as the press, and speech, not silence.
-    let (samples, wav_ms, held_ms) = recording_of_one_press(&results, "");
+    let Press {
+        samples,
+        wav_ms,
+        held_ms,
+        ..
+    } = recording_of_one_press(&results, "");
     let loudness = rms(&samples);
     let loud_windows = samples.chunks(480).filter(|w| rms(w) > 500.0).count() as f64
         / samples.chunks(480).count().max(1) as f64;
@@ -328,7 +333,7 @@ fn a_browser_user_chats_talks_and_listens_with_a_json_node() {
     );
 
     // The PCM fallback (no WebCodecs' Opus): the node encodes, the length holds too.
-    let (samples, _, _) = recording_of_one_press(&results, "_pcm");
+    let samples = recording_of_one_press(&results, "_pcm").samples;
     assert!(
         rms(&samples) > 300.0,
         "PCM: the recording is not speech: RMS {:.0}",
@@ -337,8 +342,7 @@ fn a_browser_user_chats_talks_and_listens_with_a_json_node() {
 
     // A press during which the whole browser was stopped for 450 ms (a phone stalling for
     // longer than bob's end timeout): the rest of it reached bob as a second part.
-    let (samples, _, _) = recording_of_one_press(&results, "_stalled");
-    let parts = results["bob_voice_ends_stalled"].as_array().unwrap().len();
+    let Press { samples, parts, .. } = recording_of_one_press(&results, "_stalled");
     assert!(parts >= 2, "the stall did not end the spurt at bob");
     assert!(rms(&samples) > 300.0, "the stalled press is not speech");
 
@@ -395,9 +399,22 @@ fn a_browser_user_chats_talks_and_listens_with_a_json_node() {
     eprintln!("web figures: {figures}");
 }
 
+/// A page's frames are 20 ms.
+const PAGE_FRAME_MS: f64 = 20.0;
+
+/// What bob recorded of one press of the page's talk button.
+struct Press {
+    samples: Vec<i16>,
+    wav_ms: f64,
+    /// How long the button was held.
+    held_ms: f64,
+    /// The spurt's parts at bob (more than one when the page stalled mid-press).
+    parts: usize,
+}
+
 /// What bob recorded of one press of the page's talk button (`suffix` picks the press),
-/// checked to be as long as the press; the samples, their length and the press's, in ms.
-fn recording_of_one_press(results: &Value, suffix: &str) -> (Vec<i16>, f64, f64) {
+/// checked to be as long as the press.
+fn recording_of_one_press(results: &Value, suffix: &str) -> Press {
     let held_ms = results[format!("held_ms{suffix}")].as_f64().unwrap();
     let parts = results[format!("bob_voice_ends{suffix}")]
         .as_array()
@@ -427,9 +444,14 @@ fn recording_of_one_press(results: &Value, suffix: &str) -> (Vec<i16>, f64, f64)
         // the press came as a second part, and what the page did not capture during the
         // stall is in no recording. Every frame it sent must be.
         assert!(received >= sent, "{what}");
-        assert!(wav_ms >= sent as f64 * 20.0 - 100.0, "{what}");
+        assert!(wav_ms >= sent as f64 * PAGE_FRAME_MS - 100.0, "{what}");
     }
-    (samples, wav_ms, held_ms)
+    Press {
+        samples,
+        wav_ms,
+        held_ms,
+        parts: parts.len(),
+    }
 }
 
 #[test]
