@@ -4,7 +4,8 @@
 //! once, but its document and the store take it in with the next ones. The shard applies what
 //! it holds back before any read of its document; the room stores what it holds (records and
 //! the changes its documents took in) in its next store transaction, and at the latest within
-//! [`SAVE_HELD_EVERY`], at [`MAX_HELD`] held changes, before a sync session starts (a completed
+//! [`SAVE_HELD_EVERY`] (at the next instant of the node's own save grid, [`until_next_save`]),
+//! at [`MAX_HELD`] held changes, before a sync session starts (a completed
 //! session tells the peer we hold what it has: delivery marks), before `history` or `search`
 //! read the store, and when the node quits. Automerge 0.12 pays for each apply in proportion to
 //! the document, and SQLite for each commit: a busy room paid both per message
@@ -17,7 +18,7 @@
 //! is durable before `sent`.
 
 use std::collections::HashSet;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hark_proto::{MessageId, Topic};
 
@@ -26,7 +27,8 @@ use super::{Engine, Storage, Timer};
 use crate::history::Added;
 use crate::store::StoredMessage;
 
-/// Held messages are stored at most this long after the first of them arrived.
+/// Held messages are stored at most this long after the first of them arrived: at the next
+/// instant of the node's save grid ([`until_next_save`]).
 pub(super) const SAVE_HELD_EVERY: Duration = Duration::from_secs(1);
 /// Held changes of one room stored at once, at most.
 const MAX_HELD: usize = crate::history::MAX_PENDING;
@@ -45,6 +47,27 @@ pub struct Held {
     lost: HashSet<MessageId>,
     /// A [`Timer::SaveHeld`] is set.
     armed: bool,
+}
+
+/// How long from `now` to the next instant of a save grid: `grid` and every
+/// [`SAVE_HELD_EVERY`] before and after it; never zero, at most [`SAVE_HELD_EVERY`].
+///
+/// Each node's grid has a random phase. Every node of a room gets a gossip message within a
+/// few milliseconds of the others, so with a plain "one second after the first held message"
+/// they all stored (Automerge apply, SQLite transaction, then the flusher's checkpoint) in the
+/// same few milliseconds, and on one machine (the fan-out bench's 50 nodes on two cores, a
+/// host running several nodes) the message that came then waited behind all of it: one
+/// message a second late at every node (docs/performance.md, "eleventh pass").
+pub(super) fn until_next_save(now: Instant, grid: Instant) -> Duration {
+    let every = SAVE_HELD_EVERY.as_nanos();
+    let until = match grid.checked_duration_since(now) {
+        Some(ahead) => ahead.as_nanos() % every,
+        None => (every - now.duration_since(grid).as_nanos() % every) % every,
+    };
+    match until {
+        0 => SAVE_HELD_EVERY,
+        n => Duration::from_nanos(n as u64),
+    }
 }
 
 impl Held {
@@ -103,7 +126,8 @@ impl<S: Storage> Engine<S> {
         let full = state.held.chunks.len() >= MAX_HELD;
         if !state.held.armed {
             state.held.armed = true;
-            self.set_timer(SAVE_HELD_EVERY, Timer::SaveHeld(topic.clone()));
+            let after = until_next_save(self.now.at, self.save_grid);
+            self.set_timer(after, Timer::SaveHeld(topic.clone()));
         }
         if full {
             self.save_held(topic);
@@ -202,5 +226,32 @@ impl<S: Storage> Engine<S> {
         };
         let ids = std::mem::take(&mut state.held.ids);
         state.held.remember_lost(ids.into_iter());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[allow(non_snake_case)]
+    fn MS(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn the_next_save_is_the_next_instant_of_the_grid_never_now() {
+        let t0 = Instant::now();
+        // The grid ahead of now (a node that has just started), and behind it.
+        assert_eq!(until_next_save(t0, t0 + MS(300)), MS(300));
+        assert_eq!(until_next_save(t0, t0 + MS(2_300)), MS(300));
+        assert_eq!(until_next_save(t0 + MS(1_700), t0 + MS(300)), MS(600));
+        assert_eq!(until_next_save(t0 + MS(5_250), t0 + MS(300)), MS(50));
+        // On the grid: the next instant, a whole period on.
+        assert_eq!(until_next_save(t0 + MS(300), t0 + MS(300)), SAVE_HELD_EVERY);
+        assert_eq!(
+            until_next_save(t0 + MS(4_300), t0 + MS(300)),
+            SAVE_HELD_EVERY
+        );
+        assert_eq!(until_next_save(t0, t0 + MS(1_000)), SAVE_HELD_EVERY);
     }
 }

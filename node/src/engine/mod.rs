@@ -52,6 +52,7 @@ use libp2p::gossipsub::{MessageAcceptance, MessageId as GossipId};
 use libp2p::identity::Keypair;
 use libp2p::{Multiaddr, PeerId};
 use rand::rngs::StdRng;
+use rand::Rng;
 
 use crate::api::{Command, Event};
 use crate::dialer::Redialer;
@@ -329,10 +330,14 @@ pub struct Engine<S> {
     /// Outputs of the input being handled.
     out: Vec<Output>,
     now: Now,
+    /// This node's own instants, one [`held::SAVE_HELD_EVERY`] apart, at which held messages
+    /// are stored (held.rs): a random phase, so that nodes sharing a machine do not all save
+    /// at once.
+    save_grid: Instant,
 }
 
 impl<S: Storage> Engine<S> {
-    pub fn new(config: EngineConfig, store: S, rng: StdRng, now: Now) -> Self {
+    pub fn new(config: EngineConfig, store: S, mut rng: StdRng, now: Now) -> Self {
         let me = config.identity.public().to_peer_id();
         let mut clock = HlcClock::default();
         if let Some(newest) = config.newest_hlc {
@@ -352,6 +357,7 @@ impl<S: Storage> Engine<S> {
             .iter()
             .map(|room| (room.chat_topic.clone(), RoomState::new(room.clone())))
             .collect();
+        let save_grid = now.at + held::SAVE_HELD_EVERY.mul_f64(rng.gen_range(0.0..1.0));
         let mut engine = Self {
             me,
             identity: config.identity,
@@ -385,6 +391,7 @@ impl<S: Storage> Engine<S> {
             blind: blind::Blind::default(),
             out: Vec::new(),
             now,
+            save_grid,
         };
         engine.restore_members();
         engine

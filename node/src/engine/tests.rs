@@ -23,6 +23,14 @@ struct Clock {
 }
 
 impl Clock {
+    /// A clock at 0 ms, now.
+    fn start() -> Self {
+        Clock {
+            base: Instant::now(),
+            ms: 0,
+        }
+    }
+
     fn now(&self) -> Now {
         Now {
             at: self.base + Duration::from_millis(self.ms),
@@ -208,10 +216,7 @@ fn settle(
 
 #[test]
 fn a_message_is_stored_before_it_is_reported_sent_and_then_published() {
-    let clock = Clock {
-        base: Instant::now(),
-        ms: 0,
-    };
+    let clock = Clock::start();
     let mut a = engine(1, &clock);
     let out = send(&mut a, &clock, "hello");
     let sent = out
@@ -243,10 +248,7 @@ fn a_message_is_stored_before_it_is_reported_sent_and_then_published() {
 
 #[test]
 fn a_full_disk_refuses_the_send_and_reports_nothing_as_sent() {
-    let clock = Clock {
-        base: Instant::now(),
-        ms: 0,
-    };
+    let clock = Clock::start();
     let mut rooms = RoomBook::default();
     rooms.insert(lobby()).unwrap();
     let mut store = MemoryStore::default();
@@ -268,10 +270,7 @@ fn a_full_disk_refuses_the_send_and_reports_nothing_as_sent() {
 
 #[test]
 fn gossip_is_shown_once_and_a_replay_or_a_forged_author_is_rejected() {
-    let clock = Clock {
-        base: Instant::now(),
-        ms: 0,
-    };
+    let clock = Clock::start();
     let mut a = engine(1, &clock);
     let mut b = engine(2, &clock);
     let mut c = engine(3, &clock);
@@ -337,10 +336,7 @@ fn shown_on_b_by_sync(
 /// in the store once the room's save timer fires.
 #[test]
 fn a_held_gossip_message_is_shown_once_readable_at_once_and_stored_on_time() {
-    let clock = Clock {
-        base: Instant::now(),
-        ms: 0,
-    };
+    let clock = Clock::start();
     let Hello {
         mut a,
         mut b,
@@ -378,6 +374,48 @@ fn a_held_gossip_message_is_shown_once_readable_at_once_and_stored_on_time() {
     assert_eq!(b.footprint().unstored_messages, 0);
 }
 
+/// Held messages are stored on each node's own grid (held.rs, `until_next_save`): a node's
+/// save timers land on instants one `SAVE_HELD_EVERY` apart whenever its messages came, and
+/// two nodes' grids differ, so the nodes that got one message do not all store at once.
+#[test]
+fn held_messages_are_stored_on_each_nodes_own_grid() {
+    let mut clock = Clock::start();
+    let mut a = engine(1, &clock);
+    let mut b = engine(2, &clock);
+    let mut c = engine(3, &clock);
+    let save_at = |out: &[Output]| {
+        out.iter().find_map(|o| match o {
+            Output::Timer {
+                at,
+                timer: Timer::SaveHeld(_),
+            } => Some(*at),
+            _ => None,
+        })
+    };
+    let (topic, data) = published(&send(&mut a, &clock, "one"))[0].clone();
+    let on_b = save_at(&b.handle(gossip(a.peer_id(), &topic, data.clone(), 1), clock.now()));
+    let on_c = save_at(&c.handle(gossip(a.peer_id(), &topic, data, 1), clock.now()));
+    let (Some(on_b), Some(on_c)) = (on_b, on_c) else {
+        panic!("both hold the message and set a save");
+    };
+    assert_ne!(on_b, on_c, "two nodes, two phases");
+    assert!(on_b <= clock.now().at + held::SAVE_HELD_EVERY);
+
+    clock.ms = 1_300;
+    b.handle(Input::Timer(Timer::SaveHeld(topic.clone())), clock.now());
+    let (topic, data) = published(&send(&mut a, &clock, "two"))[0].clone();
+    let Some(next) = save_at(&b.handle(gossip(a.peer_id(), &topic, data, 2), clock.now())) else {
+        panic!("the next message sets a save again");
+    };
+    let apart = next - on_b;
+    assert_eq!(
+        apart.as_nanos() % held::SAVE_HELD_EVERY.as_nanos(),
+        0,
+        "{apart:?} apart: on b's grid"
+    );
+    assert!(next > clock.now().at && next <= clock.now().at + held::SAVE_HELD_EVERY);
+}
+
 /// A member copies another's signed record into a change of its own (a new hash to Automerge)
 /// and gossips it: a message already stored is not shown again (held.rs asks the store for
 /// records that did not come straight from their author).
@@ -387,10 +425,7 @@ fn a_record_rewrapped_by_another_member_is_not_shown_again() {
     use automerge::{ActorId, Automerge, ScalarValue, ROOT};
     use hark_proto::{seal, Body, Envelope, MessageId};
 
-    let clock = Clock {
-        base: Instant::now(),
-        ms: 0,
-    };
+    let clock = Clock::start();
     let Hello {
         a,
         mut b,
@@ -453,10 +488,7 @@ fn a_record_rewrapped_by_another_member_is_not_shown_again() {
 /// stored.
 #[test]
 fn a_held_message_whose_store_failed_is_not_shown_again_when_sync_brings_it() {
-    let clock = Clock {
-        base: Instant::now(),
-        ms: 0,
-    };
+    let clock = Clock::start();
     let Hello {
         mut a,
         mut b,
@@ -481,10 +513,7 @@ fn a_held_message_whose_store_failed_is_not_shown_again_when_sync_brings_it() {
 /// more they are stored, not shown again.
 #[test]
 fn a_catch_up_whose_write_behind_failed_is_fetched_again_and_not_shown_twice() {
-    let clock = Clock {
-        base: Instant::now(),
-        ms: 0,
-    };
+    let clock = Clock::start();
     let mut a = engine(1, &clock);
     let mut b = engine(2, &clock);
     send(&mut a, &clock, "one");
@@ -509,10 +538,7 @@ fn a_catch_up_whose_write_behind_failed_is_fetched_again_and_not_shown_twice() {
 
 #[test]
 fn peers_that_meet_sync_what_they_wrote_alone_and_both_report_it() {
-    let clock = Clock {
-        base: Instant::now(),
-        ms: 0,
-    };
+    let clock = Clock::start();
     let mut a = engine(1, &clock);
     let mut b = engine(2, &clock);
     send(&mut a, &clock, "from a while alone");
@@ -552,10 +578,7 @@ fn peers_that_meet_sync_what_they_wrote_alone_and_both_report_it() {
 
 #[test]
 fn leaving_a_room_drops_its_state_and_its_timers_find_nothing() {
-    let mut clock = Clock {
-        base: Instant::now(),
-        ms: 0,
-    };
+    let mut clock = Clock::start();
     let mut a = engine(1, &clock);
     let out = a.handle(
         Input::Command(Command::Join {
@@ -585,10 +608,7 @@ fn leaving_a_room_drops_its_state_and_its_timers_find_nothing() {
 
 #[test]
 fn presence_is_announced_when_due_and_re_armed() {
-    let mut clock = Clock {
-        base: Instant::now(),
-        ms: 0,
-    };
+    let mut clock = Clock::start();
     let mut a = engine(1, &clock);
     let topic = lobby().chat_topic;
     // Too early (a stale timer): nothing.
@@ -605,10 +625,7 @@ fn presence_is_announced_when_due_and_re_armed() {
 
 #[test]
 fn the_same_seed_gives_the_same_outputs() {
-    let clock = Clock {
-        base: Instant::now(),
-        ms: 0,
-    };
+    let clock = Clock::start();
     let run = || {
         let mut a = engine(1, &clock);
         published(&send(&mut a, &clock, "same"))
@@ -640,10 +657,7 @@ fn sent_id(outputs: &[Output]) -> String {
 
 #[test]
 fn a_message_written_alone_is_delivered_by_the_sync_on_meeting() {
-    let mut clock = Clock {
-        base: Instant::now(),
-        ms: 0,
-    };
+    let mut clock = Clock::start();
     let mut a = engine(1, &clock);
     let mut b = engine(2, &clock);
     let out = send(&mut a, &clock, "written alone");
@@ -667,10 +681,7 @@ fn a_message_written_alone_is_delivered_by_the_sync_on_meeting() {
 
 #[test]
 fn confirming_delivery_syncs_after_a_send_and_gossip_alone_proves_nothing() {
-    let mut clock = Clock {
-        base: Instant::now(),
-        ms: 0,
-    };
+    let mut clock = Clock::start();
     let mut a = engine(1, &clock);
     let mut b = engine(2, &clock);
     let wired = connect(&mut a, &mut b, &clock);
@@ -736,10 +747,7 @@ fn presence_from(n: u16, clock: &Clock) -> Input {
 
 #[test]
 fn in_a_big_mesh_presence_waits_for_the_interval_the_mesh_calls_for() {
-    let mut clock = Clock {
-        base: Instant::now(),
-        ms: 0,
-    };
+    let mut clock = Clock::start();
     let mut a = engine(1, &clock);
     let b = engine(2, &clock);
     let topic = lobby().chat_topic;
@@ -813,10 +821,7 @@ fn connect_one(a: &mut Engine<MemoryStore>, peer: PeerId, clock: &Clock) -> Vec<
 
 #[test]
 fn a_message_sent_as_a_web_user_is_signed_and_shown_as_theirs_on_every_node() {
-    let clock = Clock {
-        base: Instant::now(),
-        ms: 0,
-    };
+    let clock = Clock::start();
     let mut a = engine(1, &clock);
     let mut b = engine(2, &clock);
     let ann = Keypair::ed25519_from_bytes([9; 32]).unwrap();
