@@ -11,10 +11,12 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{bail, Context, Result};
 use serde_json::json;
+
+use crate::pace::unix_nanos;
 
 const CHANNEL: &str = "#bench";
 
@@ -154,12 +156,6 @@ impl Drop for Client {
     }
 }
 
-fn unix_nanos(at: SystemTime) -> u128 {
-    at.duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0)
-}
-
 /// The text of a PRIVMSG to the channel, if `line` is one.
 fn privmsg_text(line: &str) -> Option<&str> {
     let rest = line.strip_prefix(':')?;
@@ -259,15 +255,9 @@ pub fn fanout(n: usize, rate: u32, seconds: u32) -> Result<serde_json::Value> {
     let cpu_before = cpu_seconds(pid);
     let count = (rate * seconds) as usize;
     let interval = Duration::from_secs_f64(1.0 / rate as f64);
-    let begin = Instant::now();
-    for seq in 0..count {
-        let due = begin + interval * seq as u32;
-        if let Some(wait) = due.checked_duration_since(Instant::now()) {
-            std::thread::sleep(wait);
-        }
-        let now = unix_nanos(SystemTime::now());
-        clients[0].say(&format!("bench {seq} {now}"))?;
-    }
+    crate::pace::at_rate(count, interval, |seq, now| {
+        clients[0].say(&format!("bench {seq} {now}"))
+    })?;
     let expected = count * (n - 1);
     let mut got: HashSet<(usize, usize)> = HashSet::with_capacity(expected);
     let mut latencies = Vec::with_capacity(expected);
@@ -281,14 +271,7 @@ pub fn fanout(n: usize, rate: u32, seconds: u32) -> Result<serde_json::Value> {
         let Some(text) = privmsg_text(&h.line) else {
             continue;
         };
-        let mut parts = text.split(' ');
-        if parts.next() != Some("bench") {
-            continue;
-        }
-        let (Some(seq), Some(sent)) = (
-            parts.next().and_then(|s| s.parse::<usize>().ok()),
-            parts.next().and_then(|s| s.parse::<u128>().ok()),
-        ) else {
+        let Some((seq, sent)) = crate::pace::parse(text, "bench") else {
             continue;
         };
         if !got.insert((h.client, seq)) {

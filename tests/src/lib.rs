@@ -13,6 +13,7 @@
 //! - [`sim`]: a deterministic simulator of many engines on a virtual clock (`hark-bench sim`).
 //! - [`scale`]: many real nodes in this process over the memory transport (`hark-bench scale`).
 //! - [`bench_irc`]: the fan-out benchmark's reference, ngircd with as many IRC clients.
+//! - [`pace`]: sending at a fixed rate, for both fan-out benchmarks.
 //!
 //! The tests themselves live in `tests/`; the benchmark binary is `src/bin/hark-bench.rs`.
 
@@ -20,6 +21,7 @@ pub mod bench_irc;
 pub mod bench_quality;
 pub mod bench_voice;
 pub mod netns;
+pub mod pace;
 pub mod process;
 pub mod raw;
 pub mod scale;

@@ -26,16 +26,17 @@
 //! --data-root DIR]`; with no scenario named, all of them run. `HARK_NODE_BIN` picks the
 //! `hark-node` binary to measure (default: the one next to this binary).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{bail, Context, Result};
 use hark_node::Event;
+use hark_tests::pace::{at_rate, parse, unix_nanos};
 use hark_tests::process::proc_status_kib;
 use hark_tests::seed::{seed_public_room, stored_history};
 use hark_tests::NodeProcess;
@@ -46,7 +47,7 @@ const USAGE: &str =
     "usage: hark-bench [fanout] [startup] [history] [convergence] [voice] [quality] [--sizes 10,50,200] \
 [--rate 20] [--seconds 10] [--history-sizes 10000,100000] [--runs 3] [--group-messages 200] \
 [--out target/bench] [scale] [--nodes 100,300,1000] [--degree 8] [--senders 4] [--seed 1] \
-[--data-root DIR] [--no-ngircd] [--old-node PATH]";
+[--data-root DIR] [--no-ngircd] [--old-node PATH] [--settle 3]";
 
 struct Options {
     fanout: bool,
@@ -73,6 +74,9 @@ struct Options {
     ngircd: bool,
     /// fan-out: also run this `hark-node` (an older build) in the same run (`--old-node`).
     old_node: Option<PathBuf>,
+    /// fan-out: seconds of the same traffic before the measured phase (`--settle`), reported
+    /// apart: the mesh's first seconds are not what a site that has been up sees.
+    settle: u32,
 }
 
 fn parse_list(list: Option<String>, what: &str) -> Result<Vec<usize>> {
@@ -104,6 +108,7 @@ fn parse_args() -> Result<Options> {
         out: PathBuf::from("target/bench"),
         ngircd: hark_tests::bench_irc::available(),
         old_node: None,
+        settle: 3,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -162,6 +167,13 @@ fn parse_args() -> Result<Options> {
                     .context("--seconds")?;
                 opts.seconds = seconds.round().max(1.0) as u32;
                 opts.scale_opts.seconds = seconds;
+            }
+            "--settle" => {
+                opts.settle = args
+                    .next()
+                    .context("--settle needs a number of seconds")?
+                    .parse()
+                    .context("--settle")?
             }
             "--runs" => {
                 opts.runs = args
@@ -541,7 +553,7 @@ fn fanout_scenario(opts: &Options, out_dir: &Path) -> Result<()> {
         if let Some(old) = &opts.old_node {
             eprintln!("fan-out: starting {n} nodes (old: {}) …", old.display());
             std::env::set_var("HARK_NODE_BIN", old);
-            let result = fanout(n, opts.rate, opts.seconds);
+            let result = fanout(n, opts.rate, opts.seconds, opts.settle);
             match &new_bin {
                 Some(bin) => std::env::set_var("HARK_NODE_BIN", bin),
                 None => std::env::remove_var("HARK_NODE_BIN"),
@@ -551,11 +563,15 @@ fn fanout_scenario(opts: &Options, out_dir: &Path) -> Result<()> {
             result["node_bin"] = json!(old.display().to_string());
             results.push(result);
         }
+        if opts.old_node.is_some() {
+            quiet_disk();
+        }
         eprintln!("fan-out: starting {n} nodes …");
-        let mut result = fanout(n, opts.rate, opts.seconds)?;
+        let mut result = fanout(n, opts.rate, opts.seconds, opts.settle)?;
         result["binary"] = json!("new");
         results.push(result);
         if opts.ngircd {
+            quiet_disk();
             eprintln!("fan-out: ngircd with {n} clients …");
             let mut result = hark_tests::bench_irc::fanout(n, opts.rate, opts.seconds)?;
             result["binary"] = json!("ngircd");
@@ -599,6 +615,21 @@ fn fanout_scenario(opts: &Options, out_dir: &Path) -> Result<()> {
             r["duplicates"].as_u64().unwrap_or(0)
         );
     }
+    // The settling seconds before each Hark run's measured phase, and the sender's store.
+    for r in results.iter().filter(|r| r["binary"] != json!("ngircd")) {
+        println!(
+            "N={:<4} {:>3}: the {} s before (settling, not above): p50 {:.2}, p99 {:.2}, max {:.2} ms; \
+             the sender's `sent` p50 {:.2}, p99 {:.2} ms",
+            r["nodes"].as_u64().unwrap_or(0),
+            r["binary"].as_str().unwrap_or("?"),
+            r["settle_s"].as_u64().unwrap_or(0),
+            f(r, "settle_latency_ms_p50"),
+            f(r, "settle_latency_ms_p99"),
+            f(r, "settle_latency_ms_max"),
+            f(r, "sent_ms_p50"),
+            f(r, "sent_ms_p99"),
+        );
+    }
     // Ratios at each size: Hark against ngircd, and new against old.
     for &n in &opts.sizes {
         let row = |what: &str| {
@@ -628,6 +659,18 @@ fn fanout_scenario(opts: &Options, out_dir: &Path) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Between two fan-out runs: write back what the last run left dirty, and give the kernel a
+/// moment. Without it the second binary of an `--old-node` run at N = 200 started while the
+/// first one's 200 data dirs were still being written back: its sender's store took 0.5–0.9 s
+/// instead of 0.06–0.2 s, and p50 came out 3–7× worse whichever binary it was
+/// (docs/performance.md, "eleventh pass").
+fn quiet_disk() {
+    if let Err(e) = std::process::Command::new("sync").status() {
+        eprintln!("fan-out: cannot run sync: {e}");
+    }
+    std::thread::sleep(Duration::from_secs(5));
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -686,13 +729,69 @@ fn load_average() -> f64 {
         .unwrap_or(f64::NAN)
 }
 
-fn unix_nanos(at: SystemTime) -> u128 {
-    at.duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0)
+/// Node 0 sends `count` messages "PREFIX SEQ UNIX_NANOS" to `lobby`, one every `interval`;
+/// the UNIX_NANOS of each, by SEQ.
+fn send_at_rate(
+    sender: &mut NodeProcess,
+    prefix: &str,
+    count: usize,
+    interval: Duration,
+) -> Vec<u128> {
+    let mut sent_at = Vec::with_capacity(count);
+    let paced: Result<(), std::convert::Infallible> = at_rate(count, interval, |seq, now| {
+        sent_at.push(now);
+        sender
+            .send(json!({"cmd": "send", "room": "lobby", "text": format!("{prefix} {seq} {now}")}));
+        Ok(())
+    });
+    let Ok(()) = paced;
+    sent_at
 }
 
-fn fanout(n: usize, rate: u32, seconds: u32) -> Result<serde_json::Value> {
+/// What the receivers showed of the messages "PREFIX SEQ UNIX_NANOS" since `first_event`.
+#[derive(Default)]
+struct Deliveries {
+    /// Each receiver's first copy of each message: ms from the `send` line, sorted.
+    latencies: Vec<f64>,
+    /// Copies shown again.
+    duplicates: usize,
+    /// Every delivery as "node seq latency_ms" (for HARK_BENCH_DELIVERIES), seq counted from
+    /// `first_seq`.
+    lines: String,
+}
+
+fn deliveries(
+    nodes: &[NodeProcess],
+    first_event: &[usize],
+    prefix: &str,
+    first_seq: i64,
+) -> Deliveries {
+    let mut out = Deliveries::default();
+    for (i, node) in nodes.iter().enumerate().skip(1) {
+        let mut got = HashSet::new();
+        for (event, at) in node.seen.iter().zip(&node.seen_at).skip(first_event[i]) {
+            let Event::Message { text, .. } = event else {
+                continue;
+            };
+            let Some((seq, sent)) = parse(text, prefix) else {
+                continue;
+            };
+            if !got.insert(seq) {
+                out.duplicates += 1;
+                continue;
+            }
+            let latency = unix_nanos(*at).saturating_sub(sent) as f64 / 1e6;
+            let line_seq = first_seq + seq as i64;
+            out.lines
+                .push_str(&format!("{i} {line_seq} {latency:.3}\n"));
+            out.latencies.push(latency);
+        }
+    }
+    out.latencies.sort_by(|a, b| a.total_cmp(b));
+    out
+}
+
+fn fanout(n: usize, rate: u32, seconds: u32, settle: u32) -> Result<serde_json::Value> {
     let mut rng = rand::thread_rng();
     let mut nodes: Vec<NodeProcess> = Vec::with_capacity(n);
     for i in 0..n {
@@ -770,23 +869,21 @@ fn fanout(n: usize, rate: u32, seconds: u32) -> Result<serde_json::Value> {
         }
     }
     let warmup_s = started.elapsed().as_secs_f64();
-    let cpu_before: Vec<f64> = nodes.iter().map(|n| cpu_seconds(n.pid())).collect();
     let first_event: Vec<usize> = nodes.iter().map(|n| n.seen.len()).collect();
+    nodes[0].drain();
+    let first_sent_event = nodes[0].seen.len();
 
-    let count = (rate * seconds) as usize;
+    // Settle: the measured traffic for a few seconds first. Right after the nodes connect,
+    // every mesh link pushes every message until gossipsub's first heartbeats choke the ones
+    // that only bring duplicates (third_party/libp2p-gossipsub/HARK.md): a transient of about
+    // a second that a site which has been up never sees. It is measured too, and reported
+    // apart (`settle_latency_ms_*`).
     let interval = Duration::from_secs_f64(1.0 / rate as f64);
-    let mut sent_at: HashMap<usize, u128> = HashMap::new();
-    let begin = Instant::now();
-    for seq in 0..count {
-        let due = begin + interval * seq as u32;
-        if let Some(wait) = due.checked_duration_since(Instant::now()) {
-            std::thread::sleep(wait);
-        }
-        let now = unix_nanos(SystemTime::now());
-        sent_at.insert(seq, now);
-        nodes[0]
-            .send(json!({"cmd": "send", "room": "lobby", "text": format!("bench {seq} {now}")}));
-    }
+    send_at_rate(&mut nodes[0], "settle", (rate * settle) as usize, interval);
+
+    let cpu_before: Vec<f64> = nodes.iter().map(|n| cpu_seconds(n.pid())).collect();
+    let count = (rate * seconds) as usize;
+    let sent_times = send_at_rate(&mut nodes[0], "bench", count, interval);
     // Let the last messages land.
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
@@ -809,38 +906,57 @@ fn fanout(n: usize, rate: u32, seconds: u32) -> Result<serde_json::Value> {
     // HARK_BENCH_LOGS=DIR (with HARK_TEST_LOG=…): late deliveries on stderr, every node's log
     // in DIR.
     let logs = std::env::var("HARK_BENCH_LOGS").ok();
-    let mut latencies = Vec::new();
-    let mut delivered = 0usize;
-    let mut duplicates = 0usize;
-    for (i, node) in nodes.iter().enumerate().skip(1) {
-        let mut got = std::collections::HashSet::new();
-        for (event, at) in node.seen.iter().zip(&node.seen_at).skip(first_event[i]) {
-            let Event::Message { text, .. } = event else {
-                continue;
-            };
-            let mut parts = text.split(' ');
-            if parts.next() != Some("bench") {
-                continue;
+    let settle_count = (rate * settle) as usize;
+    let settled = deliveries(&nodes, &first_event, "settle", -(settle_count as i64));
+    let measured = deliveries(&nodes, &first_event, "bench", 0);
+    if logs.is_some() {
+        for line in measured.lines.lines() {
+            if let [node, seq, ms] = line.split(' ').collect::<Vec<_>>()[..] {
+                if ms.parse::<f64>().is_ok_and(|ms| ms > 100.0) {
+                    eprintln!("late: n{node} got bench {seq} after {ms} ms");
+                }
             }
-            let (Some(seq), Some(sent)) = (
-                parts.next().and_then(|s| s.parse::<usize>().ok()),
-                parts.next().and_then(|s| s.parse::<u128>().ok()),
-            ) else {
-                continue;
-            };
-            if !got.insert(seq) {
-                duplicates += 1;
-                continue;
-            }
-            delivered += 1;
-            let latency = unix_nanos(*at).saturating_sub(sent) as f64 / 1e6;
-            if latency > 100.0 && logs.is_some() {
-                eprintln!("late: n{i} got bench {seq} after {latency:.1} ms");
-            }
-            latencies.push(latency);
         }
     }
-    latencies.sort_by(|a, b| a.total_cmp(b));
+    // The sender's own `sent` (its message stored, then published) for each measured send:
+    // the last `count` of its `sent` events, in order.
+    nodes[0].drain();
+    let sent_events: Vec<SystemTime> = nodes[0]
+        .seen
+        .iter()
+        .zip(&nodes[0].seen_at)
+        .skip(first_sent_event)
+        .filter(|(e, _)| matches!(e, Event::Sent { .. }))
+        .map(|(_, at)| *at)
+        .collect();
+    // (None at all if some send got no `sent`: which one is not known.)
+    let measured_sent = match sent_events.len().checked_sub(count) {
+        Some(skip) => &sent_events[skip..],
+        None => &[][..],
+    };
+    let sent_by_seq: Vec<f64> = measured_sent
+        .iter()
+        .zip(&sent_times)
+        .map(|(at, sent)| unix_nanos(*at).saturating_sub(*sent) as f64 / 1e6)
+        .collect();
+    let mut sent_latencies = sent_by_seq.clone();
+    sent_latencies.sort_by(|a, b| a.total_cmp(b));
+    // HARK_BENCH_DELIVERIES=FILE: every delivery as "node seq latency_ms" (the settling
+    // messages with negative seq), and the measured phase's `sent` as node 0 — to tell a slow
+    // message (every receiver late) from a slow node.
+    if let Ok(path) = std::env::var("HARK_BENCH_DELIVERIES") {
+        let mut lines = settled.lines.clone();
+        lines.push_str(&measured.lines);
+        for (seq, ms) in sent_by_seq.iter().enumerate() {
+            lines.push_str(&format!("0 {seq} {ms:.3}\n"));
+        }
+        if let Err(e) = std::fs::write(&path, lines) {
+            eprintln!("cannot write {path}: {e}");
+        }
+    }
+    let latencies = &measured.latencies;
+    let delivered = latencies.len();
+    let duplicates = measured.duplicates;
     let cpu: Vec<f64> = nodes
         .iter()
         .zip(&cpu_before)
@@ -861,9 +977,17 @@ fn fanout(n: usize, rate: u32, seconds: u32) -> Result<serde_json::Value> {
         "expected": expected,
         "delivery_ratio": delivered as f64 / expected as f64,
         "duplicates": duplicates,
-        "latency_ms_p50": percentile(&latencies, 50.0),
-        "latency_ms_p99": percentile(&latencies, 99.0),
+        "latency_ms_p50": percentile(latencies, 50.0),
+        "latency_ms_p99": percentile(latencies, 99.0),
         "latency_ms_max": latencies.last().copied().unwrap_or(f64::NAN),
+        "settle_s": settle,
+        "settle_delivery_ratio": settled.latencies.len() as f64
+            / ((rate * settle) as usize * (n - 1)).max(1) as f64,
+        "settle_latency_ms_p50": percentile(&settled.latencies, 50.0),
+        "settle_latency_ms_p99": percentile(&settled.latencies, 99.0),
+        "settle_latency_ms_max": settled.latencies.last().copied().unwrap_or(f64::NAN),
+        "sent_ms_p50": percentile(&sent_latencies, 50.0),
+        "sent_ms_p99": percentile(&sent_latencies, 99.0),
         "cpu_s_mean": cpu.iter().sum::<f64>() / n as f64,
         "cpu_ms_per_msg_node": cpu.iter().sum::<f64>() / n as f64 * 1000.0 / count.max(1) as f64,
         "cpu_s_max": cpu.iter().copied().fold(0.0, f64::max),
