@@ -73,11 +73,13 @@ pub fn gossipsub_config() -> Result<gossipsub::Config, String> {
         // Publish to every known room peer, not just the mesh: lowest latency for chat rates.
         .flood_publish(true)
         // A mesh link that brings only messages we already have is choked (our fork, HARK.md):
-        // each message then reaches a node about twice instead of once per mesh peer; choked
-        // links trade ids at each heartbeat and a gap is filled by IWANT. Two pushing links
-        // per room, not one: with one, at N = 200 on a saturated machine six nodes were left
-        // with one that evidently did not push and got messages seconds late (performance.md).
-        .choke_duplicates(2)
+        // each message then reaches a node about once instead of once per mesh peer; choked
+        // links trade ids at each heartbeat and a gap is filled by IWANT. One pushing link
+        // per room (a tree): only a link that has lately brought us copies counts as one,
+        // so a link whose far end does not push to us (as starved six of 200 nodes when
+        // every unchoked link counted) makes the heartbeat unchoke another (performance.md,
+        // "twelfth pass").
+        .choke_duplicates(1)
         // A choked link carries one IHAVE per shared room at each heartbeat; gossipsub's
         // default ignores a peer's IHAVEs past 10 a heartbeat, which would leave the rooms
         // after the tenth with no way to fill a gap over that link.

@@ -202,8 +202,9 @@ fn after_leaving_a_room_nothing_more_of_it_arrives() {
 /// libp2p-gossipsub/HARK.md). Seven nodes in a ladder (each linked to the two before it), so
 /// that most messages take several hops and a node in the middle hears each one over two or
 /// more links until it chokes the redundant ones. After that, messages from every node, sent
-/// all at once, must still reach every other node exactly once. (With two links per room left
-/// pushing this run needs no gap filled; filling gaps by IHAVE/IWANT is tested in the fork.)
+/// all at once, must still reach every other node exactly once. With one pushing link per room
+/// (a tree built for n0's messages) the others' messages may need a gap filled by IHAVE/IWANT
+/// within a heartbeat; the rules for that, and for links that go silent, are tested in the fork.
 #[test]
 fn with_links_choked_every_sender_still_reaches_everyone_exactly_once() {
     const NODES: usize = 7;

@@ -2023,6 +2023,9 @@ where
                 peer_score.duplicated_message(propagation_source, &msg_id, &message.topic);
             }
             self.mcache.observe_duplicate(&msg_id, propagation_source);
+            if Some(propagation_source) != message.source.as_ref() {
+                self.chokes.heard_from(propagation_source, &message.topic);
+            }
             self.choke_if_redundant(propagation_source, &message);
             return;
         }
@@ -2043,6 +2046,7 @@ where
         // the link as a path for others' messages.
         if Some(propagation_source) != message.source.as_ref() {
             self.first_copy_from(*propagation_source, &msg_id, &message.topic);
+            self.missed_by_others(propagation_source, &message.topic);
         }
 
         // Tells score that message arrived (but is maybe not fully validated yet).
@@ -2112,7 +2116,7 @@ where
             || self.chokes.is_choked(peer, topic)
             || self.chokes.held_open(peer, topic)
             || !self.chokes.brought(*peer, topic, false)
-            || self.chokes.unchoked(mesh, topic) <= keep
+            || self.chokes.pushing(mesh, topic) <= keep
         {
             return;
         }
@@ -2182,7 +2186,7 @@ where
         }
         if self
             .chokes
-            .unchoked(mesh.iter().filter(|p| *p != peer), topic)
+            .pushing(mesh.iter().filter(|p| *p != peer), topic)
             < keep
         {
             self.unchoke(*peer, topic, "we need the link");
@@ -2191,23 +2195,89 @@ where
         self.chokes.set(*peer, topic, true);
     }
 
+    /// Hark's fork: a first copy on `topic` was relayed to us by `bringer`: every other
+    /// unchoked mesh link missed it. A link that misses several in a row no longer counts as
+    /// one that pushes to us (`Chokes::is_pushing`). A copy straight from its source is not
+    /// counted: publishing reaches every peer of the source without any link pushing, and a
+    /// node that hears every message from its source needs no link to push.
+    fn missed_by_others(&mut self, bringer: &PeerId, topic: &TopicHash) {
+        if self.config.choke_keep_unchoked().is_none() {
+            return;
+        }
+        let Some(mesh) = self.mesh.get(topic) else {
+            return;
+        };
+        self.chokes
+            .missed_by(mesh.iter().filter(|p| *p != bringer), topic);
+    }
+
     /// Hark's fork: at each heartbeat, if fewer of a topic's mesh links push to us than
-    /// configured (a peer left, or the other side choked), unchoke some of the choked ones.
+    /// configured (a peer left, the other side choked, or an unchoked link has gone silent:
+    /// its far end may not have us in its mesh), unchoke some of the choked ones.
     fn keep_enough_unchoked(&mut self) {
         let Some(keep) = self.config.choke_keep_unchoked() else {
             return;
         };
         let mut to_unchoke = Vec::new();
         for (topic, mesh) in &self.mesh {
-            let unchoked = self.chokes.unchoked(mesh, topic);
-            if unchoked >= keep {
+            let pushing = self.chokes.pushing(mesh, topic);
+            if pushing >= keep {
                 continue;
             }
-            let choked = mesh.iter().filter(|p| self.chokes.is_choked(p, topic));
-            to_unchoke.extend(choked.take(keep - unchoked).map(|p| (*p, topic.clone())));
+            // Only links an UNCHOKE can reach (`unchoke` sends none to the others).
+            let choked = mesh
+                .iter()
+                .filter(|p| self.chokes.is_choked(p, topic) && self.understands_chokes(p));
+            to_unchoke.extend(choked.take(keep - pushing).map(|p| (*p, topic.clone())));
         }
         for (peer, topic) in to_unchoke {
             self.unchoke(peer, &topic, "too few links push");
+        }
+    }
+
+    /// Hark's fork: pushes that never went out (dropped from a full queue, or after waiting
+    /// past their deadline) are named to their peer in an IHAVE at the heartbeat, if we still
+    /// hold them: the peer asks for what it lacks by IWANT. Upstream, every mesh peer pushes
+    /// every message, so a push lost on one link is made up by the others; with one link
+    /// pushing (chokes), it would be a gap for everything behind that link until history sync.
+    fn announce_unsent(&mut self) {
+        for (peer, topics) in self.chokes.take_unsent() {
+            if !self.connected_peers.contains_key(&peer) {
+                continue;
+            }
+            for (topic_hash, ids) in topics {
+                let message_ids: Vec<MessageId> = ids
+                    .into_iter()
+                    .filter(|id| self.mcache.get(id).is_some())
+                    .collect();
+                if message_ids.is_empty() {
+                    continue;
+                }
+                tracing::debug!(target: "libp2p_gossipsub::choke", %peer, topic = %topic_hash, count = message_ids.len(), "Naming pushes that never went out");
+                self.send_message(
+                    peer,
+                    RpcOut::IHave(IHave {
+                        topic_hash,
+                        message_ids,
+                    }),
+                );
+            }
+        }
+    }
+
+    /// Hark's fork: a push of `rpc` to `peer` never went out: remembered for its next IHAVE
+    /// (see [`Self::announce_unsent`]). Only with chokes on.
+    fn push_not_sent(&mut self, peer: PeerId, rpc: &RpcOut) {
+        if self.config.choke_keep_unchoked().is_none() {
+            return;
+        }
+        if let RpcOut::Publish {
+            message_id,
+            message,
+            ..
+        } = rpc
+        {
+            self.chokes.unsent(peer, &message.topic, message_id.clone());
         }
     }
 
@@ -2912,6 +2982,7 @@ where
         }
 
         self.keep_enough_unchoked();
+        self.announce_unsent();
         self.emit_gossip();
 
         // send graft/prunes
@@ -3381,6 +3452,7 @@ where
             Err(rpc) => {
                 // Sending failed because the channel is full.
                 tracing::warn!(%peer_id, ?rpc, "Send Queue full. Could not send Rpc.");
+                self.push_not_sent(peer_id, &rpc);
 
                 // Update failed message counter.
                 let failed_messages = self.failed_messages.entry(peer_id).or_default();
@@ -3739,9 +3811,9 @@ where
                     }
                 }
             }
-            // rpc is only used for metrics code.
-            #[allow(unused_variables)]
+            // Hark's fork: `rpc` is the push that never went out.
             HandlerEvent::MessageDropped(rpc) => {
+                self.push_not_sent(propagation_source, &rpc);
                 // Account for this in the scoring logic
                 if let PeerScoreState::Active(peer_score) = &mut self.peer_score {
                     peer_score.failed_message_slow_peer(&propagation_source);

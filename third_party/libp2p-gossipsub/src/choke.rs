@@ -15,7 +15,7 @@ use std::collections::{HashMap, HashSet};
 use libp2p_identity::PeerId;
 use web_time::{Duration, Instant};
 
-use crate::TopicHash;
+use crate::{MessageId, TopicHash};
 
 /// How many duplicates in a row, with no first copy between them, a link must bring before
 /// it is choked. One is not enough: while a room's meshes form, and whenever several people
@@ -28,6 +28,18 @@ pub(crate) const DUPLICATES_BEFORE_CHOKE: u8 = 3;
 /// refused choke comes back every three duplicates, and so does the refusal.
 pub(crate) const HOLD_OPEN: Duration = Duration::from_secs(30);
 
+/// How many relayed first copies in a row may reach us by other links, with no copy at all
+/// from an unchoked link between them, before that link stops counting as one that pushes
+/// to us.
+/// A link is unchoked by *state*; whether the far end pushes over it is another matter (it
+/// may not have us in its mesh, or may be slow, or we may be the one that brings it
+/// everything): the floor of pushing links counts only links that have shown it.
+pub(crate) const MISSED_BEFORE_SILENT: u8 = 3;
+
+/// Ids of pushes that never went out to one peer on one topic, kept for its next IHAVE at
+/// most (gossipsub's default `max_ihave_length`).
+pub(crate) const MAX_UNSENT: usize = 5000;
+
 #[derive(Default)]
 pub(crate) struct Chokes {
     /// Topics on whose mesh the link to a peer is choked.
@@ -36,12 +48,19 @@ pub(crate) struct Chokes {
     streaks: HashMap<PeerId, HashMap<TopicHash, u8>>,
     /// Links the peer asked to keep, until when (see [`HOLD_OPEN`]).
     held_open: HashMap<PeerId, HashMap<TopicHash, Instant>>,
+    /// First copies on a topic that reached us by other links since a peer last brought us
+    /// any copy on it (see [`MISSED_BEFORE_SILENT`]).
+    missed: HashMap<PeerId, HashMap<TopicHash, u8>>,
+    /// Messages we meant to push to a peer that never went out (its queue was full, or they
+    /// waited there past their deadline): named in its next IHAVE (see [`Self::unsent`]).
+    unsent: HashMap<PeerId, HashMap<TopicHash, Vec<MessageId>>>,
 }
 
 impl Chokes {
     /// `peer` brought a copy of a message on `topic`: a first copy (`first`) or a duplicate.
     /// Returns whether the link has now brought enough duplicates in a row to be choked.
     pub(crate) fn brought(&mut self, peer: PeerId, topic: &TopicHash, first: bool) -> bool {
+        self.heard_from(&peer, topic);
         if first {
             if let Some(topics) = self.streaks.get_mut(&peer) {
                 topics.remove(topic);
@@ -59,6 +78,37 @@ impl Chokes {
             .or_default();
         *streak = streak.saturating_add(1);
         *streak >= DUPLICATES_BEFORE_CHOKE
+    }
+
+    /// `peer` brought a copy on `topic` (or was just unchoked): it counts as pushing again.
+    pub(crate) fn heard_from(&mut self, peer: &PeerId, topic: &TopicHash) {
+        if let Some(topics) = self.missed.get_mut(peer) {
+            topics.remove(topic);
+            if topics.is_empty() {
+                self.missed.remove(peer);
+            }
+        }
+    }
+
+    /// A first copy on `topic`, relayed, came by some link other than the links to `others`
+    /// (the other mesh links): each unchoked one missed it.
+    pub(crate) fn missed_by<'a>(
+        &mut self,
+        others: impl IntoIterator<Item = &'a PeerId>,
+        topic: &TopicHash,
+    ) {
+        for peer in others {
+            if self.is_choked(peer, topic) {
+                continue;
+            }
+            let missed = self
+                .missed
+                .entry(*peer)
+                .or_default()
+                .entry(topic.clone())
+                .or_default();
+            *missed = missed.saturating_add(1);
+        }
     }
 
     /// Whether the link to `peer` is choked on `topic`: no messages pushed either way.
@@ -115,9 +165,35 @@ impl Chokes {
         self.choked.remove(peer);
         self.streaks.remove(peer);
         self.held_open.remove(peer);
+        self.missed.remove(peer);
+        self.unsent.remove(peer);
     }
 
-    /// How many of `mesh`'s links are not choked on `topic`: the peers that push to us.
+    /// A push of message `id` on `topic` to `peer` never went out. With one link pushing to
+    /// each node, a push dropped under load is a gap for everything behind that link, and
+    /// nothing else would tell the peer: an unchoked link carries no IHAVE. Bounded by
+    /// [`MAX_UNSENT`] per peer and topic.
+    pub(crate) fn unsent(&mut self, peer: PeerId, topic: &TopicHash, id: MessageId) {
+        let ids = self
+            .unsent
+            .entry(peer)
+            .or_default()
+            .entry(topic.clone())
+            .or_default();
+        if ids.len() < MAX_UNSENT {
+            ids.push(id);
+        }
+    }
+
+    /// Every push that never went out, by peer and topic, forgotten here: the heartbeat
+    /// names them in an IHAVE.
+    pub(crate) fn take_unsent(&mut self) -> HashMap<PeerId, HashMap<TopicHash, Vec<MessageId>>> {
+        std::mem::take(&mut self.unsent)
+    }
+
+    /// How many of `mesh`'s links are not choked on `topic` (the tests' view; the rules count
+    /// [`Self::pushing`]).
+    #[cfg(test)]
     pub(crate) fn unchoked<'a>(
         &self,
         mesh: impl IntoIterator<Item = &'a PeerId>,
@@ -125,6 +201,30 @@ impl Chokes {
     ) -> usize {
         mesh.into_iter()
             .filter(|p| !self.is_choked(p, topic))
+            .count()
+    }
+
+    /// Whether the link to `peer` pushes to us on `topic`: not choked, and not silent while
+    /// [`MISSED_BEFORE_SILENT`] relayed first copies came by other links. In a room with no
+    /// relayed traffic every unchoked link counts.
+    pub(crate) fn is_pushing(&self, peer: &PeerId, topic: &TopicHash) -> bool {
+        !self.is_choked(peer, topic)
+            && self
+                .missed
+                .get(peer)
+                .and_then(|t| t.get(topic))
+                .is_none_or(|missed| *missed < MISSED_BEFORE_SILENT)
+    }
+
+    /// How many of `mesh`'s links push to us on `topic` ([`Self::is_pushing`]): what the
+    /// floor of `keep_unchoked` counts.
+    pub(crate) fn pushing<'a>(
+        &self,
+        mesh: impl IntoIterator<Item = &'a PeerId>,
+        topic: &TopicHash,
+    ) -> usize {
+        mesh.into_iter()
+            .filter(|p| self.is_pushing(p, topic))
             .count()
     }
 }

@@ -111,8 +111,7 @@ impl MessageCache {
         }
     }
 
-    /// Get a message with `message_id`
-    #[cfg(test)]
+    /// Get a message with `message_id` (Hark's fork: outside tests too, `announce_unsent`).
     pub(crate) fn get(&self, message_id: &MessageId) -> Option<&RawMessage> {
         self.msgs.get(message_id).map(|(message, _)| message)
     }

@@ -190,15 +190,22 @@ fn the_last_pushing_links_are_never_choked_and_a_choke_that_would_cut_us_off_is_
     let (mut gs, peers, mut queues, topic) = network(4, 1);
     let (a, b, c, d) = (peers[0], peers[1], peers[2], peers[3]);
     gs.heartbeat();
-    // d: a peer outside the mesh, whose copies come first.
+    // d: a peer outside the mesh, whose copies come first; a, b and c all push duplicates.
     gs.mesh.get_mut(&topic).unwrap().remove(&d);
     let mut seq = 0;
-    duplicates(&mut gs, &mut seq, &topic, d, b);
-    duplicates(&mut gs, &mut seq, &topic, d, c);
+    for _ in 0..DUPLICATES_BEFORE_CHOKE {
+        seq += 1;
+        let m = message(seq, &topic);
+        gs.handle_received_message(m.clone(), &d);
+        for peer in [b, c, a] {
+            gs.handle_received_message(m.clone(), &peer);
+        }
+    }
     assert!(gs.chokes.is_choked(&b, &topic) && gs.chokes.is_choked(&c, &topic));
-    sent(&mut queues);
 
     // a is the one link left: its duplicates never choke it.
+    assert!(!gs.chokes.is_choked(&a, &topic));
+    assert_eq!(count(&sent(&mut queues)[&a], is_choke), 0);
     duplicates(&mut gs, &mut seq, &topic, d, a);
     assert!(!gs.chokes.is_choked(&a, &topic));
     assert_eq!(count(&sent(&mut queues)[&a], is_choke), 0);
@@ -409,4 +416,112 @@ fn nothing_is_choked_before_the_first_heartbeat_or_without_the_option() {
         "upstream's behaviour"
     );
     assert_eq!(count(&sent(&mut queues)[&peers[1]], is_choke), 0);
+}
+
+#[test]
+fn a_link_that_brings_nothing_does_not_count_as_one_that_pushes() {
+    let (mut gs, peers, mut queues, topic) = network(3, 1);
+    let (a, b, c) = (peers[0], peers[1], peers[2]);
+    gs.heartbeat();
+    // a brings every first copy and b the duplicates: b is choked. c brings nothing at all
+    // (its far end pushes nothing to us: it may not have us in its mesh).
+    let mut seq = 0;
+    duplicates(&mut gs, &mut seq, &topic, a, b);
+    assert!(gs.chokes.is_choked(&b, &topic));
+    assert!(!gs.chokes.is_choked(&c, &topic), "unchoked, but silent");
+    assert_eq!(
+        gs.chokes.pushing(&gs.mesh[&topic], &topic),
+        1,
+        "only a pushes"
+    );
+    sent(&mut queues);
+
+    // a asks to choke its link: refused, since c, though unchoked, has shown no push.
+    control(&mut gs, a, ControlAction::Choke(topic.clone()));
+    assert!(!gs.chokes.is_choked(&a, &topic));
+    assert_eq!(count(&sent(&mut queues)[&a], is_unchoke), 1);
+
+    // a leaves the mesh: what is left is choked b and silent c, so the heartbeat unchokes b.
+    control(
+        &mut gs,
+        a,
+        ControlAction::Prune(Prune {
+            topic_hash: topic.clone(),
+            peers: vec![],
+            backoff: None,
+        }),
+    );
+    assert_eq!(gs.chokes.pushing(&gs.mesh[&topic], &topic), 0);
+    sent(&mut queues);
+    gs.heartbeat();
+    assert!(!gs.chokes.is_choked(&b, &topic));
+    assert_eq!(count(&sent(&mut queues)[&b], is_unchoke), 1);
+
+    // Any copy from c, a duplicate included, shows that it pushes again.
+    seq += 1;
+    let m = message(seq, &topic);
+    gs.handle_received_message(m.clone(), &b);
+    gs.handle_received_message(m, &c);
+    assert_eq!(gs.chokes.pushing(&gs.mesh[&topic], &topic), 2);
+}
+
+#[test]
+fn only_relayed_first_copies_that_a_link_missed_make_it_silent() {
+    let (mut gs, peers, _queues, topic) = network(3, 1);
+    let (a, b, c) = (peers[0], peers[1], peers[2]);
+    gs.heartbeat();
+    assert_eq!(
+        gs.chokes.pushing(&gs.mesh[&topic], &topic),
+        3,
+        "no traffic, no verdict"
+    );
+    // a publishes its own messages: publishing reaches every peer of the source without any
+    // link pushing, so b and c missed nothing.
+    let silent_after = u64::from(crate::choke::MISSED_BEFORE_SILENT);
+    for seq in 1..=silent_after {
+        gs.handle_received_message(published_by(a, seq, &topic), &a);
+    }
+    assert_eq!(gs.chokes.pushing(&gs.mesh[&topic], &topic), 3);
+    // a relays others' messages, and b and c bring no copy of them.
+    for seq in 1..=silent_after {
+        gs.handle_received_message(message(100 + seq, &topic), &a);
+    }
+    assert!(gs.chokes.is_pushing(&a, &topic), "a brought them");
+    assert!(!gs.chokes.is_pushing(&b, &topic) && !gs.chokes.is_pushing(&c, &topic));
+    gs.handle_received_message(message(200, &topic), &b);
+    assert!(gs.chokes.is_pushing(&b, &topic), "a first copy from b");
+}
+
+#[test]
+fn a_push_that_never_went_out_is_named_in_an_ihave_at_the_heartbeat() {
+    let (mut gs, peers, mut queues, topic) = network(2, 1);
+    let (a, b) = (peers[0], peers[1]);
+    gs.heartbeat();
+    sent(&mut queues);
+    // a brings a message; the push to b waited in b's queue past its deadline.
+    let m = message(1, &topic);
+    let id = id_of(&gs, &m);
+    gs.handle_received_message(m, &a);
+    let pushed = sent(&mut queues).remove(&b).unwrap();
+    let push = pushed
+        .into_iter()
+        .find(is_publish)
+        .expect("b, an unchoked mesh link, is pushed the message");
+    gs.on_connection_handler_event(
+        b,
+        ConnectionId::new_unchecked(0),
+        HandlerEvent::MessageDropped(push),
+    );
+    // b's link is unchoked, so no IHAVE would name it otherwise: the heartbeat does, once.
+    gs.heartbeat();
+    let out = sent(&mut queues);
+    let named = |rpcs: &[RpcOut]| {
+        rpcs.iter().any(
+            |rpc| matches!(rpc, RpcOut::IHave(IHave { message_ids, .. }) if message_ids.contains(&id)),
+        )
+    };
+    assert!(named(&out[&b]), "b hears the id: {:?}", out[&b]);
+    assert!(!named(&out[&a]), "a, which brought it, does not");
+    gs.heartbeat();
+    assert!(!named(&sent(&mut queues)[&b]), "named once");
 }
