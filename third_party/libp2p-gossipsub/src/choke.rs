@@ -101,13 +101,15 @@ impl Chokes {
             if self.is_choked(peer, topic) {
                 continue;
             }
-            let missed = self
-                .missed
-                .entry(*peer)
-                .or_default()
-                .entry(topic.clone())
-                .or_default();
-            *missed = missed.saturating_add(1);
+            // The topic is cloned only for a link's first miss: this runs for every relayed
+            // first copy, once per other mesh link.
+            let topics = self.missed.entry(*peer).or_default();
+            match topics.get_mut(topic) {
+                Some(missed) => *missed = missed.saturating_add(1),
+                None => {
+                    topics.insert(topic.clone(), 1);
+                }
+            }
         }
     }
 
