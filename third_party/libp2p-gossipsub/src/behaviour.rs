@@ -38,7 +38,7 @@ use libp2p_core::{
     multiaddr::Protocol::{Ip4, Ip6},
     transport::PortUse,
 };
-use libp2p_identity::{Keypair, PeerId};
+use libp2p_identity::{Keypair, PeerId, PublicKey};
 use libp2p_swarm::{
     ConnectionDenied, ConnectionId, NetworkBehaviour, NotifyHandler, THandler, THandlerInEvent,
     THandlerOutEvent, ToSwarm,
@@ -316,6 +316,10 @@ pub struct Behaviour<
     /// Hark's fork: how many signatures this node has checked (for tests and benchmarks).
     signatures_checked: u64,
 
+    /// Hark's fork: each source's public key as inlined in its peer id, decoded once (a point
+    /// decompression) rather than for every message it signs. Bounded by `MAX_SOURCE_KEYS`.
+    source_keys: HashMap<PeerId, PublicKey>,
+
     /// Hark's fork: mesh links over which no messages are pushed, only their ids at each
     /// heartbeat (`Config::choke_duplicates`, `choke.rs`).
     chokes: Chokes,
@@ -481,6 +485,7 @@ where
             duplicate_cache: DuplicateCache::new(config.duplicate_cache_time()),
             verified: TimeCache::new(config.duplicate_cache_time()),
             signatures_checked: 0,
+            source_keys: HashMap::new(),
             chokes: Chokes::default(),
             explicit_peers: HashSet::new(),
             blacklisted_peers: HashSet::new(),
@@ -2297,8 +2302,7 @@ where
             return true;
         }
         self.signatures_checked += 1;
-        let signed: proto::Message = raw_message.clone().into();
-        if !crate::protocol::GossipsubCodec::verify_signature(&signed) {
+        if !self.verify_source_signature(raw_message) {
             return false;
         }
         // The first valid version under an id is the one remembered.
@@ -2306,6 +2310,56 @@ where
             entry.insert(digest);
         }
         true
+    }
+
+    /// Hark's fork: the check `GossipsubCodec::verify_signature` makes, with the source's
+    /// inlined key taken from `source_keys`, and the signed bytes encoded once.
+    fn verify_source_signature(&mut self, raw: &RawMessage) -> bool {
+        let (Some(source), Some(signature)) = (raw.source, raw.signature.as_deref()) else {
+            return false;
+        };
+        // A key carried in the message is used if it decodes, as upstream; else the one in
+        // the peer id.
+        let carried = raw
+            .key
+            .as_deref()
+            .and_then(|bytes| PublicKey::try_decode_protobuf(bytes).ok());
+        let key = match carried {
+            Some(key) if key.to_peer_id() == source => key,
+            Some(_) => return false,
+            None => match self.source_key(&source) {
+                Some(key) => key,
+                None => return false,
+            },
+        };
+        let unsigned = proto::Message {
+            from: Some(source.to_bytes()),
+            data: Some(raw.data.clone()),
+            seqno: raw.sequence_number.map(|s| s.to_be_bytes().to_vec()),
+            topic: raw.topic.as_str().to_owned(),
+            signature: None,
+            key: None,
+        };
+        let mut signed = Vec::with_capacity(SIGNING_PREFIX.len() + unsigned.encoded_len());
+        signed.extend_from_slice(SIGNING_PREFIX);
+        unsigned.encode_raw(&mut signed);
+        key.verify(&signed, signature)
+    }
+
+    /// Hark's fork: the public key inlined in `source`, if it holds one that is its own.
+    fn source_key(&mut self, source: &PeerId) -> Option<PublicKey> {
+        if let Some(key) = self.source_keys.get(source) {
+            return Some(key.clone());
+        }
+        let key = PublicKey::try_decode_protobuf(source.to_bytes().get(2..)?).ok()?;
+        if key.to_peer_id() != *source {
+            return None;
+        }
+        if self.source_keys.len() >= MAX_SOURCE_KEYS {
+            self.source_keys.clear();
+        }
+        self.source_keys.insert(*source, key.clone());
+        Some(key)
     }
 
     /// Hark's fork: how many gossipsub signatures this node has verified so far.
@@ -3102,12 +3156,29 @@ where
                     filter
                 });
 
-            // Hark's fork: choked mesh links hear every id, so that a gap is filled by IWANT.
-            let choked = peers
+            // Hark's fork: choked mesh links hear every id, once, so that a gap is filled by
+            // IWANT (`MessageCache::take_unannounced_ids`).
+            let choked: Vec<PeerId> = peers
                 .iter()
                 .filter(|p| self.chokes.is_choked(p, topic_hash))
-                .copied();
-            let to_msg_peers: HashSet<PeerId> = to_msg_peers.into_iter().chain(choked).collect();
+                .copied()
+                .collect();
+            if !choked.is_empty() {
+                let fresh = self
+                    .mcache
+                    .take_unannounced_ids(topic_hash, self.config.max_control_messages_sent());
+                if !fresh.is_empty() {
+                    for peer_id in choked {
+                        messages.push((
+                            peer_id,
+                            RpcOut::IHave(IHave {
+                                topic_hash: topic_hash.clone(),
+                                message_ids: fresh.clone(),
+                            }),
+                        ));
+                    }
+                }
+            }
 
             tracing::debug!("Gossiping IHAVE to {} peers", to_msg_peers.len());
 
@@ -4236,6 +4307,10 @@ impl fmt::Debug for PublishConfig {
 
 /// Hark's fork: a digest of everything a gossipsub signature covers, and of the signature and
 /// key themselves, each field length-prefixed.
+/// Hark's fork: sources whose decoded keys are kept (a room's authors; past it, all are
+/// forgotten and decoded again as they sign).
+const MAX_SOURCE_KEYS: usize = 4096;
+
 fn signed_content_digest(message: &RawMessage) -> [u8; 32] {
     use sha2::{Digest, Sha256};
     let mut hasher = Sha256::new();

@@ -36,6 +36,9 @@ use crate::{
 pub(crate) struct CacheEntry {
     mid: MessageId,
     topic: TopicHash,
+    /// Hark's fork: named to choked mesh links already (see
+    /// [`MessageCache::take_unannounced_ids`]).
+    announced: bool,
 }
 
 /// MessageCache struct holding history of messages.
@@ -88,6 +91,7 @@ impl MessageCache {
                 let cache_entry = CacheEntry {
                     mid: message_id.clone(),
                     topic: msg.topic.clone(),
+                    announced: false,
                 };
                 entry.insert((msg, HashSet::default()));
                 self.history[0].push(cache_entry);
@@ -184,6 +188,35 @@ impl MessageCache {
                 current_entries.append(&mut found_entries);
                 current_entries
             })
+    }
+
+    /// Hark's fork: the validated ids of `topic` within the gossip windows that no earlier call
+    /// returned, marked as returned now. A choked mesh link hears each id once, in the first
+    /// heartbeat after the message was validated, not at every heartbeat while it stays in the
+    /// gossip windows: the peer asks for what it lacks the first time it hears the id, so the
+    /// repeats only cost both ends bytes, decryption and a lookup per id (an IHAVE of the three
+    /// windows was ≈ 4.4 KB at 20 messages a second, more than the messages themselves).
+    /// At most `limit` (the oldest first); the rest are left for the next call.
+    pub(crate) fn take_unannounced_ids(
+        &mut self,
+        topic: &TopicHash,
+        limit: usize,
+    ) -> Vec<MessageId> {
+        let msgs = &self.msgs;
+        let mut ids = Vec::new();
+        for entry in self.history[..self.gossip].iter_mut().rev().flatten() {
+            if ids.len() >= limit {
+                break;
+            }
+            if entry.announced || &entry.topic != topic {
+                continue;
+            }
+            if let Some(true) = msgs.get(&entry.mid).map(|(msg, _)| msg.validated) {
+                entry.announced = true;
+                ids.push(entry.mid.clone());
+            }
+        }
+        ids
     }
 
     /// Shift the history array down one and delete messages associated with the

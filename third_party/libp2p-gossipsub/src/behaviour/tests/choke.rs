@@ -27,10 +27,14 @@ fn network(
     peers: usize,
     keep: usize,
 ) -> (Gossipsub, Vec<PeerId>, HashMap<PeerId, Queue>, TopicHash) {
-    let config = ConfigBuilder::default()
-        .choke_duplicates(keep)
-        .build()
-        .unwrap();
+    network_with(peers, ConfigBuilder::default().choke_duplicates(keep))
+}
+
+fn network_with(
+    peers: usize,
+    config: &mut ConfigBuilder,
+) -> (Gossipsub, Vec<PeerId>, HashMap<PeerId, Queue>, TopicHash) {
+    let config = config.build().unwrap();
     let (gs, peer_ids, queues, topics) = DefaultBehaviourTestBuilder::default()
         .peer_no(peers)
         .topics(vec!["room".into()])
@@ -183,6 +187,72 @@ fn a_link_that_brings_only_duplicates_is_choked_and_hears_ids_instead() {
         |rpc| matches!(rpc, RpcOut::IHave(IHave { message_ids, .. }) if message_ids.contains(&id)),
     );
     assert!(told_b, "a choked link hears the ids: {:?}", out[&b]);
+    // Once: the id stays in the gossip windows for two more heartbeats, unrepeated.
+    for _ in 0..2 {
+        gs.heartbeat();
+        assert!(
+            !names(&sent(&mut queues)[&b], &id),
+            "a choked link hears an id once"
+        );
+    }
+}
+
+/// A message as it arrives when the application validates: not yet judged.
+fn unjudged(seq: u64, topic: &TopicHash) -> RawMessage {
+    RawMessage {
+        validated: false,
+        ..message(seq, topic)
+    }
+}
+
+/// Whether `rpcs` hold an IHAVE naming `id`.
+fn names(rpcs: &[RpcOut], id: &crate::MessageId) -> bool {
+    rpcs.iter().any(
+        |rpc| matches!(rpc, RpcOut::IHave(IHave { message_ids, .. }) if message_ids.contains(id)),
+    )
+}
+
+#[test]
+fn a_message_validated_after_a_heartbeat_is_named_to_choked_links_at_the_next() {
+    let (mut gs, peers, mut queues, topic) = network_with(
+        3,
+        ConfigBuilder::default()
+            .choke_duplicates(1)
+            .validate_messages(),
+    );
+    let (a, b, c) = (peers[0], peers[1], peers[2]);
+    gs.heartbeat();
+    sent(&mut queues);
+    let mut seq = 0;
+    for _ in 0..DUPLICATES_BEFORE_CHOKE {
+        seq += 1;
+        let m = unjudged(seq, &topic);
+        let id = id_of(&gs, &m);
+        gs.handle_received_message(m.clone(), &a);
+        gs.handle_received_message(m, &b);
+        gs.report_message_validation_result(&id, &a, crate::MessageAcceptance::Accept);
+    }
+    assert!(gs.chokes.is_choked(&b, &topic));
+    sent(&mut queues);
+
+    // c brings a message the application has not judged yet when the heartbeat comes.
+    seq += 1;
+    let late = unjudged(seq, &topic);
+    let id = id_of(&gs, &late);
+    gs.handle_received_message(late, &c);
+    gs.heartbeat();
+    assert!(
+        !names(&sent(&mut queues)[&b], &id),
+        "not named before it is valid"
+    );
+    gs.report_message_validation_result(&id, &c, crate::MessageAcceptance::Accept);
+    gs.heartbeat();
+    assert!(
+        names(&sent(&mut queues)[&b], &id),
+        "named at the first heartbeat after it was accepted"
+    );
+    gs.heartbeat();
+    assert!(!names(&sent(&mut queues)[&b], &id), "and only then");
 }
 
 #[test]

@@ -124,4 +124,18 @@ fn each_message_is_verified_once_and_forgeries_are_rejected_and_penalised() {
     gs.handle_received_message(wrong_key, &peers[2]);
     assert!(delivered(&mut gs).is_empty());
     assert!(gs.as_peer_score_mut().score_report(&peers[2]).score < 0.0);
+
+    // The same, with mallory's key carried in the message: a carried key must be the
+    // source's own, whatever key of the source's is already known.
+    let mut carried = signed(&mallory, 4, &topics[0], b"carried");
+    carried.source = Some(author.public().to_peer_id());
+    carried.key = Some(mallory.public().encode_protobuf());
+    gs.handle_received_message(carried, &peers[1]);
+    assert!(delivered(&mut gs).is_empty());
+    assert!(gs.as_peer_score_mut().score_report(&peers[1]).score < 0.0);
+    // A carried key that is the source's own is used.
+    let mut own = signed(&mallory, 5, &topics[0], b"own key");
+    own.key = Some(mallory.public().encode_protobuf());
+    gs.handle_received_message(own, &peers[0]);
+    assert_eq!(delivered(&mut gs), vec![b"own key".to_vec()]);
 }
