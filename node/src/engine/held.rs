@@ -253,7 +253,10 @@ mod tests {
             until_next_save(t0 + every + MS(700), t0 + MS(300)),
             every - MS(400)
         );
-        assert_eq!(until_next_save(t0 + every * 5 + MS(250), t0 + MS(300)), MS(50));
+        assert_eq!(
+            until_next_save(t0 + every * 5 + MS(250), t0 + MS(300)),
+            MS(50)
+        );
         // On the grid: the next instant, a whole period on.
         assert_eq!(until_next_save(t0 + MS(300), t0 + MS(300)), SAVE_HELD_EVERY);
         assert_eq!(
