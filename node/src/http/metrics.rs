@@ -138,7 +138,7 @@ pub fn render(stats: &Stats, uptime: Duration, store_bytes: u64) -> String {
     out.one(
         "unstored_messages",
         "gauge",
-        "Messages received by gossip and shown, not stored yet (stored within about a second).",
+        "Messages received by gossip and shown, not stored yet (stored within three seconds).",
         stats.unstored_messages as f64,
     );
     if let (Some(min), Some(max)) = (stats.score_min, stats.score_max) {

@@ -26,7 +26,7 @@ pub struct Stats {
     pub sync_received: u64,
     /// Bytes of Automerge changes waiting for their dependencies (the catch-up backlog).
     pub waiting_bytes: usize,
-    /// Messages received by gossip and shown, not stored yet (stored within about a second).
+    /// Messages received by gossip and shown, not stored yet (stored within three seconds).
     pub unstored_messages: usize,
     /// Lowest and highest gossipsub score among connected peers.
     pub score_min: Option<f64>,
