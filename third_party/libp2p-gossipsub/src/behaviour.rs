@@ -4305,12 +4305,12 @@ impl fmt::Debug for PublishConfig {
     }
 }
 
-/// Hark's fork: a digest of everything a gossipsub signature covers, and of the signature and
-/// key themselves, each field length-prefixed.
 /// Hark's fork: sources whose decoded keys are kept (a room's authors; past it, all are
 /// forgotten and decoded again as they sign).
 const MAX_SOURCE_KEYS: usize = 4096;
 
+/// Hark's fork: a digest of everything a gossipsub signature covers, and of the signature and
+/// key themselves, each field length-prefixed.
 fn signed_content_digest(message: &RawMessage) -> [u8; 32] {
     use sha2::{Digest, Sha256};
     let mut hasher = Sha256::new();
