@@ -1,7 +1,7 @@
 //! A receiver forwards and shows what peers send first and stores it a moment later, many
 //! messages at once (node/src/engine/held.rs), without waiting for the disk
 //! (node/src/store/flusher.rs). What it received may therefore be lost in a crash (at most the
-//! last second of it); sync must bring it again. Here a receiver is killed with SIGKILL in the
+//! last three seconds of it); sync must bring it again. Here a receiver is killed with SIGKILL in the
 //! middle of a burst and restarted: alone it has a part of the burst, and with its peer it
 //! catches up on everything else, showing each message it lacked once.
 
@@ -64,7 +64,7 @@ fn a_receiver_killed_mid_burst_catches_up_on_restart_showing_what_it_lacked_once
     let sent: HashSet<String> = sent.into_iter().collect();
 
     // Alone (no peer, so no sync yet): what bob stored before the crash, a part of what it
-    // showed (the last second of it may be lost).
+    // showed (the last three seconds of it may be lost).
     let mut bob = NodeProcess::start_with_dir("bob", bob_dir.clone(), "/ip4/127.0.0.1/tcp/0", &[]);
     let kept: HashSet<String> = ids(&bob.history("lobby", 2 * BURST)).into_iter().collect();
     assert!(shown.iter().all(|id| sent.contains(id)));

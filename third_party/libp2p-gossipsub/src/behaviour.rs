@@ -2150,7 +2150,7 @@ where
         {
             return;
         }
-        self.chokes.set(peer, topic, false);
+        self.unchoke_link(peer, topic);
         tracing::debug!(target: "libp2p_gossipsub::choke", %peer, %topic, why, "Unchoking a mesh link");
         self.send_message(peer, RpcOut::Unchoke(topic.clone()));
     }
@@ -2185,7 +2185,7 @@ where
         if !choked {
             // The peer wants the link: whether it refused our choke or filled a gap over it,
             // choking it again at once would only start the same exchange again.
-            self.chokes.set(*peer, topic, false);
+            self.unchoke_link(*peer, topic);
             self.chokes.hold_open(*peer, topic);
             return;
         }
@@ -2276,13 +2276,36 @@ where
         if self.config.choke_keep_unchoked().is_none() {
             return;
         }
-        if let RpcOut::Publish {
-            message_id,
-            message,
-            ..
-        } = rpc
-        {
-            self.chokes.unsent(peer, &message.topic, message_id.clone());
+        match rpc {
+            RpcOut::Publish {
+                message_id,
+                message,
+                ..
+            } => self.chokes.unsent(peer, &message.topic, message_id.clone()),
+            // A choked link hears each id once (`MessageCache::take_unannounced_ids`): an
+            // IHAVE that never went out is named again, as a push would be.
+            RpcOut::IHave(IHave {
+                topic_hash,
+                message_ids,
+            }) => {
+                for id in message_ids {
+                    self.chokes.unsent(peer, topic_hash, id.clone());
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Hark's fork: the link to `peer` pushes again on `topic`. What was validated since the
+    /// last heartbeat was neither pushed over it (choked) nor named to it yet, and the next
+    /// heartbeat names ids to choked links only: name those to it then (`announce_unsent`).
+    fn unchoke_link(&mut self, peer: PeerId, topic: &TopicHash) {
+        if !self.chokes.set(peer, topic, false) {
+            return;
+        }
+        let limit = self.config.max_control_messages_sent();
+        for id in self.mcache.unannounced_ids(topic, limit) {
+            self.chokes.unsent(peer, topic, id);
         }
     }
 
@@ -2313,7 +2336,8 @@ where
     }
 
     /// Hark's fork: the check `GossipsubCodec::verify_signature` makes, with the source's
-    /// inlined key taken from `source_keys`, and the signed bytes encoded once.
+    /// inlined key taken from `source_keys` (kept once the source has signed a valid
+    /// message), and the signed bytes encoded once.
     fn verify_source_signature(&mut self, raw: &RawMessage) -> bool {
         let (Some(source), Some(signature)) = (raw.source, raw.signature.as_deref()) else {
             return false;
@@ -2324,12 +2348,15 @@ where
             .key
             .as_deref()
             .and_then(|bytes| PublicKey::try_decode_protobuf(bytes).ok());
-        let key = match carried {
-            Some(key) if key.to_peer_id() == source => key,
+        let (key, to_keep) = match carried {
+            Some(key) if key.to_peer_id() == source => (key, false),
             Some(_) => return false,
-            None => match self.source_key(&source) {
-                Some(key) => key,
-                None => return false,
+            None => match self.source_keys.get(&source) {
+                Some(key) => (key.clone(), false),
+                None => match inlined_key(&source) {
+                    Some(key) => (key, true),
+                    None => return false,
+                },
             },
         };
         let unsigned = proto::Message {
@@ -2343,23 +2370,17 @@ where
         let mut signed = Vec::with_capacity(SIGNING_PREFIX.len() + unsigned.encoded_len());
         signed.extend_from_slice(SIGNING_PREFIX);
         unsigned.encode_raw(&mut signed);
-        key.verify(&signed, signature)
-    }
-
-    /// Hark's fork: the public key inlined in `source`, if it holds one that is its own.
-    fn source_key(&mut self, source: &PeerId) -> Option<PublicKey> {
-        if let Some(key) = self.source_keys.get(source) {
-            return Some(key.clone());
+        if !key.verify(&signed, signature) {
+            return false;
         }
-        let key = PublicKey::try_decode_protobuf(source.to_bytes().get(2..)?).ok()?;
-        if key.to_peer_id() != *source {
-            return None;
+        // Kept only for a source that has signed something: made-up sources cannot churn it.
+        if to_keep {
+            if self.source_keys.len() >= MAX_SOURCE_KEYS {
+                self.source_keys.clear();
+            }
+            self.source_keys.insert(source, key);
         }
-        if self.source_keys.len() >= MAX_SOURCE_KEYS {
-            self.source_keys.clear();
-        }
-        self.source_keys.insert(*source, key.clone());
-        Some(key)
+        true
     }
 
     /// Hark's fork: how many gossipsub signatures this node has verified so far.
@@ -4303,6 +4324,12 @@ impl fmt::Debug for PublishConfig {
             PublishConfig::Anonymous => f.write_fmt(format_args!("PublishConfig::Anonymous")),
         }
     }
+}
+
+/// Hark's fork: the public key inlined in `source`, if it holds one that is its own.
+fn inlined_key(source: &PeerId) -> Option<PublicKey> {
+    let key = PublicKey::try_decode_protobuf(source.to_bytes().get(2..)?).ok()?;
+    (key.to_peer_id() == *source).then_some(key)
 }
 
 /// Hark's fork: sources whose decoded keys are kept (a room's authors; past it, all are

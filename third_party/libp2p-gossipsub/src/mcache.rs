@@ -202,6 +202,16 @@ impl MessageCache {
         topic: &TopicHash,
         limit: usize,
     ) -> Vec<MessageId> {
+        self.unannounced(topic, limit, true)
+    }
+
+    /// Hark's fork: the ids [`Self::take_unannounced_ids`] would return, left unmarked (for a
+    /// link unchoked before the heartbeat that would have named them to it).
+    pub(crate) fn unannounced_ids(&mut self, topic: &TopicHash, limit: usize) -> Vec<MessageId> {
+        self.unannounced(topic, limit, false)
+    }
+
+    fn unannounced(&mut self, topic: &TopicHash, limit: usize, mark: bool) -> Vec<MessageId> {
         let msgs = &self.msgs;
         let mut ids = Vec::new();
         for entry in self.history[..self.gossip].iter_mut().rev().flatten() {
@@ -212,7 +222,7 @@ impl MessageCache {
                 continue;
             }
             if let Some(true) = msgs.get(&entry.mid).map(|(msg, _)| msg.validated) {
-                entry.announced = true;
+                entry.announced |= mark;
                 ids.push(entry.mid.clone());
             }
         }

@@ -595,3 +595,60 @@ fn a_push_that_never_went_out_is_named_in_an_ihave_at_the_heartbeat() {
     gs.heartbeat();
     assert!(!named(&sent(&mut queues)[&b]), "named once");
 }
+
+#[test]
+fn an_ihave_that_never_went_out_is_named_again_at_the_next_heartbeat() {
+    let (mut gs, peers, mut queues, topic) = network(3, 1);
+    let (a, b) = (peers[0], peers[1]);
+    gs.heartbeat();
+    let mut seq = 0;
+    duplicates(&mut gs, &mut seq, &topic, a, b);
+    assert!(gs.chokes.is_choked(&b, &topic));
+    seq += 1;
+    let m = message(seq, &topic);
+    let id = id_of(&gs, &m);
+    gs.handle_received_message(m, &a);
+    sent(&mut queues);
+    gs.heartbeat();
+    let ihave = sent(&mut queues)
+        .remove(&b)
+        .unwrap()
+        .into_iter()
+        .find(|rpc| names(std::slice::from_ref(rpc), &id))
+        .expect("b, choked, hears the id");
+    // b's queue was full (or the IHAVE waited past its deadline): it never went out.
+    gs.on_connection_handler_event(
+        b,
+        ConnectionId::new_unchecked(0),
+        HandlerEvent::MessageDropped(ihave),
+    );
+    gs.heartbeat();
+    assert!(names(&sent(&mut queues)[&b], &id), "named again");
+    gs.heartbeat();
+    assert!(!names(&sent(&mut queues)[&b], &id), "and then no more");
+}
+
+#[test]
+fn a_link_unchoked_before_the_heartbeat_hears_what_it_was_not_pushed() {
+    let (mut gs, peers, mut queues, topic) = network(3, 1);
+    let (a, b) = (peers[0], peers[1]);
+    gs.heartbeat();
+    let mut seq = 0;
+    duplicates(&mut gs, &mut seq, &topic, a, b);
+    assert!(gs.chokes.is_choked(&b, &topic));
+    sent(&mut queues);
+    // A message comes while b is choked: not pushed to b.
+    seq += 1;
+    let m = message(seq, &topic);
+    let id = id_of(&gs, &m);
+    gs.handle_received_message(m, &a);
+    assert_eq!(count(&sent(&mut queues)[&b], is_publish), 0);
+    // b asks for the link back before the heartbeat would have named the id to it.
+    control(&mut gs, b, ControlAction::Unchoke(topic.clone()));
+    assert!(!gs.chokes.is_choked(&b, &topic));
+    gs.heartbeat();
+    assert!(
+        names(&sent(&mut queues)[&b], &id),
+        "the id is named to the link that missed it"
+    );
+}

@@ -133,6 +133,14 @@ fn each_message_is_verified_once_and_forgeries_are_rejected_and_penalised() {
     gs.handle_received_message(carried, &peers[1]);
     assert!(delivered(&mut gs).is_empty());
     assert!(gs.as_peer_score_mut().score_report(&peers[1]).score < 0.0);
+    // Keys are kept for sources that signed something valid, not for made-up ones.
+    assert!(gs.source_keys.contains_key(&author.public().to_peer_id()));
+    let stranger = Keypair::generate_ed25519();
+    let mut unsigned_by_stranger = signed(&stranger, 1, &topics[0], b"nobody");
+    unsigned_by_stranger.signature = Some(vec![9u8; 64]);
+    gs.handle_received_message(unsigned_by_stranger, &peers[3]);
+    assert!(delivered(&mut gs).is_empty());
+    assert!(!gs.source_keys.contains_key(&stranger.public().to_peer_id()));
     // A carried key that is the source's own is used.
     let mut own = signed(&mallory, 5, &topics[0], b"own key");
     own.key = Some(mallory.public().encode_protobuf());
