@@ -81,9 +81,8 @@ pub fn gossipsub_config() -> Result<gossipsub::Config, String> {
         // "twelfth pass").
         .choke_duplicates(1)
         // A choked link carries one IHAVE per shared room at each heartbeat that has new ids
-        // for it; gossipsub's
-        // default ignores a peer's IHAVEs past 10 a heartbeat, which would leave the rooms
-        // after the tenth with no way to fill a gap over that link.
+        // for it; gossipsub's default ignores a peer's IHAVEs past 10 a heartbeat, which
+        // would leave the rooms after the tenth with no way to fill a gap over that link.
         .max_ihave_messages_heartbeat(100)
         .duplicate_cache_time(Duration::from_secs(120))
         .build()

@@ -1,9 +1,9 @@
 //! A receiver forwards and shows what peers send first and stores it a moment later, many
 //! messages at once (node/src/engine/held.rs), without waiting for the disk
 //! (node/src/store/flusher.rs). What it received may therefore be lost in a crash (at most the
-//! last three seconds of it); sync must bring it again. Here a receiver is killed with SIGKILL in the
-//! middle of a burst and restarted: alone it has a part of the burst, and with its peer it
-//! catches up on everything else, showing each message it lacked once.
+//! last three seconds of it); sync must bring it again. Here a receiver is killed with SIGKILL
+//! in the middle of a burst and restarted: alone it has a part of the burst, and with its peer
+//! it catches up on everything else, showing each message it lacked once.
 
 use std::collections::HashSet;
 use std::time::Duration;

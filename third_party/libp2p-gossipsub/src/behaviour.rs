@@ -2348,15 +2348,14 @@ where
             .key
             .as_deref()
             .and_then(|bytes| PublicKey::try_decode_protobuf(bytes).ok());
-        let (key, to_keep) = match carried {
-            Some(key) if key.to_peer_id() == source => (key, false),
-            Some(_) => return false,
-            None => match self.source_keys.get(&source) {
-                Some(key) => (key.clone(), false),
-                None => match inlined_key(&source) {
-                    Some(key) => (key, true),
-                    None => return false,
-                },
+        let known = self.source_keys.get(&source).cloned();
+        let (key, to_keep) = match (carried, known) {
+            (Some(key), _) if key.to_peer_id() == source => (key, false),
+            (Some(_), _) => return false,
+            (None, Some(key)) => (key, false),
+            (None, None) => match inlined_key(&source) {
+                Some(key) => (key, true),
+                None => return false,
             },
         };
         let unsigned = proto::Message {

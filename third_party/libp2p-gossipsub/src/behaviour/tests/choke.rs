@@ -183,10 +183,11 @@ fn a_link_that_brings_only_duplicates_is_choked_and_hears_ids_instead() {
     assert_eq!(count(&out[&b], is_publish), 0, "no push over a choked link");
     gs.heartbeat();
     let out = sent(&mut queues);
-    let told_b = out[&b].iter().any(
-        |rpc| matches!(rpc, RpcOut::IHave(IHave { message_ids, .. }) if message_ids.contains(&id)),
+    assert!(
+        names(&out[&b], &id),
+        "a choked link hears the ids: {:?}",
+        out[&b]
     );
-    assert!(told_b, "a choked link hears the ids: {:?}", out[&b]);
     // Once: the id stays in the gossip windows for two more heartbeats, unrepeated.
     for _ in 0..2 {
         gs.heartbeat();
@@ -585,15 +586,10 @@ fn a_push_that_never_went_out_is_named_in_an_ihave_at_the_heartbeat() {
     // b's link is unchoked, so no IHAVE would name it otherwise: the heartbeat does, once.
     gs.heartbeat();
     let out = sent(&mut queues);
-    let named = |rpcs: &[RpcOut]| {
-        rpcs.iter().any(
-            |rpc| matches!(rpc, RpcOut::IHave(IHave { message_ids, .. }) if message_ids.contains(&id)),
-        )
-    };
-    assert!(named(&out[&b]), "b hears the id: {:?}", out[&b]);
-    assert!(!named(&out[&a]), "a, which brought it, does not");
+    assert!(names(&out[&b], &id), "b hears the id: {:?}", out[&b]);
+    assert!(!names(&out[&a], &id), "a, which brought it, does not");
     gs.heartbeat();
-    assert!(!named(&sent(&mut queues)[&b]), "named once");
+    assert!(!names(&sent(&mut queues)[&b], &id), "named once");
 }
 
 #[test]
