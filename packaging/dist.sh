@@ -190,7 +190,10 @@ if [ -d "$root/vendor" ] && [ "$from_git" = 0 ]; then
 else
     (cd "$s" && "$cargo" vendor --quiet --locked --versioned-dirs vendor >/dev/null) \
         || die "cargo vendor failed (it needs the network, or the crates in ~/.cargo)"
-    cat > "$s/.cargo/config.toml" <<'EOF'
+    # The project's own build settings (.cargo/config.toml), then the vendored sources.
+    cp "$root/.cargo/config.toml" "$s/.cargo/config.toml"
+    cat >> "$s/.cargo/config.toml" <<'EOF'
+
 # Build from vendor/ only, never from the network: cargo build --offline --locked
 [source.crates-io]
 replace-with = "vendored-sources"

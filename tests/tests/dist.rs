@@ -615,6 +615,13 @@ fn source_bundle_builds_offline() {
         .unwrap()
         .path();
     assert!(src.join("vendor").is_dir() && src.join(".cargo/config.toml").is_file());
+    // The bundle builds from vendor/ with the project's own build settings (the fast
+    // signature backend), not only the vendored-source redirect.
+    let config = std::fs::read_to_string(src.join(".cargo/config.toml")).unwrap();
+    assert!(
+        config.contains("vendored-sources") && config.contains("curve25519_dalek_backend"),
+        "the bundle's .cargo/config.toml lacks a section:\n{config}"
+    );
     assert!(
         !src.join(".git").exists(),
         "the bundle is not a git checkout"
