@@ -183,15 +183,14 @@ else
 fi
 echo "$commit" > "$s/COMMIT"
 mkdir -p "$s/.cargo"
+# The project's build settings; from a source bundle, they already point at its vendor/.
+cp "$root/.cargo/config.toml" "$s/.cargo/config.toml"
 if [ -d "$root/vendor" ] && [ "$from_git" = 0 ]; then
     # Made from a source bundle: its vendor/ is already complete.
     cp -r "$root/vendor" "$s/vendor"
-    cp "$root/.cargo/config.toml" "$s/.cargo/config.toml"
 else
     (cd "$s" && "$cargo" vendor --quiet --locked --versioned-dirs vendor >/dev/null) \
         || die "cargo vendor failed (it needs the network, or the crates in ~/.cargo)"
-    # The project's own build settings (.cargo/config.toml), then the vendored sources.
-    cp "$root/.cargo/config.toml" "$s/.cargo/config.toml"
     cat >> "$s/.cargo/config.toml" <<'EOF'
 
 # Build from vendor/ only, never from the network: cargo build --offline --locked
