@@ -93,6 +93,8 @@ pub enum ConfigError {
     BadClockOffset(String),
     #[error("HARK_VOICE_DROP_PERCENT={0:?} is not a whole number from 0 to 100")]
     BadVoiceDrop(String),
+    #[error("HARK_TEST_FSYNC_DELAY_MS={0:?} is not a whole number of milliseconds up to 60000")]
+    BadFsyncDelay(String),
 }
 
 impl NodeArgs {
@@ -177,7 +179,11 @@ pub fn settings_or_exit(
 /// so that a node running with a shifted clock or dropped voice is never a mystery. Call once
 /// logging is set up.
 pub fn warn_test_switches() {
-    for var in ["HARK_CLOCK_OFFSET_MS", "HARK_VOICE_DROP_PERCENT"] {
+    for var in [
+        "HARK_CLOCK_OFFSET_MS",
+        "HARK_VOICE_DROP_PERCENT",
+        "HARK_TEST_FSYNC_DELAY_MS",
+    ] {
         if let Some(value) = std::env::var_os(var) {
             tracing::warn!(
                 "TEST-ONLY SWITCH {var}={} IS SET: this node is running with a test hook; unset it for real use",
@@ -207,6 +213,20 @@ pub(crate) fn voice_drop_from_env() -> Result<u8, ConfigError> {
             .ok()
             .filter(|p| *p <= 100)
             .ok_or(ConfigError::BadVoiceDrop(text)),
+        Err(_) => Ok(0),
+    }
+}
+
+/// The test hook `HARK_TEST_FSYNC_DELAY_MS`: how much longer than the disk each fsync of
+/// the node's own messages takes, to test a slow disk.
+pub(crate) fn fsync_delay_from_env() -> Result<u64, ConfigError> {
+    match std::env::var("HARK_TEST_FSYNC_DELAY_MS") {
+        Ok(text) => text
+            .trim()
+            .parse()
+            .ok()
+            .filter(|ms| *ms <= 60_000)
+            .ok_or(ConfigError::BadFsyncDelay(text)),
         Err(_) => Ok(0),
     }
 }

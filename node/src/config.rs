@@ -37,6 +37,9 @@ pub struct NodeConfig {
     /// Test hook: drop this percentage of received voice frames at random (environment
     /// variable `HARK_VOICE_DROP_PERCENT`), to test loss concealment.
     pub voice_drop_percent: u8,
+    /// Test hook: each fsync of the node's own messages takes this many milliseconds longer
+    /// (environment variable `HARK_TEST_FSYNC_DELAY_MS`), to test a slow disk.
+    pub fsync_delay_ms: u64,
     /// In-process harnesses only (`hark-bench scale`): libp2p's memory transport instead of
     /// TCP and QUIC, so that hundreds of nodes share one process without sockets. Listen
     /// addresses are then `/memory/N`.

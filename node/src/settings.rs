@@ -441,6 +441,7 @@ impl Settings {
                 .unwrap_or(crate::voice::codec::DEFAULT_BITRATE),
             voice_out: None,
             voice_drop_percent: crate::cli::voice_drop_from_env()?,
+            fsync_delay_ms: crate::cli::fsync_delay_from_env()?,
             memory_transport: false,
             hooks: self.hook.clone(),
         })

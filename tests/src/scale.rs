@@ -241,6 +241,7 @@ async fn start_one(
         voice_bitrate: hark_node::voice::codec::DEFAULT_BITRATE,
         voice_out: None,
         voice_drop_percent: 0,
+        fsync_delay_ms: 0,
         memory_transport: true,
         hooks: Vec::new(),
     };

@@ -319,3 +319,48 @@ fn nodes_whose_clocks_disagree_by_minutes_agree_on_order() {
         "bob's clock was pulled forward past alice's message"
     );
 }
+
+/// The sender's fsync runs beside its event loop: on a slow disk its own message waits (no
+/// `sent`, nothing published) while it goes on forwarding others' messages at once.
+#[test]
+fn a_slow_disk_holds_up_the_senders_own_message_not_what_it_forwards() {
+    // Each fsync of alice's own messages takes 3 s longer than the disk.
+    let mut a = NodeProcess::start_with_env("alice", &[("HARK_TEST_FSYNC_DELAY_MS", "3000")], &[]);
+    // carol — alice — dave: alice forwards between them.
+    let mut c = NodeProcess::start("carol", &["--peer", &a.addr()]);
+    let mut d = NodeProcess::start("dave", &["--peer", &a.addr()]);
+    let (pa, pc, pd) = (a.peer_id.clone(), c.peer_id.clone(), d.peer_id.clone());
+    a.wait_presence("lobby", &[&pc, &pd], DELIVERY);
+    c.wait_presence("lobby", &[&pa, &pd], DELIVERY);
+    d.wait_presence("lobby", &[&pa, &pc], DELIVERY);
+
+    a.send(json!({"cmd": "send", "room": "lobby", "text": "from alice, on a slow disk"}));
+    c.send(json!({"cmd": "send", "room": "lobby", "text": "from carol, through alice"}));
+    d.expect(
+        "carol's message",
+        DELIVERY,
+        |e| matches!(e, Event::Message { text, .. } if text == "from carol, through alice"),
+    );
+    a.drain();
+    assert!(
+        !a.seen.iter().any(|e| matches!(e, Event::Sent { .. })),
+        "alice's own message is not `sent` before its fsync: {:?}",
+        a.seen
+    );
+    assert!(
+        !d.seen.iter().any(
+            |e| matches!(e, Event::Message { text, .. } if text == "from alice, on a slow disk")
+        ),
+        "nor published"
+    );
+
+    // Once the fsync is done: `sent`, then the room has it.
+    a.expect("sent", DELIVERY + Duration::from_secs(3), |e| {
+        matches!(e, Event::Sent { .. })
+    });
+    d.expect(
+        "alice's message",
+        DELIVERY,
+        |e| matches!(e, Event::Message { text, .. } if text == "from alice, on a slow disk"),
+    );
+}

@@ -143,7 +143,7 @@ impl<S: Storage> Engine<S> {
         }
         let opened = self.open_direct(peer)?;
         let room = format!("@{peer}");
-        let sent = self.send_message(&room, MessageKind::Text, text);
+        let sent = self.send_message_at_once(&room, MessageKind::Text, text);
         // `sent` (or the error) first: it is the answer to `dm`; `joined` follows.
         if let Err(CommandError { code, detail }) = sent {
             self.emit(Event::error(code, detail));

@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use hark_proto::{Body, MessageId, MessageKind, MessageRecord, Topic};
+use hark_proto::{MessageId, MessageKind, MessageRecord, Topic};
 use libp2p::PeerId;
 
 use super::storage::Durability;
@@ -49,11 +49,34 @@ pub(super) enum Taken {
 impl<S: Storage> Engine<S> {
     // ----- sending and reading -----
 
+    /// Send a message: committed here, fsynced off the event loop, then told of and published
+    /// (`unsynced.rs`).
     pub(super) fn send_message(
         &mut self,
         typed: &str,
         kind: MessageKind,
         text: String,
+    ) -> Result<(), CommandError> {
+        self.send_with(typed, kind, text, Durability::Synced)
+    }
+
+    /// Send a message whose `sent` must come before whatever else its command tells (`dm`
+    /// answers `sent`, then `joined`): fsynced on the event loop, as every send once was.
+    pub(super) fn send_message_at_once(
+        &mut self,
+        typed: &str,
+        kind: MessageKind,
+        text: String,
+    ) -> Result<(), CommandError> {
+        self.send_with(typed, kind, text, Durability::Now)
+    }
+
+    fn send_with(
+        &mut self,
+        typed: &str,
+        kind: MessageKind,
+        text: String,
+        durability: Durability,
     ) -> Result<(), CommandError> {
         let topic = self.room_topic(typed)?;
         if text.trim().is_empty() {
@@ -79,30 +102,14 @@ impl<S: Storage> Engine<S> {
             .add_local(&record)
             .map_err(|e| fail("history_failed", e.to_string()))?;
         let (shard, change) = (added.shard, added.bytes.clone());
-        // Durable before anyone hears of it: `sent` means it survives kill -9.
-        self.persist(&topic, vec![added])
+        // Durable before anyone hears of it: `sent` means it survives kill -9 and power loss.
+        self.persist_with(&topic, vec![added], durability)
             .map_err(|e| fail("store_failed", e))?;
-        let room = self.room_name(&topic);
-        self.emit(Event::Sent {
-            room: room.clone(),
-            id: record.id.to_hex(),
-        });
-        // For the node's other clients (the driver keeps it from the one that sent it).
-        let author = self.peer_text(&record.author);
-        self.emit(message_event(
-            &room,
-            StoredMessage {
-                id: record.id,
-                hlc: record.hlc,
-                author,
-                name: record.name.clone(),
-                kind: record.kind,
-                text: record.text.clone(),
-            },
-        ));
-        self.publish_as(&topic, record.id, Body::Change { shard, change });
-        self.stored_own(&topic, record.id);
-        Ok(())
+        if durability == Durability::Now {
+            self.announce_sent(&topic, record, shard, change);
+            return Ok(());
+        }
+        self.announce_when_durable(topic, record, shard, change)
     }
 
     pub(super) fn history_command(

@@ -40,6 +40,7 @@ mod send_as;
 pub mod storage;
 mod sync;
 pub mod timers;
+mod unsynced;
 mod voice;
 
 use std::collections::{HashMap, HashSet};
@@ -181,6 +182,11 @@ pub enum Input {
         peer: PeerId,
         token: u64,
     },
+    /// The store's fsync asked for with `ticket` ([`Output::AwaitSync`]) is done, or failed.
+    Synced {
+        ticket: u64,
+        result: Result<(), String>,
+    },
 }
 
 /// What the engine asks for, in the order it should happen.
@@ -241,6 +247,11 @@ pub enum Output {
     BlindResponse {
         reply: u64,
         response: BlindResponse,
+    },
+    /// A message of ours waits for the store's fsync `ticket`: hand the engine
+    /// [`Input::Synced`] when it is done, with the client context of the command that sent it.
+    AwaitSync {
+        ticket: u64,
     },
 }
 
@@ -327,6 +338,8 @@ pub struct Engine<S> {
     delivery: delivery::Delivery,
     /// Blind relays: ours (as a relay) and the ones we use (`blind.rs`).
     blind: blind::Blind,
+    /// Our messages committed and waiting for their fsync (`unsynced.rs`).
+    unsynced: unsynced::Unsynced,
     /// Outputs of the input being handled.
     out: Vec<Output>,
     now: Now,
@@ -387,6 +400,7 @@ impl<S: Storage> Engine<S> {
             drops: HashMap::new(),
             drop_warned: HashSet::new(),
             stored_seq: 0,
+            unsynced: unsynced::Unsynced::default(),
             delivery: delivery::Delivery::default(),
             blind: blind::Blind::default(),
             out: Vec::new(),
@@ -457,7 +471,9 @@ impl<S: Storage> Engine<S> {
                 response,
             } => self.on_blind_response(peer, token, response),
             Input::BlindFailed { peer, token } => self.on_blind_failed(peer, token),
+            Input::Synced { ticket, result } => self.on_synced(ticket, result),
         }
+        self.hold_back_sync();
         std::mem::take(&mut self.out)
     }
 

@@ -58,6 +58,12 @@ pub trait Storage {
     fn set_membership(&mut self, _room: &RoomName, _state: Option<&[u8]>) -> Result<(), String> {
         Ok(())
     }
+    /// Make every write so far durable ([`Durability::Synced`] ones included), off the
+    /// caller's thread where the store can: `Some(ticket)` when the engine is to wait for
+    /// [`Input::Synced`](super::Input::Synced) with it; `None` when it is durable already.
+    fn request_sync(&mut self) -> Result<Option<u64>, String> {
+        Ok(None)
+    }
     /// Batches of received history written behind ([`Store::append_history_batch`]) whose
     /// write failed after their messages were shown; never waits.
     fn lost_writes(&mut self) -> Vec<LostWrite> {
@@ -80,6 +86,10 @@ pub trait Storage {
 }
 
 impl Storage for Store {
+    fn request_sync(&mut self) -> Result<Option<u64>, String> {
+        Store::request_sync(self).map_err(|e| e.to_string())
+    }
+
     fn save_room(&mut self, room: &StoredRoom, now_ms: u64) -> Result<(), String> {
         Store::save_room(self, room, now_ms).map_err(|e| e.to_string())
     }
@@ -184,6 +194,10 @@ pub struct MemoryStore {
     /// reported by [`Storage::lost_writes`]. For tests.
     pub lose_next_batch: bool,
     lost: Vec<LostWrite>,
+    /// [`Storage::request_sync`] hands out tickets, as [`Store`] does with its fsync thread,
+    /// instead of answering that all is durable; the test then feeds `Input::Synced`.
+    pub tickets: bool,
+    last_ticket: u64,
 }
 
 #[derive(Clone, Default)]
@@ -225,6 +239,15 @@ impl MemoryStore {
 impl Storage for MemoryStore {
     fn lost_writes(&mut self) -> Vec<LostWrite> {
         std::mem::take(&mut self.lost)
+    }
+
+    fn request_sync(&mut self) -> Result<Option<u64>, String> {
+        self.check_writable()?;
+        if !self.tickets {
+            return Ok(None);
+        }
+        self.last_ticket += 1;
+        Ok(Some(self.last_ticket))
     }
 
     fn save_room(&mut self, room: &StoredRoom, _now_ms: u64) -> Result<(), String> {

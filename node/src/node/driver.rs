@@ -73,7 +73,15 @@ pub struct Parts {
     pub voice_frame_ms: u8,
     pub voice_bitrate: i32,
     pub voice_out: Option<PathBuf>,
+    /// The store's fsync thread: each ticket once it is durable (`store/wal_sync.rs`).
+    pub synced: mpsc::UnboundedReceiver<Synced>,
 }
+
+/// A ticket of the store's fsync thread, done or failed.
+pub type Synced = (u64, Result<(), String>);
+
+/// How long a stopping node waits for its own messages' fsync before it stops anyway.
+const SYNC_AT_STOP: Duration = Duration::from_secs(10);
 
 pub struct Driver {
     swarm: Swarm<Behaviour>,
@@ -123,6 +131,10 @@ pub struct Driver {
     sending_kind: Option<&'static str>,
     /// `/hark/blind/1` requests in flight (`driver/blind.rs`).
     blind: blind::BlindIo,
+    synced: mpsc::UnboundedReceiver<Synced>,
+    /// Sends waiting for the store's fsync: the ticket, and the command's client context to
+    /// answer in once it is done.
+    awaiting_sync: VecDeque<(u64, Option<Origin>, Option<&'static str>)>,
 }
 
 impl Driver {
@@ -170,6 +182,8 @@ impl Driver {
             counts: super::Stats::default(),
             sending_kind: None,
             blind: blind::BlindIo::default(),
+            synced: parts.synced,
+            awaiting_sync: VecDeque::new(),
         };
         let topics: Vec<Topic> = driver
             .engine
@@ -193,11 +207,13 @@ impl Driver {
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
                 request = commands.recv() => match request {
                     Some(Request::Command { command: Command::Quit, .. }) | None => {
+                        self.finish_syncs().await;
                         self.handle(Input::Stop);
                         break;
                     }
                     Some(request) => self.on_request(request),
                 },
+                Some((ticket, result)) = self.synced.recv() => self.on_synced(ticket, result),
                 Some(event) = self.voice_events.recv() => self.emit(event),
                 Some(out) = self.voice_out_rx.recv() => self.handle(Input::VoiceOut(out)),
                 Some(request) = control.recv() => self.on_control(request).await,
@@ -218,6 +234,45 @@ impl Driver {
             playout_overloaded = self.playout_overloaded,
             "node stopped"
         );
+    }
+
+    /// The store's fsync `ticket` is done: each send it covers is answered in the context of
+    /// the command that made it (its client, and what `sent` counts).
+    fn on_synced(&mut self, ticket: u64, result: Result<(), String>) {
+        while let Some(&(next, _, _)) = self.awaiting_sync.front() {
+            if next > ticket {
+                break;
+            }
+            let Some((next, origin, kind)) = self.awaiting_sync.pop_front() else {
+                break;
+            };
+            self.answering = origin;
+            self.sending_kind = kind;
+            self.handle(Input::Synced {
+                ticket: next,
+                result: result.clone(),
+            });
+            self.sending_kind = None;
+            self.answering = None;
+        }
+    }
+
+    /// Before stopping: our messages still waiting for their fsync go out (a script that
+    /// sends, then quits, has its message sent), for at most [`SYNC_AT_STOP`].
+    async fn finish_syncs(&mut self) {
+        let deadline = tokio::time::Instant::now() + SYNC_AT_STOP;
+        while !self.awaiting_sync.is_empty() {
+            match tokio::time::timeout_at(deadline, self.synced.recv()).await {
+                Ok(Some((ticket, result))) => self.on_synced(ticket, result),
+                Ok(None) | Err(_) => {
+                    tracing::warn!(
+                        waiting = self.awaiting_sync.len(),
+                        "stopping before the store confirmed our last messages"
+                    );
+                    break;
+                }
+            }
+        }
     }
 
     fn lagging(&self) -> bool {
@@ -476,6 +531,10 @@ impl Driver {
                 self.swarm.behaviour_mut().gossipsub.unsubscribe(&topic);
             }
             Output::Event(event) => self.emit(event),
+            Output::AwaitSync { ticket } => {
+                self.awaiting_sync
+                    .push_back((ticket, self.answering.clone(), self.sending_kind));
+            }
             Output::Timer { at, timer } => self.timers.set(at, timer),
             Output::Play {
                 room,

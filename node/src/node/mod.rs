@@ -205,6 +205,16 @@ impl Node {
             return Err(StartError::Voice("voice frames are 10 or 20 ms".into()));
         }
         let mut store = Store::open(&config.data_dir)?;
+        let (synced_tx, synced) = mpsc::unbounded_channel();
+        let slow_disk = Duration::from_millis(config.fsync_delay_ms);
+        store.sync_off_thread(Box::new(move |ticket, result| {
+            // (The test hook: a slow disk holds up the fsync thread, never the event loop.)
+            if !slow_disk.is_zero() {
+                std::thread::sleep(slow_disk);
+            }
+            // The driver gone means the node is stopping: nobody waits for the answer.
+            let _ = synced_tx.send((ticket, result));
+        }))?;
         let identity = store.identity()?;
         let peer_id = identity.public().to_peer_id();
 
@@ -289,6 +299,7 @@ impl Node {
             voice_frame_ms: config.voice_frame_ms,
             voice_bitrate: config.voice_bitrate,
             voice_out: config.voice_out,
+            synced,
         });
         let task = tokio::spawn(driver.run(command_rx, control_rx));
         let link = ClientLink {

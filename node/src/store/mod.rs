@@ -57,6 +57,9 @@ pub struct Store {
     synchronous: Durability,
     /// Makes deferred writes durable soon after, off the caller's thread.
     flusher: flusher::Flusher,
+    /// Makes [`Durability::Synced`] writes durable on request, off the caller's thread; until
+    /// [`Store::sync_off_thread`] starts it, [`Store::request_sync`] fsyncs on the spot.
+    wal_sync: Option<wal_sync::WalSync>,
     // Held for the life of the store; the OS drops the lock when the process ends, even on kill -9.
     _lock: File,
 }
@@ -87,6 +90,7 @@ mod flusher;
 mod history;
 mod membership;
 mod verified;
+pub mod wal_sync;
 pub use behind::LostWrite;
 pub use history::{ShardChunks, StoredMessage, SEARCH_BATCH};
 
@@ -103,6 +107,11 @@ pub enum Durability {
     /// A catch-up into an empty room may be written behind ([`behind`]): it survives a crash
     /// only once that write is done, a fraction of a second later.
     Deferred,
+    /// Survives a crash of the process when the call returns (the WAL frames are written), and
+    /// power loss once the fsync that [`Store::request_sync`] then asks for is done. For the
+    /// node's own messages: nothing about one leaves the node before that fsync, but the
+    /// event loop does not wait for it ([`wal_sync`]).
+    Synced,
 }
 
 /// Create a database file ourselves so it is 0600 from its first byte (SQLite gives its WAL and
@@ -186,6 +195,7 @@ impl Store {
             fail_behind: false,
             synchronous: Durability::Now,
             flusher,
+            wal_sync: None,
             _lock: lock,
         })
     }
@@ -247,7 +257,7 @@ impl Store {
         if self.synchronous != durability {
             let level = match durability {
                 Durability::Now => "FULL",
-                Durability::Deferred => "NORMAL",
+                Durability::Deferred | Durability::Synced => "NORMAL",
             };
             self.conn()
                 .pragma_update(None, "synchronous", level)
@@ -255,6 +265,34 @@ impl Store {
             self.synchronous = durability;
         }
         Ok(())
+    }
+
+    /// fsync the WAL from now on on a thread of its own, which calls `notify` with each
+    /// ticket [`Store::request_sync`] hands out once it is durable.
+    pub fn sync_off_thread(&mut self, notify: wal_sync::SyncNotify) -> Result<(), StoreError> {
+        let started =
+            wal_sync::WalSync::start(&self.path, notify).map_err(|source| StoreError::Dir {
+                path: self.path.clone(),
+                source,
+            })?;
+        self.wal_sync = Some(started);
+        Ok(())
+    }
+
+    /// Make every commit so far durable ([`Durability::Synced`] ones included): `Some(ticket)`
+    /// when the fsync thread will report it; `None` when it is durable already (no thread, so
+    /// the fsync ran here).
+    pub fn request_sync(&mut self) -> Result<Option<u64>, StoreError> {
+        // A write behind commits on its own connection: it must be in the WAL first.
+        self.settle_behind();
+        if let Some(ticket) = self.wal_sync.as_mut().and_then(|sync| sync.request()) {
+            return Ok(Some(ticket));
+        }
+        wal_sync::sync_wal(&wal_sync::wal_path(&self.path)).map_err(|reason| StoreError::Dir {
+            path: self.path.clone(),
+            source: std::io::Error::other(reason),
+        })?;
+        Ok(None)
     }
 
     /// After a commit: deferred writes (this one or earlier ones) wait for the flusher; a

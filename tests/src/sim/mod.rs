@@ -716,7 +716,9 @@ impl Sim {
             | Output::TalkWav { .. }
             // Blind relays are not simulated.
             | Output::BlindRequest { .. }
-            | Output::BlindResponse { .. } => {}
+            | Output::BlindResponse { .. }
+            // A simulated store is durable at once: nothing waits for an fsync.
+            | Output::AwaitSync { .. } => {}
         }
     }
 

@@ -1,0 +1,147 @@
+//! The node's own messages between their commit and their fsync.
+//!
+//! A message the user sends is committed at once ([`Durability::Synced`]: it survives a crash
+//! of the process) and the store fsyncs it off the event loop ([`Storage::request_sync`]).
+//! Until that fsync is done nothing about it leaves the node: no `sent`, no publish, and no
+//! sync traffic, which could carry it from the room's document. Were it to leave first and
+//! the power fail, the restarted node would make a different change under the same Automerge
+//! sequence number, which peers that hold the first would refuse for good. Meanwhile the event
+//! loop goes on with everything else: forwarding, showing and storing others' messages.
+
+use std::collections::VecDeque;
+
+use hark_proto::{Body, MessageRecord, Topic};
+
+use super::history::message_event;
+use super::{fail, CommandError, Engine, Output, Storage};
+use crate::api::Event;
+use crate::store::StoredMessage;
+
+/// A sent message waiting for the fsync of `ticket`.
+pub(super) struct OwnSend {
+    ticket: u64,
+    topic: Topic,
+    record: MessageRecord,
+    shard: u32,
+    change: Vec<u8>,
+}
+
+#[derive(Default)]
+pub(super) struct Unsynced {
+    /// In ticket order, which is the order they were sent in.
+    sends: VecDeque<OwnSend>,
+    /// Sync requests and answers made while some send waits: they go out after it.
+    held_back: Vec<Output>,
+}
+
+impl<S: Storage> Engine<S> {
+    /// A message of ours is committed: tell of it and publish it once it is durable, now if
+    /// the store says it is.
+    pub(super) fn announce_when_durable(
+        &mut self,
+        topic: Topic,
+        record: MessageRecord,
+        shard: u32,
+        change: Vec<u8>,
+    ) -> Result<(), CommandError> {
+        match self.store.request_sync() {
+            Ok(None) => {
+                self.announce_sent(&topic, record, shard, change);
+                Ok(())
+            }
+            Ok(Some(ticket)) => {
+                self.unsynced.sends.push_back(OwnSend {
+                    ticket,
+                    topic,
+                    record,
+                    shard,
+                    change,
+                });
+                self.out.push(Output::AwaitSync { ticket });
+                Ok(())
+            }
+            Err(e) => {
+                self.drop_history(&topic);
+                Err(fail("store_failed", e))
+            }
+        }
+    }
+
+    /// The store's fsync for `ticket` is done (or failed): the sends it covers go out, or
+    /// fail, in the order they were made.
+    pub(super) fn on_synced(&mut self, ticket: u64, result: Result<(), String>) {
+        while self
+            .unsynced
+            .sends
+            .front()
+            .is_some_and(|send| send.ticket <= ticket)
+        {
+            let Some(send) = self.unsynced.sends.pop_front() else {
+                break;
+            };
+            match &result {
+                Ok(()) => self.announce_sent(&send.topic, send.record, send.shard, send.change),
+                Err(e) => {
+                    // Memory may not run ahead of the disk: reload the room from the store.
+                    self.drop_history(&send.topic);
+                    self.emit(Event::error(
+                        "store_failed",
+                        format!("the message may not be stored: {e}"),
+                    ));
+                }
+            }
+        }
+    }
+
+    /// At the end of each input: while a send waits for its fsync, sync traffic waits with
+    /// it; once none waits, what was held back goes out (after the sends' publishes).
+    pub(super) fn hold_back_sync(&mut self) {
+        if self.unsynced.sends.is_empty() {
+            self.out.append(&mut self.unsynced.held_back);
+            return;
+        }
+        let (held, rest): (Vec<Output>, Vec<Output>) =
+            std::mem::take(&mut self.out).into_iter().partition(|out| {
+                matches!(
+                    out,
+                    Output::SyncRequest { .. }
+                        | Output::SyncResponse { .. }
+                        | Output::BlindRequest { .. }
+                        | Output::BlindResponse { .. }
+                )
+            });
+        self.unsynced.held_back.extend(held);
+        self.out = rest;
+    }
+
+    /// `sent` to the client that sent it, the message to the node's other clients, then the
+    /// message to the room: all once it is durable.
+    pub(super) fn announce_sent(
+        &mut self,
+        topic: &Topic,
+        record: MessageRecord,
+        shard: u32,
+        change: Vec<u8>,
+    ) {
+        let room = self.room_name(topic);
+        self.emit(Event::Sent {
+            room: room.clone(),
+            id: record.id.to_hex(),
+        });
+        // For the node's other clients (the driver keeps it from the one that sent it).
+        let author = self.peer_text(&record.author);
+        self.emit(message_event(
+            &room,
+            StoredMessage {
+                id: record.id,
+                hlc: record.hlc,
+                author,
+                name: record.name,
+                kind: record.kind,
+                text: record.text,
+            },
+        ));
+        self.publish_as(topic, record.id, Body::Change { shard, change });
+        self.stored_own(topic, record.id);
+    }
+}
