@@ -989,7 +989,11 @@ fn sync_traffic_waits_while_a_sent_message_waits_for_its_fsync() {
         }
     }
 
-    // The fsync is done: the message is published, then the held sync traffic goes out.
+    // Another send before the first fsync is done: it does not hold up what waited for the
+    // first (a steady stream of sends must not starve sync).
+    assert_eq!(awaited(&send(&mut a, &clock, "also waiting")), vec![2]);
+
+    // The first fsync is done: its message is published, then the held sync traffic goes out.
     let out = a.handle(
         Input::Synced {
             ticket: 1,
@@ -1011,11 +1015,28 @@ fn sync_traffic_waits_while_a_sent_message_waits_for_its_fsync() {
     if let Some(Output::SyncResponse { reply, .. }) = out.iter().find(|o| is_sync_traffic(o)) {
         assert_eq!(*reply, 7);
     }
-    let rest: Vec<(bool, Output)> = out
+    assert_eq!(
+        published(&out).len(),
+        1,
+        "the second waits for its own fsync"
+    );
+    let mut rest: Vec<(bool, Output)> = out
         .into_iter()
         .filter(|o| matches!(o, Output::SyncRequest { .. }))
         .map(|o| (true, o))
         .collect();
+    rest.extend(
+        a.handle(
+            Input::Synced {
+                ticket: 2,
+                result: Ok(()),
+            },
+            clock.now(),
+        )
+        .into_iter()
+        .filter(|o| matches!(o, Output::SyncRequest { .. }))
+        .map(|o| (true, o)),
+    );
     settle(&mut a, &mut b, &clock, rest);
 }
 

@@ -30,8 +30,10 @@ pub(super) struct OwnSend {
 pub(super) struct Unsynced {
     /// In ticket order, which is the order they were sent in.
     sends: VecDeque<OwnSend>,
-    /// Sync requests and answers made while some send waits: they go out after it.
-    held_back: Vec<Output>,
+    /// Sync requests and answers made while some send waited, each with the last ticket then
+    /// asked for: it goes out once that ticket is done (not when no send waits at all, which
+    /// a steady stream of sends on a slow disk might never allow).
+    held_back: Vec<(u64, Output)>,
 }
 
 impl<S: Storage> Engine<S> {
@@ -93,25 +95,35 @@ impl<S: Storage> Engine<S> {
         }
     }
 
-    /// At the end of each input: while a send waits for its fsync, sync traffic waits with
-    /// it; once none waits, what was held back goes out (after the sends' publishes).
+    /// At the end of each input: sync traffic made while sends wait for their fsync waits
+    /// for the last of them; what was held back for sends now all done goes out (after their
+    /// publishes).
     pub(super) fn hold_back_sync(&mut self) {
-        if self.unsynced.sends.is_empty() {
-            self.out.append(&mut self.unsynced.held_back);
+        if let Some(newest) = self.unsynced.sends.back().map(|send| send.ticket) {
+            let (held, rest): (Vec<Output>, Vec<Output>) =
+                std::mem::take(&mut self.out).into_iter().partition(|out| {
+                    matches!(
+                        out,
+                        Output::SyncRequest { .. }
+                            | Output::SyncResponse { .. }
+                            | Output::BlindRequest { .. }
+                            | Output::BlindResponse { .. }
+                    )
+                });
+            self.unsynced
+                .held_back
+                .extend(held.into_iter().map(|out| (newest, out)));
+            self.out = rest;
+        }
+        if self.unsynced.held_back.is_empty() {
             return;
         }
-        let (held, rest): (Vec<Output>, Vec<Output>) =
-            std::mem::take(&mut self.out).into_iter().partition(|out| {
-                matches!(
-                    out,
-                    Output::SyncRequest { .. }
-                        | Output::SyncResponse { .. }
-                        | Output::BlindRequest { .. }
-                        | Output::BlindResponse { .. }
-                )
-            });
-        self.unsynced.held_back.extend(held);
-        self.out = rest;
+        let oldest_waiting = self.unsynced.sends.front().map(|send| send.ticket);
+        let (done, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.unsynced.held_back)
+            .into_iter()
+            .partition(|(upto, _)| oldest_waiting.is_none_or(|oldest| *upto < oldest));
+        self.unsynced.held_back = waiting;
+        self.out.extend(done.into_iter().map(|(_, out)| out));
     }
 
     /// `sent` to the client that sent it, the message to the node's other clients, then the
