@@ -205,7 +205,10 @@ impl Driver {
             let next_timer = self.timers.next_at().map(tokio::time::Instant::from_std);
             tokio::select! {
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
-                request = commands.recv() => match request {
+                // While a send waits for its fsync, the next request waits too: each client
+                // gets its answers in the order it asked (its `sent` before the answer to what
+                // it asked next), as when the fsync ran here; the network does not wait.
+                request = commands.recv(), if self.awaiting_sync.is_empty() => match request {
                     Some(Request::Command { command: Command::Quit, .. }) | None => {
                         self.finish_syncs().await;
                         self.handle(Input::Stop);

@@ -3,9 +3,10 @@
 //! A message the user sends is committed under `synchronous = NORMAL` (its WAL frames are
 //! written, so it survives a crash of the process), then this thread fsyncs the WAL file and
 //! reports the ticket; only then does the engine publish the message and report `sent`
-//! (docs/architecture.md, "Durability"). The event loop goes on forwarding and showing others'
-//! messages meanwhile, however long the disk takes. Tickets that queue up while an fsync runs
-//! are answered together by the next one: one fsync for a burst of sends (group commit).
+//! (docs/architecture.md, "One message, from keypress to peer"). The event loop goes on
+//! forwarding and showing others' messages meanwhile, however long the disk takes. Tickets that
+//! queue up while an fsync runs are answered together by the next one (the node's driver asks
+//! for one at a time today: it takes the next client request once a send is done).
 //!
 //! Why an fsync of the file is enough: SQLite's own `FULL` commit is exactly this fsync after
 //! the frames are written. If a checkpoint copied the frames into the database meanwhile, it
