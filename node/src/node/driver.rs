@@ -80,9 +80,6 @@ pub struct Parts {
 /// A ticket of the store's fsync thread, done or failed.
 pub type Synced = (u64, Result<(), String>);
 
-/// How long a stopping node waits for its own messages' fsync before it stops anyway.
-const SYNC_AT_STOP: Duration = Duration::from_secs(10);
-
 pub struct Driver {
     swarm: Swarm<Behaviour>,
     engine: Engine<Store>,
@@ -207,10 +204,10 @@ impl Driver {
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
                 // While a send waits for its fsync, the next request waits too: each client
                 // gets its answers in the order it asked (its `sent` before the answer to what
-                // it asked next), as when the fsync ran here; the network does not wait.
+                // it asked next), as when the fsync ran here, and `quit` after a send stops
+                // the node once that send is out. The network does not wait.
                 request = commands.recv(), if self.awaiting_sync.is_empty() => match request {
                     Some(Request::Command { command: Command::Quit, .. }) | None => {
-                        self.finish_syncs().await;
                         self.handle(Input::Stop);
                         break;
                     }
@@ -257,24 +254,6 @@ impl Driver {
             });
             self.sending_kind = None;
             self.answering = None;
-        }
-    }
-
-    /// Before stopping: our messages still waiting for their fsync go out (a script that
-    /// sends, then quits, has its message sent), for at most [`SYNC_AT_STOP`].
-    async fn finish_syncs(&mut self) {
-        let deadline = tokio::time::Instant::now() + SYNC_AT_STOP;
-        while !self.awaiting_sync.is_empty() {
-            match tokio::time::timeout_at(deadline, self.synced.recv()).await {
-                Ok(Some((ticket, result))) => self.on_synced(ticket, result),
-                Ok(None) | Err(_) => {
-                    tracing::warn!(
-                        waiting = self.awaiting_sync.len(),
-                        "stopping before the store confirmed our last messages"
-                    );
-                    break;
-                }
-            }
         }
     }
 
