@@ -15,7 +15,6 @@ use hark_proto::{Body, MessageRecord, Topic};
 use super::history::message_event;
 use super::{fail, CommandError, Engine, Output, Storage};
 use crate::api::Event;
-use crate::store::StoredMessage;
 
 /// A sent message waiting for the fsync of `ticket`.
 pub(super) struct OwnSend {
@@ -140,20 +139,12 @@ impl<S: Storage> Engine<S> {
             room: room.clone(),
             id: record.id.to_hex(),
         });
+        let id = record.id;
         // For the node's other clients (the driver keeps it from the one that sent it).
-        let author = self.peer_text(&record.author);
-        self.emit(message_event(
-            &room,
-            StoredMessage {
-                id: record.id,
-                hlc: record.hlc,
-                author,
-                name: record.name,
-                kind: record.kind,
-                text: record.text,
-            },
-        ));
-        self.publish_as(topic, record.id, Body::Change { shard, change });
-        self.stored_own(topic, record.id);
+        if let Some(message) = self.index_entry(record) {
+            self.emit(message_event(&room, message));
+        }
+        self.publish_as(topic, id, Body::Change { shard, change });
+        self.stored_own(topic, id);
     }
 }
