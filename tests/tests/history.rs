@@ -324,8 +324,10 @@ fn nodes_whose_clocks_disagree_by_minutes_agree_on_order() {
 /// `sent`, nothing published) while it goes on forwarding others' messages at once.
 #[test]
 fn a_slow_disk_holds_up_the_senders_own_message_not_what_it_forwards() {
-    // Each fsync of alice's own messages takes 3 s longer than the disk.
-    let mut a = NodeProcess::start_with_env("alice", &[("HARK_TEST_FSYNC_DELAY_MS", "3000")], &[]);
+    // Each fsync of alice's own messages takes 8 s longer than the disk: far longer than
+    // carol's message needs to reach dave through alice, even on a loaded machine.
+    let slow = Duration::from_secs(8);
+    let mut a = NodeProcess::start_with_env("alice", &[("HARK_TEST_FSYNC_DELAY_MS", "8000")], &[]);
     // carol — alice — dave: alice forwards between them.
     let mut c = NodeProcess::start("carol", &["--peer", &a.addr()]);
     let mut d = NodeProcess::start("dave", &["--peer", &a.addr()]);
@@ -342,6 +344,7 @@ fn a_slow_disk_holds_up_the_senders_own_message_not_what_it_forwards() {
         |e| matches!(e, Event::Message { text, .. } if text == "from carol, through alice"),
     );
     a.drain();
+    d.drain();
     assert!(
         !a.seen.iter().any(|e| matches!(e, Event::Sent { .. })),
         "alice's own message is not `sent` before its fsync: {:?}",
@@ -355,9 +358,7 @@ fn a_slow_disk_holds_up_the_senders_own_message_not_what_it_forwards() {
     );
 
     // Once the fsync is done: `sent`, then the room has it.
-    a.expect("sent", DELIVERY + Duration::from_secs(3), |e| {
-        matches!(e, Event::Sent { .. })
-    });
+    a.expect("sent", DELIVERY + slow, |e| matches!(e, Event::Sent { .. }));
     d.expect(
         "alice's message",
         DELIVERY,

@@ -29,6 +29,10 @@ pub(super) struct OwnSend {
 pub(super) struct Unsynced {
     /// In ticket order, which is the order they were sent in.
     sends: VecDeque<OwnSend>,
+    /// An fsync failed: the store no longer keeps the promise of `sent` (the failed writes are
+    /// committed and readable, but may not be on the disk). From then on no send goes out and
+    /// no sync traffic either, since it could carry them; the driver stops the node.
+    failed: Option<String>,
     /// Sync requests and answers made while some send waited, each with the last ticket then
     /// asked for: it goes out once that ticket is done (not when no send waits at all, which
     /// a steady stream of sends on a slow disk might never allow).
@@ -45,8 +49,16 @@ impl<S: Storage> Engine<S> {
         shard: u32,
         change: Vec<u8>,
     ) -> Result<(), CommandError> {
+        if let Some(failed) = &self.unsynced.failed {
+            return Err(fail(
+                "store_failed",
+                format!("the disk failed to store an earlier message ({failed}); restart the node"),
+            ));
+        }
         match self.store.request_sync() {
             Ok(None) => {
+                // Durable now, and so is every send still waiting: they go first.
+                self.on_synced(u64::MAX, Ok(()));
                 self.announce_sent(&topic, record, shard, change);
                 Ok(())
             }
@@ -62,10 +74,18 @@ impl<S: Storage> Engine<S> {
                 Ok(())
             }
             Err(e) => {
-                self.drop_history(&topic);
+                self.disk_failed(e.clone());
                 Err(fail("store_failed", e))
             }
         }
+    }
+
+    /// The store could not make our writes durable: nothing that could carry them leaves any
+    /// more ([`Unsynced::failed`]).
+    fn disk_failed(&mut self, reason: String) {
+        tracing::error!("the disk failed to store our messages: {reason}");
+        self.unsynced.failed = Some(reason);
+        self.unsynced.held_back.clear();
     }
 
     /// The store's fsync for `ticket` is done (or failed): the sends it covers go out, or
@@ -81,13 +101,18 @@ impl<S: Storage> Engine<S> {
                 break;
             };
             match &result {
-                Ok(()) => self.announce_sent(&send.topic, send.record, send.shard, send.change),
+                Ok(()) if self.unsynced.failed.is_none() => {
+                    self.announce_sent(&send.topic, send.record, send.shard, send.change);
+                }
+                Ok(()) => self.emit(Event::error(
+                    "store_failed",
+                    "the disk failed to store an earlier message; restart the node",
+                )),
                 Err(e) => {
-                    // Memory may not run ahead of the disk: reload the room from the store.
-                    self.drop_history(&send.topic);
+                    self.disk_failed(e.clone());
                     self.emit(Event::error(
                         "store_failed",
-                        format!("the message may not be stored: {e}"),
+                        format!("the message may not be on the disk: {e}"),
                     ));
                 }
             }
@@ -98,17 +123,14 @@ impl<S: Storage> Engine<S> {
     /// for the last of them; what was held back for sends now all done goes out (after their
     /// publishes).
     pub(super) fn hold_back_sync(&mut self) {
+        if self.unsynced.failed.is_some() {
+            self.out.retain(|out| !is_sync_traffic(out));
+            return;
+        }
         if let Some(newest) = self.unsynced.sends.back().map(|send| send.ticket) {
-            let (held, rest): (Vec<Output>, Vec<Output>) =
-                std::mem::take(&mut self.out).into_iter().partition(|out| {
-                    matches!(
-                        out,
-                        Output::SyncRequest { .. }
-                            | Output::SyncResponse { .. }
-                            | Output::BlindRequest { .. }
-                            | Output::BlindResponse { .. }
-                    )
-                });
+            let (held, rest): (Vec<Output>, Vec<Output>) = std::mem::take(&mut self.out)
+                .into_iter()
+                .partition(is_sync_traffic);
             self.unsynced
                 .held_back
                 .extend(held.into_iter().map(|out| (newest, out)));
@@ -147,4 +169,15 @@ impl<S: Storage> Engine<S> {
         self.publish_as(topic, id, Body::Change { shard, change });
         self.stored_own(topic, id);
     }
+}
+
+/// What could carry our changes from a room's document to a peer.
+fn is_sync_traffic(out: &Output) -> bool {
+    matches!(
+        out,
+        Output::SyncRequest { .. }
+            | Output::SyncResponse { .. }
+            | Output::BlindRequest { .. }
+            | Output::BlindResponse { .. }
+    )
 }

@@ -213,7 +213,15 @@ impl Driver {
                     }
                     Some(request) => self.on_request(request),
                 },
-                Some((ticket, result)) = self.synced.recv() => self.on_synced(ticket, result),
+                synced = self.synced.recv(), if !self.awaiting_sync.is_empty() => match synced {
+                    Some((ticket, result)) => self.on_synced(ticket, result),
+                    // Never answered now: fail them, so that the engine stops waiting (and
+                    // sends nothing more that could carry them) and requests flow again.
+                    None => {
+                        let stopped = "the store's fsync thread has stopped".to_owned();
+                        self.on_synced(u64::MAX, Err(stopped));
+                    }
+                },
                 Some(event) = self.voice_events.recv() => self.emit(event),
                 Some(out) = self.voice_out_rx.recv() => self.handle(Input::VoiceOut(out)),
                 Some(request) = control.recv() => self.on_control(request).await,

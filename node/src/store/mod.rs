@@ -186,6 +186,12 @@ impl Store {
             conn.execute_batch(&migrate).map_err(sql_err)?;
         }
         let flusher = flusher::Flusher::start(&path).map_err(sql_err)?;
+        // A crash may have left our last messages committed but not fsynced (`sent` was never
+        // said of them): made durable now, before this run can send them to anyone by sync.
+        wal_sync::sync_wal(&wal_sync::wal_path(&path)).map_err(|reason| StoreError::Dir {
+            path: path.clone(),
+            source: std::io::Error::other(reason),
+        })?;
         Ok(Self {
             conn,
             path,

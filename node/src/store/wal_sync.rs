@@ -11,8 +11,9 @@
 //! Why an fsync of the file is enough: SQLite's own `FULL` commit is exactly this fsync after
 //! the frames are written. If a checkpoint copied the frames into the database meanwhile, it
 //! fsynced the database before the WAL could start over, so they are durable either way. The
-//! file is opened by path for every fsync, never kept open: SQLite may delete the WAL when
-//! its last connection closes, and an fsync of a deleted file would prove nothing.
+//! thread keeps the WAL open from its start: an fsync then reports every write-back error since
+//! that moment, also one that another descriptor's fsync (the flusher's checkpoint) saw first.
+//! SQLite deletes the WAL only when its last connection closes, after the store is gone.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -33,10 +34,12 @@ pub struct WalSync {
 impl WalSync {
     pub fn start(db: &Path, notify: SyncNotify) -> std::io::Result<Self> {
         let wal = wal_path(db);
+        // (Missing only if nothing was ever written: then each fsync opens it by path.)
+        let file = File::open(&wal).ok();
         let (tickets, asked) = mpsc::channel::<u64>();
         let thread = std::thread::Builder::new()
             .name("hark-store-sync".into())
-            .spawn(move || run(&wal, &asked, &notify))?;
+            .spawn(move || run(&wal, file.as_ref(), &asked, &notify))?;
         Ok(Self {
             tickets: Some(tickets),
             next: 0,
@@ -63,13 +66,19 @@ impl Drop for WalSync {
     }
 }
 
-fn run(wal: &Path, asked: &mpsc::Receiver<u64>, notify: &SyncNotify) {
+fn run(wal: &Path, file: Option<&File>, asked: &mpsc::Receiver<u64>, notify: &SyncNotify) {
     while let Ok(mut ticket) = asked.recv() {
         // Everything asked for by now was committed before this fsync starts: one covers all.
         while let Ok(later) = asked.try_recv() {
             ticket = later;
         }
-        notify(ticket, sync_wal(wal));
+        let synced = match file {
+            Some(file) => file
+                .sync_data()
+                .map_err(|e| format!("cannot fsync {}: {e}", wal.display())),
+            None => sync_wal(wal),
+        };
+        notify(ticket, synced);
     }
 }
 
