@@ -106,7 +106,8 @@ impl<S: Storage> Engine<S> {
         self.persist_with(&topic, vec![added], durability)
             .map_err(|e| fail("store_failed", e))?;
         if durability == Durability::Now {
-            self.announce_sent(&topic, record, shard, change);
+            let room = self.room_name(&topic);
+            self.announce_sent(&topic, room, record, shard, change);
             return Ok(());
         }
         self.announce_when_durable(topic, record, shard, change)

@@ -1100,3 +1100,47 @@ fn after_a_failed_fsync_nothing_that_could_carry_the_message_leaves() {
     );
     assert!(!out.iter().any(is_sync_traffic), "{out:?}");
 }
+
+#[test]
+fn a_send_whose_room_is_left_before_its_fsync_still_names_the_room_in_sent() {
+    let clock = Clock::start();
+    let mut a = engine_with_fsync_thread(1, &clock);
+    let ops = Room::public(RoomName::parse("ops").unwrap());
+    let join = a.handle(
+        Input::Command(Command::Join {
+            room: Some("ops".into()),
+            invite: None,
+        }),
+        clock.now(),
+    );
+    assert!(events(&join)
+        .iter()
+        .any(|e| matches!(e, Event::Joined { room } if room == ops.name.as_str())));
+    let out = a.handle(
+        Input::Command(Command::Send {
+            room: "ops".into(),
+            text: "last words".into(),
+        }),
+        clock.now(),
+    );
+    assert_eq!(awaited(&out), vec![1]);
+    a.handle(
+        Input::Command(Command::Leave { room: "ops".into() }),
+        clock.now(),
+    );
+    let out = a.handle(
+        Input::Synced {
+            ticket: 1,
+            result: Ok(()),
+        },
+        clock.now(),
+    );
+    assert!(
+        matches!(&events(&out)[..], [Event::Sent { room, .. }, ..] if room == "ops"),
+        "{out:?}"
+    );
+    assert!(
+        published(&out).is_empty(),
+        "a room left is not published to"
+    );
+}

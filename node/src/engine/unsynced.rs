@@ -20,6 +20,8 @@ use crate::api::Event;
 pub(super) struct OwnSend {
     ticket: u64,
     topic: Topic,
+    /// The room's name when it was sent: `sent` names it even if the room was left since.
+    room: String,
     record: MessageRecord,
     shard: u32,
     change: Vec<u8>,
@@ -59,13 +61,16 @@ impl<S: Storage> Engine<S> {
             Ok(None) => {
                 // Durable now, and so is every send still waiting: they go first.
                 self.on_synced(u64::MAX, Ok(()));
-                self.announce_sent(&topic, record, shard, change);
+                let room = self.room_name(&topic);
+                self.announce_sent(&topic, room, record, shard, change);
                 Ok(())
             }
             Ok(Some(ticket)) => {
+                let room = self.room_name(&topic);
                 self.unsynced.sends.push_back(OwnSend {
                     ticket,
                     topic,
+                    room,
                     record,
                     shard,
                     change,
@@ -102,7 +107,15 @@ impl<S: Storage> Engine<S> {
             };
             match &result {
                 Ok(()) if self.unsynced.failed.is_none() => {
-                    self.announce_sent(&send.topic, send.record, send.shard, send.change);
+                    let OwnSend {
+                        topic,
+                        room,
+                        record,
+                        shard,
+                        change,
+                        ..
+                    } = send;
+                    self.announce_sent(&topic, room, record, shard, change);
                 }
                 Ok(()) => self.emit(Event::error(
                     "store_failed",
@@ -152,11 +165,11 @@ impl<S: Storage> Engine<S> {
     pub(super) fn announce_sent(
         &mut self,
         topic: &Topic,
+        room: String,
         record: MessageRecord,
         shard: u32,
         change: Vec<u8>,
     ) {
-        let room = self.room_name(topic);
         self.emit(Event::Sent {
             room: room.clone(),
             id: record.id.to_hex(),
