@@ -880,6 +880,46 @@ fn engine_with_fsync_thread(seed: u8, clock: &Clock) -> Engine<MemoryStore> {
     engine
 }
 
+/// Connect `a`, whose send waits for its fsync, to `b`: whichever side starts the session,
+/// nothing of a's goes out by sync (its request, or its answer, as reply 7, to b's).
+fn connect_while_a_send_waits(
+    a: &mut Engine<MemoryStore>,
+    b: &mut Engine<MemoryStore>,
+    clock: &Clock,
+) {
+    let first = connect(a, b, clock);
+    assert!(
+        !first
+            .iter()
+            .any(|(from_a, o)| *from_a && is_sync_traffic(o)),
+        "{first:?}"
+    );
+    for (from_a, output) in first {
+        if let (false, Output::SyncRequest { request, .. }) = (from_a, output) {
+            let answer = a.handle(
+                Input::SyncRequest {
+                    peer: b.peer_id(),
+                    reply: 7,
+                    request,
+                },
+                clock.now(),
+            );
+            assert!(!answer.iter().any(is_sync_traffic), "{answer:?}");
+        }
+    }
+}
+
+/// The store's fsync thread says `ticket` is done.
+fn fsynced(engine: &mut Engine<MemoryStore>, ticket: u64, clock: &Clock) -> Vec<Output> {
+    engine.handle(
+        Input::Synced {
+            ticket,
+            result: Ok(()),
+        },
+        clock.now(),
+    )
+}
+
 fn awaited(outputs: &[Output]) -> Vec<u64> {
     outputs
         .iter()
@@ -919,13 +959,7 @@ fn a_sent_message_is_stored_at_once_and_told_of_and_published_only_after_its_fsy
 
     // One fsync can cover both (the store's thread answers a burst at once); they go out in
     // the order they were sent, each `sent` before its publish.
-    let out = a.handle(
-        Input::Synced {
-            ticket: 2,
-            result: Ok(()),
-        },
-        clock.now(),
-    );
+    let out = fsynced(&mut a, 2, &clock);
     let order: Vec<&str> = out
         .iter()
         .filter_map(|o| match o {
@@ -949,13 +983,7 @@ fn a_sent_message_is_stored_at_once_and_told_of_and_published_only_after_its_fsy
     );
 
     // A late or repeated answer finds nothing left to do.
-    let again = a.handle(
-        Input::Synced {
-            ticket: 1,
-            result: Ok(()),
-        },
-        clock.now(),
-    );
+    let again = fsynced(&mut a, 1, &clock);
     assert!(published(&again).is_empty() && events(&again).is_empty());
 }
 
@@ -968,39 +996,14 @@ fn sync_traffic_waits_while_a_sent_message_waits_for_its_fsync() {
 
     // Whichever side starts the session, nothing of a's goes out by sync: its request, or its
     // answer to b's, could carry the message from the room's document.
-    let first = connect(&mut a, &mut b, &clock);
-    assert!(
-        !first
-            .iter()
-            .any(|(from_a, o)| *from_a && is_sync_traffic(o)),
-        "{first:?}"
-    );
-    for (from_a, output) in first {
-        if let (false, Output::SyncRequest { request, .. }) = (from_a, output) {
-            let answer = a.handle(
-                Input::SyncRequest {
-                    peer: b.peer_id(),
-                    reply: 7,
-                    request,
-                },
-                clock.now(),
-            );
-            assert!(!answer.iter().any(is_sync_traffic), "{answer:?}");
-        }
-    }
+    connect_while_a_send_waits(&mut a, &mut b, &clock);
 
     // Another send before the first fsync is done: it does not hold up what waited for the
     // first (a steady stream of sends must not starve sync).
     assert_eq!(awaited(&send(&mut a, &clock, "also waiting")), vec![2]);
 
     // The first fsync is done: its message is published, then the held sync traffic goes out.
-    let out = a.handle(
-        Input::Synced {
-            ticket: 1,
-            result: Ok(()),
-        },
-        clock.now(),
-    );
+    let out = fsynced(&mut a, 1, &clock);
     let publish = out
         .iter()
         .position(|o| matches!(o, Output::Publish { .. }))
@@ -1026,16 +1029,10 @@ fn sync_traffic_waits_while_a_sent_message_waits_for_its_fsync() {
         .map(|o| (true, o))
         .collect();
     rest.extend(
-        a.handle(
-            Input::Synced {
-                ticket: 2,
-                result: Ok(()),
-            },
-            clock.now(),
-        )
-        .into_iter()
-        .filter(|o| matches!(o, Output::SyncRequest { .. }))
-        .map(|o| (true, o)),
+        fsynced(&mut a, 2, &clock)
+            .into_iter()
+            .filter(|o| matches!(o, Output::SyncRequest { .. }))
+            .map(|o| (true, o)),
     );
     settle(&mut a, &mut b, &clock, rest);
 }
@@ -1047,23 +1044,7 @@ fn after_a_failed_fsync_nothing_that_could_carry_the_message_leaves() {
     let mut b = engine(2, &clock);
     assert_eq!(awaited(&send(&mut a, &clock, "lost?")), vec![1]);
     // Sync traffic made meanwhile is held back for the send...
-    let first = connect(&mut a, &mut b, &clock);
-    assert!(!first
-        .iter()
-        .any(|(from_a, o)| *from_a && is_sync_traffic(o)));
-    for (from_a, output) in first {
-        if let (false, Output::SyncRequest { request, .. }) = (from_a, output) {
-            let answer = a.handle(
-                Input::SyncRequest {
-                    peer: b.peer_id(),
-                    reply: 7,
-                    request,
-                },
-                clock.now(),
-            );
-            assert!(!answer.iter().any(is_sync_traffic), "{answer:?}");
-        }
-    }
+    connect_while_a_send_waits(&mut a, &mut b, &clock);
     // ...and the fsync fails: the message is committed but may not be on the disk.
     let out = a.handle(
         Input::Synced {
@@ -1128,13 +1109,7 @@ fn a_send_whose_room_is_left_before_its_fsync_still_names_the_room_in_sent() {
         Input::Command(Command::Leave { room: "ops".into() }),
         clock.now(),
     );
-    let out = a.handle(
-        Input::Synced {
-            ticket: 1,
-            result: Ok(()),
-        },
-        clock.now(),
-    );
+    let out = fsynced(&mut a, 1, &clock);
     assert!(
         matches!(&events(&out)[..], [Event::Sent { room, .. }, ..] if room == "ops"),
         "{out:?}"
