@@ -638,3 +638,5 @@ fn fail(code: &'static str, detail: impl Into<String>) -> CommandError {
 mod delivery_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod unsynced_tests;

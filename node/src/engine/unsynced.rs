@@ -33,7 +33,7 @@ pub(super) struct Unsynced {
     sends: VecDeque<OwnSend>,
     /// An fsync failed: the store no longer keeps the promise of `sent` (the failed writes are
     /// committed and readable, but may not be on the disk). From then on no send goes out and
-    /// no sync traffic either, since it could carry them; the driver stops the node.
+    /// no sync traffic either, since it could carry them, until the node is restarted.
     failed: Option<String>,
     /// Sync requests and answers made while some send waited, each with the last ticket then
     /// asked for: it goes out once that ticket is done (not when no send waits at all, which
@@ -57,16 +57,15 @@ impl<S: Storage> Engine<S> {
                 format!("the disk failed to store an earlier message ({failed}); restart the node"),
             ));
         }
+        let room = self.room_name(&topic);
         match self.store.request_sync() {
             Ok(None) => {
                 // Durable now, and so is every send still waiting: they go first.
                 self.on_synced(u64::MAX, Ok(()));
-                let room = self.room_name(&topic);
                 self.announce_sent(&topic, room, record, shard, change);
                 Ok(())
             }
             Ok(Some(ticket)) => {
-                let room = self.room_name(&topic);
                 self.unsynced.sends.push_back(OwnSend {
                     ticket,
                     topic,
