@@ -176,19 +176,31 @@ impl<S: Storage> Engine<S> {
         }
     }
 
-    /// Take a room's held records and its documents' unstored changes, to be written first in
-    /// the room's next store transaction (so that the index has them before anything else is
-    /// asked whether it is new).
-    pub(super) fn take_held(&mut self, topic: &Topic) -> Vec<Added> {
+    /// Take a room's held records (shown) and, apart, its documents' unstored changes with the
+    /// records released from Automerge's queue (not shown yet, checked and sifted here), to be
+    /// written first in the room's next store transaction (so that the index has them before
+    /// anything else is asked whether it is new).
+    pub(super) fn take_held(&mut self, topic: &Topic) -> (Vec<Added>, Vec<Added>) {
         let Some(state) = self.rooms.get_mut(topic) else {
-            return Vec::new();
+            return (Vec::new(), Vec::new());
         };
-        let mut chunks = std::mem::take(&mut state.held.chunks);
-        if let Some(history) = state.history.as_mut() {
-            chunks.extend(history.take_unstored());
+        let mut held = std::mem::take(&mut state.held.chunks);
+        held.retain(|c| !c.records.is_empty() || !c.bytes.is_empty());
+        let mut unstored = match state.history.as_mut() {
+            Some(history) => history.take_unstored(),
+            None => Vec::new(),
+        };
+        if unstored.iter().any(|c| !c.records.is_empty()) {
+            // They came by sync from a peer that may not be their author, then waited for
+            // their dependencies: each must carry its author's signature, as any record that
+            // does not come straight from its author.
+            let forged = unstored
+                .iter_mut()
+                .map(|chunk| check_authorship(chunk, topic.as_str(), &[], false))
+                .sum();
+            self.sift(topic, &mut unstored, forged);
         }
-        chunks.retain(|c| !c.records.is_empty() || !c.bytes.is_empty());
-        chunks
+        (held, unstored)
     }
 
     /// The transaction that took the held messages committed: `fresh`, what it found new,

@@ -274,9 +274,13 @@ impl<S: Storage> Engine<S> {
         durability: Durability,
     ) -> Result<Vec<StoredMessage>, String> {
         // Held gossip messages go first, so that the index has them before it is asked about
-        // anything else; they were shown already, so their verdicts are skipped below.
-        let mut all = self.take_held(topic);
+        // anything else; they were shown already, so their verdicts are skipped below. Then
+        // what the documents took in besides, with the records released from Automerge's
+        // queue: shown here if new, since no caller knows of them.
+        let (mut all, unstored) = self.take_held(topic);
         let held = all.len();
+        let released = unstored.len();
+        all.extend(unstored);
         all.extend(added);
         if all.is_empty() {
             return Ok(Vec::new());
@@ -302,18 +306,14 @@ impl<S: Storage> Engine<S> {
                     self.search_backlog = true;
                     self.set_timer(SEARCH_INDEX_EVERY, Timer::SearchIndex);
                 }
-                let mut new: Vec<StoredMessage> = chunks
-                    .into_iter()
-                    .zip(fresh)
-                    .skip(held)
-                    .flat_map(|((_, _, messages), fresh)| {
-                        messages
-                            .into_iter()
-                            .zip(fresh)
-                            .filter_map(|(m, new)| new.then_some(m))
-                    })
-                    .collect();
+                let mut verdicts = chunks.into_iter().zip(fresh).skip(held);
+                let mut released: Vec<StoredMessage> =
+                    new_messages(verdicts.by_ref().take(released));
+                let mut new = new_messages(verdicts);
+                self.held_stored(topic, &mut released);
                 self.held_stored(topic, &mut new);
+                let room = self.room_name(topic);
+                self.announce(&room, released);
                 Ok(new)
             }
             Err(e) => {
@@ -424,15 +424,20 @@ impl<S: Storage> Engine<S> {
             );
         }
         let count = fresh.len();
+        self.announce(&room, fresh);
+        count
+    }
+
+    /// Show messages new to this node (our own are only observed by the clock).
+    fn announce(&mut self, room: &str, fresh: Vec<StoredMessage>) {
         let now = self.wall_ms();
         let me = self.peer_text(&self.me.to_bytes());
         for message in fresh {
             self.clock.observe(message.hlc, now);
             if message.author != me {
-                self.emit(message_event(&room, message));
+                self.emit(message_event(room, message));
             }
         }
-        count
     }
 
     /// Apply a change that came by gossip. What it adds comes back to be stored and shown by
@@ -542,6 +547,20 @@ pub(super) fn check_authorship(
     let mut verdicts = verdicts.into_iter();
     chunk.records.retain(|_| verdicts.next().unwrap_or(false));
     forged
+}
+
+/// The messages of stored chunks that the store found new (`fresh`: one verdict per message).
+fn new_messages(
+    chunks: impl Iterator<Item = ((u32, Vec<u8>, Vec<StoredMessage>), Vec<bool>)>,
+) -> Vec<StoredMessage> {
+    chunks
+        .flat_map(|((_, _, messages), fresh)| {
+            messages
+                .into_iter()
+                .zip(fresh)
+                .filter_map(|(m, new)| new.then_some(m))
+        })
+        .collect()
 }
 
 pub(super) fn message_event(room: &str, message: StoredMessage) -> Event {

@@ -640,3 +640,5 @@ mod delivery_tests;
 mod tests;
 #[cfg(test)]
 mod unsynced_tests;
+#[cfg(test)]
+mod waiting_tests;

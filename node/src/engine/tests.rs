@@ -85,7 +85,7 @@ pub(super) fn published(outputs: &[Output]) -> Vec<(Topic, Vec<u8>)> {
         .collect()
 }
 
-fn gossip(from: PeerId, topic: &Topic, data: Vec<u8>, n: u8) -> Input {
+pub(super) fn gossip(from: PeerId, topic: &Topic, data: Vec<u8>, n: u8) -> Input {
     Input::Gossip {
         id: GossipId::new(&[n]),
         from,

@@ -74,18 +74,19 @@ impl RoomHistory {
     }
 
     /// Settle, then what the documents gained from held-back changes and the store does not
-    /// have yet, per shard (records come separately: they were shown on arrival).
+    /// have yet, per shard. Its records are only those of changes released from Automerge's
+    /// queue that were never shown ([`Shard::take_released`]; unchecked): the held-back
+    /// changes' own were shown on arrival.
     pub fn take_unstored(&mut self) -> Vec<Added> {
         self.settle();
         self.shards
             .iter_mut()
-            .map(|(&shard, doc)| (shard, doc.take_unstored()))
-            .filter(|(_, bytes)| !bytes.is_empty())
-            .map(|(shard, bytes)| Added {
+            .map(|(&shard, doc)| Added {
                 shard,
-                records: Vec::new(),
-                bytes,
+                records: doc.take_released(),
+                bytes: doc.take_unstored(),
             })
+            .filter(|added| !added.bytes.is_empty() || !added.records.is_empty())
             .collect()
     }
 

@@ -90,7 +90,20 @@ pub struct Shard {
     pending_hashes: HashSet<ChangeHash>,
     /// What settling added to the document and the store does not have yet.
     unstored: Vec<u8>,
+    /// Records of changes that left Automerge's queue in a gossip apply or a settle and were
+    /// never handed out: a change that came by sync and waited for its dependencies yields
+    /// no record when it arrives, and none when gossip later brings what it lacked. Handed
+    /// out by [`take_released`](Self::take_released), to be shown and indexed.
+    released: Vec<MessageRecord>,
+    /// Queued gossip changes whose record was handed out on arrival ([`Applied::New`] with
+    /// `waiting`): not released again when they leave the queue. At most
+    /// [`MAX_SHOWN_WAITING`]; forgetting one only costs a signature check (the store does
+    /// not show a message twice).
+    shown_waiting: HashSet<ChangeHash>,
 }
+
+/// Queued gossip changes remembered as handed out, at most (see `Shard::shown_waiting`).
+const MAX_SHOWN_WAITING: usize = 4_096;
 
 /// A saved document and the heads it was saved at: valid while the document's heads are those.
 struct Saved {
@@ -117,6 +130,8 @@ impl Shard {
             pending: Vec::new(),
             pending_hashes: HashSet::new(),
             unstored: Vec::new(),
+            released: Vec::new(),
+            shown_waiting: HashSet::new(),
         }
     }
 
@@ -146,6 +161,7 @@ impl Shard {
             .map(|c| (c.hash(), c.raw_bytes().len()))
             .collect();
         let mut all_applied = true;
+        let held: HashSet<ChangeHash> = sizes.iter().map(|(hash, _)| *hash).collect();
         if self.doc.apply_changes(changes.iter().cloned()).is_err() {
             for change in changes {
                 let hash = change.hash();
@@ -163,6 +179,9 @@ impl Shard {
                 self.doc.save_after(&before)
             };
             self.unstored.extend_from_slice(&added);
+            if !nothing_queued {
+                self.release_dequeued(&before, |hash| held.contains(hash));
+            }
         }
         // Changes left out (refused, or queued behind one refused: a member can make either)
         // count against the shard's budget for waiting changes, as any waiting change does.
@@ -174,7 +193,7 @@ impl Shard {
         if left > 0 {
             self.account_queue(left)?;
         } else if !self.is_waiting() {
-            self.queued_bytes = 0;
+            self.queue_emptied();
         }
         Ok(())
     }
@@ -192,6 +211,31 @@ impl Shard {
     /// What settling added to the document since last asked, to store (empty if nothing).
     pub fn take_unstored(&mut self) -> Vec<u8> {
         mem::take(&mut self.unstored)
+    }
+
+    /// Records of changes that left Automerge's queue without being handed out (see
+    /// `Shard::released`), since last asked. They come from whoever sent them, not straight
+    /// from a peer: the caller checks their signatures.
+    pub fn take_released(&mut self) -> Vec<MessageRecord> {
+        mem::take(&mut self.released)
+    }
+
+    /// The changes applied since `before` include changes that waited in Automerge's queue:
+    /// release the records of those never handed out, `handed_out` (the changes this call
+    /// applied, whose records their caller shows) and queued gossip changes shown on arrival
+    /// aside. Only called when something was queued, so the walk over the new changes is rare.
+    fn release_dequeued(
+        &mut self,
+        before: &[ChangeHash],
+        handed_out: impl Fn(&ChangeHash) -> bool,
+    ) {
+        for change in self.doc.get_changes(before) {
+            let hash = change.hash();
+            if handed_out(&hash) || self.shown_waiting.remove(&hash) {
+                continue;
+            }
+            self.released.extend(valid_record(&change));
+        }
     }
 
     /// Gossip changes held back, not yet applied.
@@ -223,15 +267,21 @@ impl Shard {
             Automerge::load(&bytes).map_err(|e| ShardError::BadStored(e.to_string()))?
         }
         .with_actor(actor);
-        self.queued_bytes = 0;
+        self.queue_emptied();
         Ok(())
+    }
+
+    /// Nothing waits in Automerge's queue any more.
+    fn queue_emptied(&mut self) {
+        self.queued_bytes = 0;
+        self.shown_waiting.clear();
     }
 
     /// Account for `input_len` bytes just given to Automerge: while anything waits they count
     /// against the budget, and a shard over it drops what waits.
     fn account_queue(&mut self, input_len: usize) -> Result<(), ShardError> {
         if !self.is_waiting() {
-            self.queued_bytes = 0;
+            self.queue_emptied();
             return Ok(());
         }
         self.queued_bytes = self.queued_bytes.saturating_add(input_len);
@@ -385,8 +435,17 @@ impl Shard {
         let waiting = !self.has_applied(&hash);
         if waiting {
             self.queued_bytes += bytes.len();
-        } else if !self.is_waiting() {
-            self.queued_bytes = 0;
+            if !records.is_empty() {
+                if self.shown_waiting.len() >= MAX_SHOWN_WAITING {
+                    self.shown_waiting.clear();
+                }
+                self.shown_waiting.insert(hash);
+            }
+        } else if !nothing_queued {
+            self.release_dequeued(&before, |applied| *applied == hash);
+        }
+        if !waiting && !self.is_waiting() {
+            self.queue_emptied();
         }
         let bytes = if self.doc.get_heads() == before {
             Vec::new()

@@ -88,6 +88,10 @@ fn a_local_message_applies_once_elsewhere_and_syncs() {
     b.settle().unwrap();
     let bytes = b.take_unstored();
     assert!(!b.is_waiting());
+    assert!(
+        b.take_released().is_empty(),
+        "three was handed out when it came"
+    );
     let mut fresh = Shard::new(&bob);
     fresh.doc.load_incremental(&change).unwrap();
     fresh.doc.load_incremental(&bytes).unwrap();
@@ -548,6 +552,84 @@ fn a_record_written_as_another_actor_travels_by_gossip_and_keeps_our_actor() {
         assert_eq!(records.len(), 1);
         assert_eq!(records[0].author, author.to_vec());
     }
+}
+
+/// An Automerge sync message that carries `changes` and says nothing else.
+fn sync_message_carrying(changes: &[&Vec<u8>]) -> Vec<u8> {
+    let changes: Vec<Vec<u8>> = changes.iter().map(|c| c.to_vec()).collect();
+    sync::Message {
+        heads: Vec::new(),
+        need: Vec::new(),
+        have: Vec::new(),
+        changes: changes.into(),
+        flags: None,
+        version: sync::MessageVersion::V1,
+    }
+    .encode()
+}
+
+/// A change that came by sync before its dependencies yields no record then; when gossip
+/// brings what it lacked, Automerge applies it from its queue and its record is released to
+/// be shown, once: neither the changes the apply was called with nor a queued gossip change
+/// (shown when it came) are released again. Found as a message a node never showed in
+/// `tests/tests/mesh.rs`'s choked mesh.
+#[test]
+fn a_change_that_waited_after_a_sync_is_released_when_gossip_completes_it() {
+    let (alice, bob) = ([1u8; 38], [2u8; 38]);
+    let mut a = Shard::new(&alice);
+    let changes: Vec<Vec<u8>> = (1..=3)
+        .map(|n| a.add_local(&record(&alice, n, "hi")).unwrap())
+        .collect();
+    let mut b = Shard::new(&bob);
+    b.add_local(&record(&bob, 9, "mine")).unwrap();
+    let mut state = sync::State::new();
+    let (records, _) = b
+        .receive(&mut state, &sync_message_carrying(&[&changes[2]]))
+        .unwrap();
+    assert!(records.is_empty() && b.is_waiting(), "three waits for two");
+    let Applied::New {
+        records, waiting, ..
+    } = b.apply_gossip(&changes[1], &alice).unwrap()
+    else {
+        panic!("two is new")
+    };
+    assert_eq!(
+        (records.len(), waiting),
+        (1, true),
+        "two is shown and waits"
+    );
+    let Applied::Deferred { .. } = b.apply_gossip(&changes[0], &alice).unwrap() else {
+        panic!("one is held back")
+    };
+    b.settle().unwrap();
+    assert!(!b.is_waiting());
+    assert_eq!(b.take_released(), vec![record(&alice, 3, "hi")]);
+    assert!(b.take_released().is_empty(), "released once");
+    assert!(matches!(
+        b.apply_gossip(&changes[2], &alice).unwrap(),
+        Applied::Known
+    ));
+
+    // The same when the completing change is applied at once (it carries no message, so
+    // it is not held back).
+    let mut tx = a.doc.transaction();
+    tx.put(ROOT, "x", 1).unwrap();
+    tx.put(ROOT, "y", 2).unwrap();
+    tx.commit();
+    let plain = a.doc.get_last_local_change().unwrap().raw_bytes().to_vec();
+    let after = a.add_local(&record(&alice, 4, "after")).unwrap();
+    let (records, _) = b
+        .receive(&mut state, &sync_message_carrying(&[&after]))
+        .unwrap();
+    assert!(records.is_empty() && b.is_waiting());
+    let Applied::New {
+        records, waiting, ..
+    } = b.apply_gossip(&plain, &alice).unwrap()
+    else {
+        panic!("new")
+    };
+    assert_eq!((records.len(), waiting), (0, false));
+    assert_eq!(b.take_released(), vec![record(&alice, 4, "after")]);
 }
 
 /// Gossip changes held back are applied together when the document is next read, and what
