@@ -161,7 +161,6 @@ impl Shard {
             .map(|c| (c.hash(), c.raw_bytes().len()))
             .collect();
         let mut all_applied = true;
-        let held: HashSet<ChangeHash> = sizes.iter().map(|(hash, _)| *hash).collect();
         if self.doc.apply_changes(changes.iter().cloned()).is_err() {
             for change in changes {
                 let hash = change.hash();
@@ -180,6 +179,7 @@ impl Shard {
             };
             self.unstored.extend_from_slice(&added);
             if !nothing_queued {
+                let held: HashSet<ChangeHash> = sizes.iter().map(|(hash, _)| *hash).collect();
                 self.release_dequeued(&before, |hash| held.contains(hash));
             }
         }
@@ -223,12 +223,18 @@ impl Shard {
     /// The changes applied since `before` include changes that waited in Automerge's queue:
     /// release the records of those never handed out, `handed_out` (the changes this call
     /// applied, whose records their caller shows) and queued gossip changes shown on arrival
-    /// aside. Only called when something was queued, so the walk over the new changes is rare.
+    /// aside. Only called when something was queued, and the walk over the new changes (in
+    /// proportion to the document) is only taken when a new head is none of `handed_out`: a
+    /// change that left the queue is a head, or an ancestor of one that also left it.
     fn release_dequeued(
         &mut self,
         before: &[ChangeHash],
         handed_out: impl Fn(&ChangeHash) -> bool,
     ) {
+        let heads = self.doc.get_heads();
+        if heads.iter().all(|h| handed_out(h) || before.contains(h)) {
+            return;
+        }
         for change in self.doc.get_changes(before) {
             let hash = change.hash();
             if handed_out(&hash) || self.shown_waiting.remove(&hash) {
