@@ -242,7 +242,9 @@ impl<S: Storage> Engine<S> {
             }
         }
         tracing::debug!(room, shards = shards.len(), "history loaded");
-        Ok(RoomHistory::new(actor, shards))
+        let mut history = RoomHistory::new(actor, shards);
+        self.index_what_the_documents_hold(topic, &mut history);
+        Ok(history)
     }
 
     /// `--relay`: load every room's history at start, so the first sync is answered at once.
@@ -302,9 +304,8 @@ impl<S: Storage> Engine<S> {
             .collect();
         match self.store.append_history(topic, &batch, durability) {
             Ok(fresh) => {
-                if fresh.iter().flatten().any(|new| *new) && !self.search_backlog {
-                    self.search_backlog = true;
-                    self.set_timer(SEARCH_INDEX_EVERY, Timer::SearchIndex);
+                if fresh.iter().flatten().any(|new| *new) {
+                    self.search_falls_behind();
                 }
                 let mut verdicts = chunks.into_iter().zip(fresh).skip(held);
                 let mut released: Vec<StoredMessage> =
@@ -426,6 +427,15 @@ impl<S: Storage> Engine<S> {
         let count = fresh.len();
         self.announce(&room, fresh);
         count
+    }
+
+    /// New messages entered the index: the full-text index catches up within
+    /// [`SEARCH_INDEX_EVERY`].
+    pub(super) fn search_falls_behind(&mut self) {
+        if !self.search_backlog {
+            self.search_backlog = true;
+            self.set_timer(SEARCH_INDEX_EVERY, Timer::SearchIndex);
+        }
     }
 
     /// Show messages new to this node (our own are only observed by the clock).

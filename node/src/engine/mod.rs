@@ -33,6 +33,7 @@ mod gossip;
 mod held;
 mod history;
 mod identities;
+mod index_check;
 mod membership;
 mod peers;
 mod room_state;

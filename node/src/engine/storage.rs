@@ -73,6 +73,14 @@ pub trait Storage {
     fn message_clock(&mut self, _room: &Topic, _id: MessageId) -> Result<Option<Hlc>, String> {
         Ok(None)
     }
+    /// Whether the room's message index was checked against its documents, once per data dir
+    /// (`Engine::index_what_the_documents_hold`).
+    fn index_checked(&mut self, _room: &Topic) -> Result<bool, String> {
+        Ok(true)
+    }
+    fn set_index_checked(&mut self, _room: &Topic) -> Result<(), String> {
+        Ok(())
+    }
     /// The newest `limit` messages before `(hlc, id)`, oldest first.
     fn messages_older(
         &mut self,
@@ -167,6 +175,14 @@ impl Storage for Store {
         Store::message_clock(self, room.as_str(), id).map_err(|e| e.to_string())
     }
 
+    fn index_checked(&mut self, room: &Topic) -> Result<bool, String> {
+        Store::index_checked(self, room.as_str()).map_err(|e| e.to_string())
+    }
+
+    fn set_index_checked(&mut self, room: &Topic) -> Result<(), String> {
+        Store::set_index_checked(self, room.as_str()).map_err(|e| e.to_string())
+    }
+
     fn messages_older(
         &mut self,
         room: &Topic,
@@ -187,6 +203,7 @@ pub struct MemoryStore {
     index: HashMap<Topic, RoomIndex>,
     verified: BTreeMap<String, String>,
     membership: BTreeMap<String, Vec<u8>>,
+    index_checked: HashSet<Topic>,
     /// Fails every write from now on (a full disk), for tests.
     pub failing: bool,
     /// The next batch is "written behind" and that write fails, as [`Store`] can fail one
@@ -394,6 +411,16 @@ impl Storage for MemoryStore {
             .get(room)
             .and_then(|i| i.messages.iter().find(|m| m.id == id))
             .map(|m| m.hlc))
+    }
+
+    fn index_checked(&mut self, room: &Topic) -> Result<bool, String> {
+        Ok(self.index_checked.contains(room))
+    }
+
+    fn set_index_checked(&mut self, room: &Topic) -> Result<(), String> {
+        self.check_writable()?;
+        self.index_checked.insert(room.clone());
+        Ok(())
     }
 
     fn messages_older(

@@ -40,6 +40,11 @@ impl Clock {
 }
 
 pub(super) fn engine(seed: u8, clock: &Clock) -> Engine<MemoryStore> {
+    engine_on(seed, clock, MemoryStore::default())
+}
+
+/// [`engine`] on a store that already holds something.
+pub(super) fn engine_on(seed: u8, clock: &Clock, store: MemoryStore) -> Engine<MemoryStore> {
     let mut rooms = RoomBook::default();
     rooms.insert(lobby()).unwrap();
     let mut engine = Engine::new(
@@ -47,7 +52,7 @@ pub(super) fn engine(seed: u8, clock: &Clock) -> Engine<MemoryStore> {
             rooms,
             ..EngineConfig::for_test(seed)
         },
-        MemoryStore::default(),
+        store,
         StdRng::seed_from_u64(seed as u64),
         clock.now(),
     );

@@ -397,6 +397,10 @@ impl RoomHistory {
         self.shards.get(&shard)
     }
 
+    pub fn shard_mut(&mut self, shard: u32) -> Option<&mut Shard> {
+        self.shards.get_mut(&shard)
+    }
+
     pub fn shard_ids(&self) -> Vec<u32> {
         self.shards.keys().copied().collect()
     }

@@ -783,7 +783,14 @@ impl Shard {
         (records.len() == changes.len()).then_some(records)
     }
 
-    /// Every valid message in the document (for rebuilding the message index).
+    /// Every valid message in the document, read off its state when that accounts for every
+    /// change (for checking the message index against the document).
+    pub fn all_records(&mut self) -> Vec<MessageRecord> {
+        self.settle_quietly();
+        self.records_from_state().unwrap_or_else(|| self.records())
+    }
+
+    /// Every valid message in the document, change by change.
     pub fn records(&mut self) -> Vec<MessageRecord> {
         self.settle_quietly();
         guard(|| {

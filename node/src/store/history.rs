@@ -52,6 +52,9 @@ CREATE TABLE IF NOT EXISTS message_search_done (
     upto INTEGER NOT NULL
 );
 INSERT OR IGNORE INTO message_search_done (id, upto) VALUES (1, 0);
+CREATE TABLE IF NOT EXISTS history_index_checked (
+    room INTEGER PRIMARY KEY
+);
 ";
 
 /// The layout before `history_rooms` (never released; kept readable for data dirs of
@@ -409,6 +412,36 @@ impl Store {
             .map_err(self.sql_err())
     }
 
+    /// Whether the room's message index was checked against its documents (see
+    /// `Engine::index_what_the_documents_hold`): once per room and data dir, for rooms stored
+    /// by builds before 2026-12-04 (a room first stored since is born checked). A room with
+    /// nothing stored counts as unchecked, and is marked when first loaded.
+    pub fn index_checked(&self, room: &str) -> Result<bool, StoreError> {
+        self.conn()
+            .query_row(
+                "SELECT 1 FROM history_index_checked
+                 WHERE room = (SELECT id FROM history_rooms WHERE topic = ?1)",
+                params![room],
+                |_| Ok(()),
+            )
+            .optional()
+            .map(|found| found.is_some())
+            .map_err(self.sql_err())
+    }
+
+    pub fn set_index_checked(&self, room: &str) -> Result<(), StoreError> {
+        let conn = self.conn();
+        room_number(conn, room)
+            .and_then(|number| {
+                conn.execute(
+                    "INSERT OR IGNORE INTO history_index_checked (room) VALUES (?1)",
+                    params![number],
+                )
+            })
+            .map(|_| ())
+            .map_err(self.sql_err())
+    }
+
     pub fn message_count(&self, room: &str) -> Result<u64, StoreError> {
         self.conn()
             .query_row(
@@ -422,14 +455,25 @@ impl Store {
     }
 }
 
-/// The number of the room with chat topic `topic`, given one on first use.
+/// The number of the room with chat topic `topic`, given one on first use. A room first
+/// stored by this build needs no check of its index against its documents (see
+/// [`Store::index_checked`]): it is born checked.
 fn room_number(tx: &Connection, topic: &str) -> rusqlite::Result<i64> {
     // Cached statements: this runs in every transaction that stores a message, and parsing
     // the SQL each time was a visible share of a receiving node's CPU.
-    tx.prepare_cached("INSERT OR IGNORE INTO history_rooms (topic) VALUES (?1)")?
+    let new = tx
+        .prepare_cached("INSERT OR IGNORE INTO history_rooms (topic) VALUES (?1)")?
         .execute(params![topic])?;
-    tx.prepare_cached("SELECT id FROM history_rooms WHERE topic = ?1")?
-        .query_row(params![topic], |row| row.get(0))
+    let number = tx
+        .prepare_cached("SELECT id FROM history_rooms WHERE topic = ?1")?
+        .query_row(params![topic], |row| row.get(0))?;
+    if new > 0 {
+        tx.execute(
+            "INSERT OR IGNORE INTO history_index_checked (room) VALUES (?1)",
+            params![number],
+        )?;
+    }
+    Ok(number)
 }
 
 /// Typed words as an FTS5 query: each word quoted (so `AND`, `*`, `"` and other syntax are
@@ -764,5 +808,29 @@ mod tests {
         assert_eq!(store.message_count("room").unwrap(), 1);
         assert_eq!(store.search_messages("room", "pump", 10).unwrap().len(), 1);
         assert_eq!(store.newest_hlc().unwrap(), Some(Hlc(10)));
+    }
+
+    #[test]
+    fn a_room_marked_index_checked_stays_marked_and_others_do_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        assert!(!store.index_checked("room").unwrap(), "a room never seen");
+        store.set_index_checked("room").unwrap();
+        store.set_index_checked("room").unwrap();
+        assert!(store.index_checked("room").unwrap());
+        assert!(!store.index_checked("other").unwrap());
+        drop(store);
+        let store = Store::open(dir.path()).unwrap();
+        assert!(
+            store.index_checked("room").unwrap(),
+            "kept across a restart"
+        );
+
+        // A room whose first messages this build stores is born checked.
+        let mut store = store;
+        store
+            .append_history("fresh", 1, b"doc", &[message(1, 10)])
+            .unwrap();
+        assert!(store.index_checked("fresh").unwrap());
     }
 }

@@ -1,0 +1,94 @@
+//! A room's message index checked once against its documents.
+//!
+//! Builds before 2026-12-04 could store a message's change without indexing its record: a
+//! change that came by sync before what it depended on waited in Automerge's queue, and when
+//! gossip brought the missing change both were applied and stored, but the waiting one's
+//! record was never shown nor indexed (`history/shard.rs`, `release_dequeued`, fixed). Such a
+//! message is in the node's documents and every other node shows it; this node's `history`
+//! and search did not. The first time a room's history is loaded, the records its documents
+//! hold and the index lacks are checked as any record not straight from its author (the
+//! author's signature; membership operations and a removed member's late words are sifted
+//! out) and indexed, not shown: they are old. Then the room is marked checked in the store.
+
+use hark_proto::Topic;
+
+use super::history::check_authorship;
+use super::{Engine, Storage};
+use crate::history::{Added, RoomHistory};
+use crate::store::Durability;
+
+impl<S: Storage> Engine<S> {
+    pub(super) fn index_what_the_documents_hold(
+        &mut self,
+        topic: &Topic,
+        history: &mut RoomHistory,
+    ) {
+        if !matches!(self.store.index_checked(topic), Ok(false)) {
+            return;
+        }
+        let mut missing = Vec::new();
+        for shard in history.shard_ids() {
+            let Some(doc) = history.shard_mut(shard) else {
+                continue;
+            };
+            let records: Vec<_> = doc
+                .all_records()
+                .into_iter()
+                .filter(|r| matches!(self.store.message_clock(topic, r.id), Ok(None)))
+                .collect();
+            if !records.is_empty() {
+                missing.push(Added {
+                    shard,
+                    records,
+                    bytes: Vec::new(),
+                });
+            }
+        }
+        let room = self.room_name(topic);
+        if !missing.is_empty() {
+            let forged = missing
+                .iter_mut()
+                .map(|chunk| check_authorship(chunk, topic.as_str(), &[], true))
+                .sum();
+            self.sift(topic, &mut missing, forged);
+            let messages: Vec<(u32, Vec<_>)> = missing
+                .into_iter()
+                .map(|chunk| {
+                    let entries = chunk
+                        .records
+                        .into_iter()
+                        .filter_map(|record| self.index_entry(record))
+                        .collect();
+                    (chunk.shard, entries)
+                })
+                .collect();
+            let batch: Vec<(u32, &[u8], &[_])> = messages
+                .iter()
+                .map(|(shard, entries)| (*shard, &[][..], entries.as_slice()))
+                .collect();
+            match self
+                .store
+                .append_history(topic, &batch, Durability::Deferred)
+            {
+                Ok(fresh) => {
+                    let indexed = fresh.iter().flatten().filter(|new| **new).count();
+                    if indexed > 0 {
+                        self.search_falls_behind();
+                        tracing::info!(
+                            room,
+                            indexed,
+                            "indexed messages the room's history held but its index lacked"
+                        );
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(room, "cannot index the room's history: {e}");
+                    return;
+                }
+            }
+        }
+        if let Err(e) = self.store.set_index_checked(topic) {
+            tracing::warn!(room, "cannot mark the room's index checked: {e}");
+        }
+    }
+}
