@@ -26,13 +26,16 @@ impl<S: Storage> Engine<S> {
         if !matches!(self.store.index_checked(topic), Ok(false)) {
             return;
         }
+        let began = std::time::Instant::now();
+        let mut held = 0;
         let mut missing = Vec::new();
         for shard in history.shard_ids() {
             let Some(doc) = history.shard_mut(shard) else {
                 continue;
             };
-            let records: Vec<_> = doc
-                .all_records()
+            let all = doc.all_records();
+            held += all.len();
+            let records: Vec<_> = all
                 .into_iter()
                 .filter(|r| matches!(self.store.message_clock(topic, r.id), Ok(None)))
                 .collect();
@@ -45,6 +48,7 @@ impl<S: Storage> Engine<S> {
             }
         }
         let room = self.room_name(topic);
+        let mut indexed = 0;
         if !missing.is_empty() {
             let forged = missing
                 .iter_mut()
@@ -71,14 +75,9 @@ impl<S: Storage> Engine<S> {
                 .append_history(topic, &batch, Durability::Deferred)
             {
                 Ok(fresh) => {
-                    let indexed = fresh.iter().flatten().filter(|new| **new).count();
+                    indexed = fresh.iter().flatten().filter(|new| **new).count();
                     if indexed > 0 {
                         self.search_falls_behind();
-                        tracing::info!(
-                            room,
-                            indexed,
-                            "indexed messages the room's history held but its index lacked"
-                        );
                     }
                 }
                 Err(e) => {
@@ -86,6 +85,16 @@ impl<S: Storage> Engine<S> {
                     return;
                 }
             }
+        }
+        if held > 0 {
+            tracing::info!(
+                room,
+                messages = held,
+                indexed,
+                ms = began.elapsed().as_millis() as u64,
+                "checked the room's message index against its history (once, after an upgrade); \
+                 indexed what it lacked"
+            );
         }
         if let Err(e) = self.store.set_index_checked(topic) {
             tracing::warn!(room, "cannot mark the room's index checked: {e}");
