@@ -196,7 +196,7 @@ impl<S: Storage> Engine<S> {
             // does not come straight from its author.
             let forged = unstored
                 .iter_mut()
-                .map(|chunk| check_authorship(chunk, topic.as_str(), &[], false))
+                .map(|chunk| check_authorship(chunk, topic.as_str(), &[], true))
                 .sum();
             self.sift(topic, &mut unstored, forged);
         }

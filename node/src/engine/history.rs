@@ -216,9 +216,11 @@ impl<S: Storage> Engine<S> {
             .ok_or_else(|| "not in this room".to_owned())?;
         if let Some(loaded) = loaded {
             room.history = Some(loaded);
+            self.index_what_the_documents_hold(topic);
         }
-        room.history
-            .as_mut()
+        self.rooms
+            .get_mut(topic)
+            .and_then(|room| room.history.as_mut())
             .ok_or_else(|| "history not loaded".to_owned())
     }
 
@@ -242,9 +244,7 @@ impl<S: Storage> Engine<S> {
             }
         }
         tracing::debug!(room, shards = shards.len(), "history loaded");
-        let mut history = RoomHistory::new(actor, shards);
-        self.index_what_the_documents_hold(topic, &mut history);
-        Ok(history)
+        Ok(RoomHistory::new(actor, shards))
     }
 
     /// `--relay`: load every room's history at start, so the first sync is answered at once.

@@ -10,44 +10,52 @@
 //! author's signature; membership operations and a removed member's late words are sifted
 //! out) and indexed, not shown: they are old. Then the room is marked checked in the store.
 
-use hark_proto::Topic;
+use hark_proto::{MessageRecord, Topic};
 
 use super::history::check_authorship;
 use super::{Engine, Storage};
-use crate::history::{Added, RoomHistory};
+use crate::history::Added;
 use crate::store::Durability;
 
 impl<S: Storage> Engine<S> {
-    pub(super) fn index_what_the_documents_hold(
-        &mut self,
-        topic: &Topic,
-        history: &mut RoomHistory,
-    ) {
+    /// Run once a room's history is loaded and in place (so that sifting membership, which
+    /// may use the room's history, finds it loaded). Marks the room checked only when every
+    /// shard was read and what it lacked is durably indexed; otherwise the next load tries
+    /// again.
+    pub(super) fn index_what_the_documents_hold(&mut self, topic: &Topic) {
         if !matches!(self.store.index_checked(topic), Ok(false)) {
             return;
         }
         let began = std::time::Instant::now();
-        let mut held = 0;
+        let room = self.room_name(topic);
+        let Some(documents) = self.every_record(topic) else {
+            return;
+        };
+        let held = documents
+            .iter()
+            .map(|(_, records)| records.len())
+            .sum::<usize>();
         let mut missing = Vec::new();
-        for shard in history.shard_ids() {
-            let Some(doc) = history.shard_mut(shard) else {
-                continue;
-            };
-            let all = doc.all_records();
-            held += all.len();
-            let records: Vec<_> = all
-                .into_iter()
-                .filter(|r| matches!(self.store.message_clock(topic, r.id), Ok(None)))
-                .collect();
-            if !records.is_empty() {
+        for (shard, records) in documents {
+            let mut lacking = Vec::new();
+            for record in records {
+                match self.store.message_clock(topic, record.id) {
+                    Ok(Some(_)) => {}
+                    Ok(None) => lacking.push(record),
+                    Err(e) => {
+                        tracing::warn!(room, "cannot check the room's index: {e}");
+                        return;
+                    }
+                }
+            }
+            if !lacking.is_empty() {
                 missing.push(Added {
                     shard,
-                    records,
+                    records: lacking,
                     bytes: Vec::new(),
                 });
             }
         }
-        let room = self.room_name(topic);
         let mut indexed = 0;
         if !missing.is_empty() {
             let forged = missing
@@ -70,10 +78,9 @@ impl<S: Storage> Engine<S> {
                 .iter()
                 .map(|(shard, entries)| (*shard, &[][..], entries.as_slice()))
                 .collect();
-            match self
-                .store
-                .append_history(topic, &batch, Durability::Deferred)
-            {
+            // Durable now, in the call: a write behind (a big batch into an empty index) could
+            // fail after the room is marked, and nothing would index these again.
+            match self.store.append_history(topic, &batch, Durability::Now) {
                 Ok(fresh) => {
                     indexed = fresh.iter().flatten().filter(|new| **new).count();
                     if indexed > 0 {
@@ -99,5 +106,28 @@ impl<S: Storage> Engine<S> {
         if let Err(e) = self.store.set_index_checked(topic) {
             tracing::warn!(room, "cannot mark the room's index checked: {e}");
         }
+    }
+
+    /// Every record of every loaded shard of the room, or None (logged) if Automerge failed
+    /// on one.
+    fn every_record(&mut self, topic: &Topic) -> Option<Vec<(u32, Vec<MessageRecord>)>> {
+        let history = self.rooms.get_mut(topic)?.history.as_mut()?;
+        let mut all = Vec::new();
+        for shard in history.shard_ids() {
+            let Some(doc) = history.shard_mut(shard) else {
+                continue;
+            };
+            match doc.all_records() {
+                Ok(records) => all.push((shard, records)),
+                Err(e) => {
+                    tracing::warn!(
+                        shard,
+                        "cannot read the room's history to check its index: {e}"
+                    );
+                    return None;
+                }
+            }
+        }
+        Some(all)
     }
 }

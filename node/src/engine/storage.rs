@@ -206,7 +206,7 @@ pub struct MemoryStore {
     index_checked: HashSet<Topic>,
     /// Fails every write from now on (a full disk), for tests.
     pub failing: bool,
-    /// The next batch is "written behind" and that write fails, as [`Store`] can fail one
+    /// The next deferred batch is "written behind" and that write fails, as [`Store`] can fail one
     /// after the call returned: verdicts as for an empty index, nothing stored, the loss
     /// reported by [`Storage::lost_writes`]. For tests.
     pub lose_next_batch: bool,
@@ -301,10 +301,11 @@ impl Storage for MemoryStore {
         &mut self,
         room: &Topic,
         chunks: &[Chunk],
-        _durability: Durability,
+        durability: Durability,
     ) -> Result<Vec<Vec<bool>>, String> {
         self.check_writable()?;
-        if std::mem::take(&mut self.lose_next_batch) {
+        // As with `Store`, only a deferred batch can be written behind.
+        if durability == Durability::Deferred && std::mem::take(&mut self.lose_next_batch) {
             let mut seen = HashSet::new();
             let fresh = chunks
                 .iter()

@@ -159,3 +159,22 @@ fn a_stored_message_the_index_lacks_is_indexed_once_its_room_is_loaded() {
     assert_eq!((shown(&out, "hello"), shown(&out, "again")), (0, 1));
     assert_eq!(history(&mut b, &clock), vec!["hello", "again"]);
 }
+
+/// The check indexes what it found durably before marking the room: a store that would lose
+/// the next deferred batch (a write behind that fails) does not make it lose them.
+#[test]
+fn the_index_check_is_not_a_write_that_can_fail_behind_it() {
+    let clock = Clock::start();
+    let mut a = engine(1, &clock);
+    let (topic, data) = published(&send(&mut a, &clock, "hello"))[0].clone();
+    let (shard, change) = change_in(&data);
+    let mut store = MemoryStore::default();
+    store
+        .append_history(&topic, &[(shard, &change, &[])], Durability::Now)
+        .unwrap();
+    store.lose_next_batch = true;
+    let mut b = engine_on(2, &clock, store);
+    let (_, again) = published(&send(&mut a, &clock, "again"))[0].clone();
+    b.handle(gossip(a.peer_id(), &topic, again, 1), clock.now());
+    assert!(history(&mut b, &clock).contains(&"hello".to_owned()));
+}

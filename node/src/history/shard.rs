@@ -784,10 +784,19 @@ impl Shard {
     }
 
     /// Every valid message in the document, read off its state when that accounts for every
-    /// change (for checking the message index against the document).
-    pub fn all_records(&mut self) -> Vec<MessageRecord> {
-        self.settle_quietly();
-        self.records_from_state().unwrap_or_else(|| self.records())
+    /// change (for checking the message index against the document). An error if Automerge
+    /// failed on the way: the caller must not take the list as the whole document.
+    pub fn all_records(&mut self) -> Result<Vec<MessageRecord>, ShardError> {
+        self.settle()?;
+        guard(|| {
+            self.records_from_state().unwrap_or_else(|| {
+                self.doc
+                    .get_changes(&[])
+                    .iter()
+                    .filter_map(valid_record)
+                    .collect()
+            })
+        })
     }
 
     /// Every valid message in the document, change by change.
