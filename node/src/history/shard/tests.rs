@@ -632,6 +632,75 @@ fn a_change_that_waited_after_a_sync_is_released_when_gossip_completes_it() {
     assert_eq!(b.take_released(), vec![record(&alice, 4, "after")]);
 }
 
+/// Whatever order gossip and sync bring changes in, every message is handed out to be shown
+/// at least once (the store shows each once): the changes of two authors who read each other,
+/// delivered to a third shard in a random order, some twice, each by gossip or by a sync
+/// message carrying it alone, with settles in between. Fails at once without
+/// `take_released`.
+#[test]
+fn in_any_order_of_gossip_and_sync_every_message_is_handed_out() {
+    use rand::{Rng, SeedableRng};
+    let (alice, carol, bob) = ([1u8; 38], [3u8; 38], [2u8; 38]);
+    for seed in 0..300u64 {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let (mut a, mut c) = (Shard::new(&alice), Shard::new(&carol));
+        let mut written: Vec<(Vec<u8>, [u8; 38], MessageId)> = Vec::new();
+        for n in 1..=rng.gen_range(3..30u8) {
+            let (shard, author) = if rng.gen_bool(0.5) {
+                (&mut a, alice)
+            } else {
+                (&mut c, carol)
+            };
+            let message = record(&author, n, "m");
+            written.push((shard.add_local(&message).unwrap(), author, message.id));
+            if rng.gen_bool(0.3) {
+                // One reads the other's messages: later changes depend on them.
+                let (from, to) = if rng.gen_bool(0.5) {
+                    (&a, &mut c)
+                } else {
+                    (&c, &mut a)
+                };
+                to.doc.apply_changes(from.doc.get_changes(&[])).unwrap();
+            }
+        }
+        let mut order: Vec<usize> = (0..written.len()).collect();
+        order.extend((0..written.len()).filter(|_| rng.gen_bool(0.3)));
+        for i in (1..order.len()).rev() {
+            order.swap(i, rng.gen_range(0..=i));
+        }
+        let mut b = Shard::new(&bob);
+        let mut state = sync::State::new();
+        let mut handed_out = HashSet::new();
+        for &i in &order {
+            let (change, author, _) = &written[i];
+            let records = if rng.gen_bool(0.5) {
+                match b.apply_gossip(change, author).unwrap() {
+                    Applied::New { records, .. } | Applied::Deferred { records } => records,
+                    Applied::Known => Vec::new(),
+                }
+            } else {
+                b.receive(&mut state, &sync_message_carrying(&[change]))
+                    .unwrap()
+                    .0
+            };
+            handed_out.extend(records.into_iter().map(|r| r.id));
+            if rng.gen_bool(0.3) {
+                b.settle().unwrap();
+            }
+            handed_out.extend(b.take_released().into_iter().map(|r| r.id));
+        }
+        b.settle().unwrap();
+        handed_out.extend(b.take_released().into_iter().map(|r| r.id));
+        assert!(!b.is_waiting(), "seed {seed}: everything arrived");
+        for (_, _, id) in &written {
+            assert!(
+                handed_out.contains(id),
+                "seed {seed}: {id:?} never handed out"
+            );
+        }
+    }
+}
+
 /// Gossip changes held back are applied together when the document is next read, and what
 /// is stored then rebuilds the same document as applying them one by one.
 #[test]
