@@ -1,9 +1,11 @@
-//! Messages whose change arrives before the changes it depends on.
+//! Messages whose change arrives before the changes it depends on, and what earlier builds
+//! left of them in a store.
 
 use hark_proto::sync::{ShardMessage, SyncBody};
 use hark_proto::{seal, Body, Envelope};
 use rand::SeedableRng;
 
+use super::storage::Chunk;
 use super::tests::{engine, engine_on, events, gossip, lobby, published, send, Clock};
 use super::*;
 use crate::api::{Command, Event};
@@ -80,14 +82,7 @@ fn a_message_synced_before_what_it_needs_is_shown_once_gossip_brings_that() {
     assert_eq!(shown(&out, "one"), 1);
     // Held "one" is applied, and "two" with it, by the room's next store transaction (here
     // the one `history` asks for).
-    out.extend(b.handle(
-        Input::Command(Command::History {
-            room: "lobby".into(),
-            limit: None,
-            before: None,
-        }),
-        clock.now(),
-    ));
+    out.extend(ask_history(&mut b, &clock));
     assert!(
         events(&out).iter().any(|e| matches!(e,
             Event::History { messages, .. } if messages.len() == 2)),
@@ -99,15 +94,20 @@ fn a_message_synced_before_what_it_needs_is_shown_once_gossip_brings_that() {
     assert_eq!(b.store().message_count(&topic), 2);
 }
 
-fn history(engine: &mut Engine<MemoryStore>, clock: &Clock) -> Vec<String> {
-    let out = engine.handle(
+fn ask_history(engine: &mut Engine<MemoryStore>, clock: &Clock) -> Vec<Output> {
+    engine.handle(
         Input::Command(Command::History {
             room: "lobby".into(),
             limit: None,
             before: None,
         }),
         clock.now(),
-    );
+    )
+}
+
+/// The texts of the lobby's history, oldest first.
+fn history(engine: &mut Engine<MemoryStore>, clock: &Clock) -> Vec<String> {
+    let out = ask_history(engine, clock);
     events(&out)
         .iter()
         .find_map(|e| match e {
@@ -117,6 +117,20 @@ fn history(engine: &mut Engine<MemoryStore>, clock: &Clock) -> Vec<String> {
             _ => None,
         })
         .expect("a history answer")
+}
+
+/// A store holding `changes` of the room `topic` with none of their messages indexed (what
+/// the bug above left behind).
+fn stored_unindexed(topic: &Topic, changes: &[(u32, &Vec<u8>)]) -> MemoryStore {
+    let chunks: Vec<Chunk> = changes
+        .iter()
+        .map(|(shard, change)| (*shard, change.as_slice(), &[][..]))
+        .collect();
+    let mut store = MemoryStore::default();
+    store
+        .append_history(topic, &chunks, Durability::Now)
+        .unwrap();
+    store
 }
 
 /// What that bug left behind in a store (a message's change stored, its record not indexed)
@@ -140,14 +154,7 @@ fn a_stored_message_the_index_lacks_is_indexed_once_its_room_is_loaded() {
     };
     let forged_change = Shard::new(&mallory).add_local(&forged).unwrap();
 
-    let mut store = MemoryStore::default();
-    store
-        .append_history(
-            &topic,
-            &[(shard, &change, &[]), (shard, &forged_change, &[])],
-            Durability::Now,
-        )
-        .unwrap();
+    let store = stored_unindexed(&topic, &[(shard, &change), (shard, &forged_change)]);
     let mut b = engine_on(2, &clock, store);
     assert!(
         history(&mut b, &clock).is_empty(),
@@ -168,10 +175,7 @@ fn the_index_check_is_not_a_write_that_can_fail_behind_it() {
     let mut a = engine(1, &clock);
     let (topic, data) = published(&send(&mut a, &clock, "hello"))[0].clone();
     let (shard, change) = change_in(&data);
-    let mut store = MemoryStore::default();
-    store
-        .append_history(&topic, &[(shard, &change, &[])], Durability::Now)
-        .unwrap();
+    let mut store = stored_unindexed(&topic, &[(shard, &change)]);
     store.lose_next_batch = true;
     let mut b = engine_on(2, &clock, store);
     let (_, again) = published(&send(&mut a, &clock, "again"))[0].clone();
