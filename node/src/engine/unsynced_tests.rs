@@ -2,31 +2,18 @@
 //! store hands out fsync tickets, as the node's does, fed `Input::Synced` by hand.
 
 use hark_proto::RoomName;
-use rand::SeedableRng;
 
-use super::tests::{connect, engine, events, lobby, published, send, settle, Clock};
+use super::tests::{connect, engine, engine_on, events, lobby, published, send, settle, Clock};
 use super::*;
 use crate::api::{Command, Event};
-use crate::rooms::{Room, RoomBook};
+use crate::rooms::Room;
 
 /// An engine whose store fsyncs off the event loop, as the node's does: each send waits for
 /// [`Input::Synced`].
 fn engine_with_fsync_thread(seed: u8, clock: &Clock) -> Engine<MemoryStore> {
-    let mut rooms = RoomBook::default();
-    rooms.insert(lobby()).unwrap();
     let mut store = MemoryStore::default();
     store.tickets = true;
-    let mut engine = Engine::new(
-        EngineConfig {
-            rooms,
-            ..EngineConfig::for_test(seed)
-        },
-        store,
-        StdRng::seed_from_u64(seed as u64),
-        clock.now(),
-    );
-    engine.handle(Input::Start, clock.now());
-    engine
+    engine_on(seed, clock, store)
 }
 
 /// Connect `a`, whose send waits for its fsync, to `b`: whichever side starts the session,

@@ -32,6 +32,9 @@ use crate::voice::sender::{self, Outgoing};
 use crate::voice::{AudioSink, AudioSource};
 
 mod blind;
+mod synced;
+
+pub use synced::Synced;
 
 /// The same connection failure is logged at most this often.
 const FAILURE_LOG_INTERVAL: Duration = Duration::from_secs(30);
@@ -76,9 +79,6 @@ pub struct Parts {
     /// The store's fsync thread: each ticket once it is durable (`store/wal_sync.rs`).
     pub synced: mpsc::UnboundedReceiver<Synced>,
 }
-
-/// A ticket of the store's fsync thread, done or failed.
-pub type Synced = (u64, Result<(), String>);
 
 pub struct Driver {
     swarm: Swarm<Behaviour>,
@@ -128,10 +128,8 @@ pub struct Driver {
     sending_kind: Option<&'static str>,
     /// `/hark/blind/1` requests in flight (`driver/blind.rs`).
     blind: blind::BlindIo,
-    synced: mpsc::UnboundedReceiver<Synced>,
-    /// Sends waiting for the store's fsync: the ticket, and the command's client context to
-    /// answer in once it is done.
-    awaiting_sync: VecDeque<(u64, Option<Origin>, Option<&'static str>)>,
+    /// Sends waiting for the store's fsync (`driver/synced.rs`).
+    awaiting_sync: synced::AwaitingSync,
 }
 
 impl Driver {
@@ -179,8 +177,7 @@ impl Driver {
             counts: super::Stats::default(),
             sending_kind: None,
             blind: blind::BlindIo::default(),
-            synced: parts.synced,
-            awaiting_sync: VecDeque::new(),
+            awaiting_sync: synced::AwaitingSync::new(parts.synced),
         };
         let topics: Vec<Topic> = driver
             .engine
@@ -213,15 +210,9 @@ impl Driver {
                     }
                     Some(request) => self.on_request(request),
                 },
-                synced = self.synced.recv(), if !self.awaiting_sync.is_empty() => match synced {
-                    Some((ticket, result)) => self.on_synced(ticket, result),
-                    // Never answered now: fail them, so that the engine stops waiting (and
-                    // sends nothing more that could carry them) and requests flow again.
-                    None => {
-                        let stopped = "the store's fsync thread has stopped".to_owned();
-                        self.on_synced(u64::MAX, Err(stopped));
-                    }
-                },
+                synced = self.awaiting_sync.next(), if !self.awaiting_sync.is_empty() => {
+                    self.on_synced(synced);
+                }
                 Some(event) = self.voice_events.recv() => self.emit(event),
                 Some(out) = self.voice_out_rx.recv() => self.handle(Input::VoiceOut(out)),
                 Some(request) = control.recv() => self.on_control(request).await,
@@ -242,27 +233,6 @@ impl Driver {
             playout_overloaded = self.playout_overloaded,
             "node stopped"
         );
-    }
-
-    /// The store's fsync `ticket` is done: each send it covers is answered in the context of
-    /// the command that made it (its client, and what `sent` counts).
-    fn on_synced(&mut self, ticket: u64, result: Result<(), String>) {
-        while let Some(&(next, _, _)) = self.awaiting_sync.front() {
-            if next > ticket {
-                break;
-            }
-            let Some((next, origin, kind)) = self.awaiting_sync.pop_front() else {
-                break;
-            };
-            self.answering = origin;
-            self.sending_kind = kind;
-            self.handle(Input::Synced {
-                ticket: next,
-                result: result.clone(),
-            });
-            self.sending_kind = None;
-            self.answering = None;
-        }
     }
 
     fn lagging(&self) -> bool {
@@ -521,10 +491,7 @@ impl Driver {
                 self.swarm.behaviour_mut().gossipsub.unsubscribe(&topic);
             }
             Output::Event(event) => self.emit(event),
-            Output::AwaitSync { ticket } => {
-                self.awaiting_sync
-                    .push_back((ticket, self.answering.clone(), self.sending_kind));
-            }
+            Output::AwaitSync { ticket } => self.await_sync(ticket),
             Output::Timer { at, timer } => self.timers.set(at, timer),
             Output::Play {
                 room,
