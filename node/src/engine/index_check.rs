@@ -15,7 +15,6 @@ use hark_proto::{MessageRecord, Topic};
 use super::history::check_authorship;
 use super::{Engine, Storage};
 use crate::history::Added;
-use crate::store::Durability;
 
 impl<S: Storage> Engine<S> {
     /// Run once a room's history is loaded and in place (so that sifting membership, which
@@ -31,7 +30,7 @@ impl<S: Storage> Engine<S> {
         let Some(documents) = self.every_record(topic) else {
             return;
         };
-        let held = documents
+        let total = documents
             .iter()
             .map(|(_, records)| records.len())
             .sum::<usize>();
@@ -63,40 +62,18 @@ impl<S: Storage> Engine<S> {
                 .map(|chunk| check_authorship(chunk, topic.as_str(), &[], true))
                 .sum();
             self.sift(topic, &mut missing, forged);
-            let messages: Vec<(u32, Vec<_>)> = missing
-                .into_iter()
-                .map(|chunk| {
-                    let entries = chunk
-                        .records
-                        .into_iter()
-                        .filter_map(|record| self.index_entry(record))
-                        .collect();
-                    (chunk.shard, entries)
-                })
-                .collect();
-            let batch: Vec<(u32, &[u8], &[_])> = messages
-                .iter()
-                .map(|(shard, entries)| (*shard, &[][..], entries.as_slice()))
-                .collect();
-            // Durable now, in the call: a write behind (a big batch into an empty index) could
-            // fail after the room is marked, and nothing would index these again.
-            match self.store.append_history(topic, &batch, Durability::Now) {
-                Ok(fresh) => {
-                    indexed = fresh.iter().flatten().filter(|new| **new).count();
-                    if indexed > 0 {
-                        self.search_falls_behind();
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(room, "cannot index the room's history: {e}");
-                    return;
-                }
+            // Durable now, in the call (`persist`): a write behind (a big batch into an empty
+            // index) could fail after the room is marked, and nothing would index these again.
+            // A failure is logged there, and the room is checked again on its next load.
+            match self.persist(topic, missing) {
+                Ok(new) => indexed = new.len(),
+                Err(_) => return,
             }
         }
-        if held > 0 {
+        if total > 0 {
             tracing::info!(
                 room,
-                messages = held,
+                messages = total,
                 indexed,
                 ms = began.elapsed().as_millis() as u64,
                 "checked the room's message index against its history (once, after an upgrade); \
