@@ -187,6 +187,45 @@ fn ready_is_the_first_line_even_when_commands_arrive_early() {
     assert!(stdout.contains("bad_command"), "{stdout}");
 }
 
+/// A script that asks and quits at once (`history`, then `quit`, on stdin) gets its answer: the
+/// node answers before it stops, and that answer used to be dropped when the end of input
+/// found the node already stopped (most runs). Five runs, each a fresh node.
+#[test]
+fn an_answer_given_before_quit_is_printed() {
+    for run in 0..5 {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = Command::new(hark_node_bin())
+            .args([
+                "--json",
+                "--no-mdns",
+                "--listen",
+                "/ip4/127.0.0.1/tcp/0",
+                "--data-dir",
+            ])
+            .arg(dir.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        writeln!(stdin, r#"{{"cmd":"history","room":"lobby"}}"#).unwrap();
+        writeln!(stdin, r#"{{"cmd":"quit"}}"#).unwrap();
+        drop(stdin);
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while child.try_wait().unwrap().is_none() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let out = child.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            stdout.lines().any(|l| l.contains(r#""event":"history""#)),
+            "run {run}: {stdout}"
+        );
+    }
+}
+
 #[test]
 fn sigterm_and_sigint_stop_the_node_while_stdin_stays_open() {
     for signal in ["TERM", "INT"] {

@@ -133,7 +133,7 @@ where
                             }
                             Ok(Some(request)) => {
                                 if link.request(request).await.is_err() {
-                                    return Ended::NodeStopped;
+                                    return stopped(&mut events, &mut write, &mut observe).await;
                                 }
                                 None
                             }
@@ -161,13 +161,36 @@ where
                             command: Command::Peers,
                         };
                         if link.request(barrier).await.is_err() {
-                            return Ended::NodeStopped;
+                            return stopped(&mut events, &mut write, &mut observe).await;
                         }
                     }
                 }
             },
         }
     }
+}
+
+/// The node stopped (a `quit` from this client, say) while we were reading input: what it
+/// answered before stopping still goes out, so that `history` then `quit` on stdin prints the
+/// history.
+async fn stopped<W: tokio::io::AsyncWrite + Unpin>(
+    events: &mut tokio::sync::mpsc::Receiver<Answered>,
+    write: &mut W,
+    observe: &mut impl FnMut(&Answered),
+) -> Ended {
+    let mut out = String::new();
+    while let Ok(answered) = events.try_recv() {
+        if answered.origin.as_ref().is_some_and(|o| o.cmd == BARRIER) {
+            continue;
+        }
+        observe(&answered);
+        out.push_str(&answered.to_line());
+        out.push('\n');
+    }
+    if !out.is_empty() && write_text(write, &out).await.is_err() {
+        return Ended::OutputGone;
+    }
+    Ended::NodeStopped
 }
 
 /// The name of the command sent at the end of input, whose answer means all others are out
