@@ -154,8 +154,9 @@ fn bad_json_lines_get_an_error_event_and_the_node_keeps_running() {
     assert!(a.quit().success());
 }
 
-#[test]
-fn ready_is_the_first_line_even_when_commands_arrive_early() {
+/// A fresh `hark-node --json` fed `lines` and then the end of input: its stdout once it stops
+/// (killed after 20 s).
+fn json_session(lines: &[&str]) -> String {
     let dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(hark_node_bin())
         .args([
@@ -172,8 +173,9 @@ fn ready_is_the_first_line_even_when_commands_arrive_early() {
         .spawn()
         .unwrap();
     let mut stdin = child.stdin.take().unwrap();
-    writeln!(stdin, "garbage before ready").unwrap();
-    writeln!(stdin, r#"{{"cmd":"quit"}}"#).unwrap();
+    for line in lines {
+        writeln!(stdin, "{line}").unwrap();
+    }
     drop(stdin);
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while child.try_wait().unwrap().is_none() && std::time::Instant::now() < deadline {
@@ -181,7 +183,12 @@ fn ready_is_the_first_line_even_when_commands_arrive_early() {
     }
     let _ = child.kill();
     let out = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    String::from_utf8_lossy(&out.stdout).into()
+}
+
+#[test]
+fn ready_is_the_first_line_even_when_commands_arrive_early() {
+    let stdout = json_session(&["garbage before ready", r#"{"cmd":"quit"}"#]);
     let first: Event = serde_json::from_str(stdout.lines().next().expect("some output")).unwrap();
     assert!(matches!(first, Event::Ready { .. }), "{stdout}");
     assert!(stdout.contains("bad_command"), "{stdout}");
@@ -193,32 +200,7 @@ fn ready_is_the_first_line_even_when_commands_arrive_early() {
 #[test]
 fn an_answer_given_before_quit_is_printed() {
     for run in 0..5 {
-        let dir = tempfile::tempdir().unwrap();
-        let mut child = Command::new(hark_node_bin())
-            .args([
-                "--json",
-                "--no-mdns",
-                "--listen",
-                "/ip4/127.0.0.1/tcp/0",
-                "--data-dir",
-            ])
-            .arg(dir.path())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut stdin = child.stdin.take().unwrap();
-        writeln!(stdin, r#"{{"cmd":"history","room":"lobby"}}"#).unwrap();
-        writeln!(stdin, r#"{{"cmd":"quit"}}"#).unwrap();
-        drop(stdin);
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        while child.try_wait().unwrap().is_none() && std::time::Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = child.kill();
-        let out = child.wait_with_output().unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stdout = json_session(&[r#"{"cmd":"history","room":"lobby"}"#, r#"{"cmd":"quit"}"#]);
         assert!(
             stdout.lines().any(|l| l.contains(r#""event":"history""#)),
             "run {run}: {stdout}"
