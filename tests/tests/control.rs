@@ -419,3 +419,53 @@ fn history_pages_back_with_before_and_ctl_drives_a_running_node() {
     let out = ctl(&dir, &["send", "lobby"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// A send waiting for a slow disk holds up only its own client: another client is answered
+/// meanwhile, and the sender's next answer still comes after its `sent`.
+#[test]
+fn a_slow_fsync_holds_up_only_the_client_whose_message_waits_for_it() {
+    // Each fsync of alice's own messages takes 8 s longer than the disk.
+    let slow = Duration::from_secs(8);
+    let a = NodeProcess::start_with_env("alice", &[("HARK_TEST_FSYNC_DELAY_MS", "8000")], &[]);
+    let mut sender = Client::connect(&a.data_dir());
+    let mut other = Client::connect(&a.data_dir());
+
+    sender.send(json!({"cmd": "send", "room": "lobby", "text": "on a slow disk", "id": 1}));
+    sender.send(json!({"cmd": "peers", "id": 2}));
+    // The message is committed (history shows it) while its fsync runs: the other client is
+    // answered then, before the sender's `sent`.
+    let deadline = Instant::now() + DELIVERY;
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "history never showed the message"
+        );
+        other.send(json!({"cmd": "history", "room": "lobby", "id": "h"}));
+        let history = other.expect("history", DELIVERY, |v| v["event"] == "history");
+        let texts: Vec<&str> = history["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|m| m["text"].as_str())
+            .collect();
+        if texts.contains(&"on a slow disk") {
+            break;
+        }
+    }
+    let early = sender.collect(Duration::from_millis(300));
+    assert!(
+        early
+            .iter()
+            .all(|v| v["event"] != "sent" && v["cmd_id"] != 2),
+        "the sender has neither `sent` nor its next answer before the fsync: {early:?}"
+    );
+
+    // Then, in the order it asked: `sent`, then the peers.
+    sender.expect("sent", DELIVERY + slow, |v| v["event"] == "sent");
+    assert!(
+        sender.seen.iter().all(|v| v["cmd_id"] != 2),
+        "the answer to what it asked next came before its `sent`: {:?}",
+        sender.seen
+    );
+    sender.expect("the next answer", DELIVERY, |v| v["cmd_id"] == 2);
+}

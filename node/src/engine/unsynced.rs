@@ -59,9 +59,15 @@ impl<S: Storage> Engine<S> {
         }
         let room = self.room_name(&topic);
         match self.store.request_sync() {
+            Ok(None) if !self.unsynced.sends.is_empty() => {
+                // Sends wait for tickets, so the store had an fsync thread, and now it has
+                // none: those will fail (their `sent` belongs to the clients that made them,
+                // not to this command), and so does this one.
+                let reason = "the store's fsync thread has stopped".to_owned();
+                self.disk_failed(reason.clone());
+                Err(fail("store_failed", reason))
+            }
             Ok(None) => {
-                // Durable now, and so is every send still waiting: they go first.
-                self.on_synced(u64::MAX, Ok(()));
                 self.announce_sent(&topic, room, record, shard, change);
                 Ok(())
             }

@@ -255,3 +255,33 @@ fn a_send_whose_room_is_left_before_its_fsync_still_names_the_room_in_sent() {
         "a room left is not published to"
     );
 }
+
+#[test]
+fn a_send_that_finds_the_fsync_thread_gone_while_others_wait_fails_and_names_none_of_theirs() {
+    let clock = Clock::start();
+    let mut a = engine_with_fsync_thread(1, &clock);
+    assert_eq!(awaited(&send(&mut a, &clock, "first")), vec![1]);
+    // The fsync thread stops: the store fsyncs the next send itself. The first send's `sent`
+    // belongs to the client that made it, so it is not told in this command's answer.
+    a.store.tickets = false;
+    let out = send(&mut a, &clock, "second");
+    assert!(published(&out).is_empty(), "{out:?}");
+    assert!(
+        matches!(&events(&out)[..], [Event::Error { code, detail }]
+            if code == "store_failed" && detail.contains("fsync thread")),
+        "{out:?}"
+    );
+    // The driver then fails the waiting one (the thread will never answer it).
+    let out = a.handle(
+        Input::Synced {
+            ticket: u64::MAX,
+            result: Err("the store's fsync thread has stopped".into()),
+        },
+        clock.now(),
+    );
+    assert!(published(&out).is_empty(), "{out:?}");
+    assert!(
+        matches!(&events(&out)[..], [Event::Error { code, .. }] if code == "store_failed"),
+        "{out:?}"
+    );
+}

@@ -195,21 +195,27 @@ impl Driver {
         mut commands: mpsc::Receiver<Request>,
         mut control: mpsc::Receiver<Control>,
     ) {
+        // A `quit` (or every client gone) stops the node once the sends and requests before
+        // it are done; nothing asked after it is read.
+        let mut quitting = false;
         loop {
+            if quitting && self.awaiting_sync.is_idle() {
+                self.handle(Input::Stop);
+                break;
+            }
             let next_timer = self.timers.next_at().map(tokio::time::Instant::from_std);
             tokio::select! {
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
-                // While a send waits for its fsync, the next request waits too: each client
-                // gets its answers in the order it asked (its `sent` before the answer to what
-                // it asked next), as when the fsync ran here, and `quit` after a send stops
-                // the node once that send is out. The network does not wait.
-                request = commands.recv(), if self.awaiting_sync.is_empty() => match request {
-                    Some(Request::Command { command: Command::Quit, .. }) | None => {
-                        self.handle(Input::Stop);
-                        break;
+                // While a send waits for its fsync, its client's next requests wait too
+                // (`driver/synced.rs`); nobody else's, and the network does not wait.
+                request = commands.recv(), if !quitting && !self.awaiting_sync.is_full() => {
+                    match request {
+                        Some(Request::Command { command: Command::Quit, .. }) | None => {
+                            quitting = true;
+                        }
+                        Some(request) => self.take_request(request),
                     }
-                    Some(request) => self.on_request(request),
-                },
+                }
                 synced = self.awaiting_sync.next(), if !self.awaiting_sync.is_empty() => {
                     self.on_synced(synced);
                 }
