@@ -346,3 +346,54 @@ fn non_loopback_without_a_token_is_refused() {
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.contains("--http-token"), "{stderr}");
 }
+
+/// The HTTP API serves many users at once: one's message waiting for a slow disk's fsync
+/// holds up nobody else's requests (each HTTP request waits for its own answer only).
+#[test]
+fn a_post_waiting_for_a_slow_disk_holds_up_no_other_request() {
+    // Each fsync of alice's own messages takes 5 s longer than the disk (the API answers
+    // within 10 s).
+    let a = NodeProcess::start_with_env(
+        "alice",
+        &[("HARK_TEST_FSYNC_DELAY_MS", "5000")],
+        &["--http", "127.0.0.1:0"],
+    );
+    let addr = a.http_addr();
+    let post = {
+        let addr = addr.clone();
+        std::thread::spawn(move || {
+            let posted = request(
+                &addr,
+                "POST",
+                "/v1/rooms/lobby/messages",
+                None,
+                Some(r#"{"text":"on a slow disk"}"#),
+            );
+            (posted, Instant::now())
+        })
+    };
+    // The message is committed (history shows it) while its fsync runs: other requests are
+    // answered then, well before the POST is.
+    let deadline = Instant::now() + DELIVERY;
+    let shown_at = loop {
+        assert!(
+            Instant::now() < deadline,
+            "history never showed the message"
+        );
+        let page = json_of(
+            request(&addr, "GET", "/v1/rooms/lobby/messages", None, None),
+            200,
+        );
+        if page.to_string().contains("on a slow disk") {
+            break Instant::now();
+        }
+    };
+    json_of(request(&addr, "GET", "/v1/peers", None, None), 200);
+    let ((status, body), posted_at) = post.join().expect("the POST thread");
+    assert_eq!(status, 201, "{body}");
+    assert!(
+        posted_at > shown_at + Duration::from_secs(1),
+        "the history was answered only {:?} before the POST, which waited 5 s for its fsync",
+        posted_at.saturating_duration_since(shown_at)
+    );
+}

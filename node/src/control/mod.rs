@@ -170,6 +170,9 @@ pub enum Request {
         client: ClientId,
         sink: mpsc::Sender<Answered>,
         filter: Filter,
+        /// Whether its answers must come in the order it asked (a `sent` before the answer
+        /// to its next request); not for a client that matches each answer by its `id`.
+        ordered: bool,
     },
     /// The client went away.
     Detach { client: ClientId },

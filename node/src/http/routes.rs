@@ -65,7 +65,7 @@ impl Shared {
             kinds: Some(HashSet::new()),
         };
         let attached = link
-            .attach(nothing)
+            .attach_unordered(nothing)
             .await
             .map_err(|e| format!("HTTP API: {e}"))?;
         let pending: Pending = Arc::default();

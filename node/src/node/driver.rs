@@ -323,6 +323,7 @@ impl Driver {
                 client,
                 sink,
                 filter,
+                ..
             } => {
                 let mut sink = EventSink::new(sink);
                 if let Some(ready) = &self.ready_event {

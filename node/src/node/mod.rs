@@ -77,7 +77,18 @@ pub struct Attached {
 
 impl ClientLink {
     /// Attach a new client that follows events per `filter`; `ready` is its first event.
+    /// Its answers come in the order it asked.
     pub async fn attach(&self, filter: Filter) -> Result<Attached, NodeStopped> {
+        self.attach_as(filter, true).await
+    }
+
+    /// Attach a client whose requests each wait for their own answer, matched by `id` (the
+    /// HTTP API, many users at once): none of them waits for another's `sent`.
+    pub async fn attach_unordered(&self, filter: Filter) -> Result<Attached, NodeStopped> {
+        self.attach_as(filter, false).await
+    }
+
+    async fn attach_as(&self, filter: Filter, ordered: bool) -> Result<Attached, NodeStopped> {
         let client = self
             .next_client
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -86,6 +97,7 @@ impl ClientLink {
             client,
             sink,
             filter,
+            ordered,
         })
         .await?;
         Ok(Attached { client, events })

@@ -7,7 +7,7 @@
 //! requests wait while one of its sends waits. Nobody else's do: another client's commands,
 //! the HTTP API's `/metrics`, and a web user's voice frames go on while a slow disk fsyncs.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 
 use tokio::sync::mpsc;
 
@@ -34,6 +34,8 @@ pub(super) struct AwaitingSync {
     /// Requests whose client has a send waiting (or a request held before them), in the order
     /// they came.
     held: VecDeque<(Asker, Request)>,
+    /// Clients whose requests need no order between them (`ClientLink::attach_unordered`).
+    unordered: HashSet<ClientId>,
 }
 
 impl AwaitingSync {
@@ -42,6 +44,7 @@ impl AwaitingSync {
             done,
             waiting: VecDeque::new(),
             held: VecDeque::new(),
+            unordered: HashSet::new(),
         }
     }
 
@@ -74,7 +77,21 @@ impl AwaitingSync {
 
     /// Hold `request` if its client must wait; otherwise give it back to be handled now.
     fn hold_if_waiting(&mut self, request: Request) -> Option<Request> {
+        match &request {
+            Request::Attach {
+                client,
+                ordered: false,
+                ..
+            } => {
+                self.unordered.insert(*client);
+            }
+            Request::Detach { client } => {
+                self.unordered.remove(client);
+            }
+            _ => {}
+        }
         match asker(&request) {
+            Some(Some(client)) if self.unordered.contains(&client) => Some(request),
             Some(asker) if self.sending(asker) || self.held.iter().any(|(a, _)| *a == asker) => {
                 self.held.push_back((asker, request));
                 None
@@ -220,5 +237,24 @@ mod tests {
         let second = sync.next_free().expect("the held detach");
         assert!(matches!(second, Request::Detach { client: 7 }));
         assert!(sync.is_idle());
+    }
+
+    #[test]
+    fn a_client_that_matches_answers_by_id_is_never_held() {
+        let (_done, done_rx) = mpsc::unbounded_channel();
+        let mut sync = AwaitingSync::new(done_rx);
+        let (sink, _events) = mpsc::channel(1);
+        let attach = Request::Attach {
+            client: 3,
+            sink,
+            filter: Default::default(),
+            ordered: false,
+        };
+        assert!(sync.hold_if_waiting(attach).is_some());
+        // One of its requests (a web user's message) waits for its fsync; the next (another
+        // user's) is handled at once.
+        sync.waiting.push_back((1, origin(3, "send"), Some("text")));
+        assert!(sync.hold_if_waiting(peers(3)).is_some());
+        assert!(sync.held.is_empty());
     }
 }
