@@ -469,3 +469,29 @@ fn a_slow_fsync_holds_up_only_the_client_whose_message_waits_for_it() {
     );
     sender.expect("the next answer", DELIVERY, |v| v["cmd_id"] == 2);
 }
+
+/// `ctl` follows nothing but its answer: once it has exited, the node lets its connection go
+/// (a monitoring `ctl` call every minute must not use up the node's descriptors).
+#[test]
+fn a_finished_ctl_call_leaves_nothing_open_on_the_node() {
+    let a = NodeProcess::start("alice", &[]);
+    let open = || {
+        std::fs::read_dir(format!("/proc/{}/fd", a.pid()))
+            .expect("the node's descriptors")
+            .count()
+    };
+    assert!(ctl(&a.data_dir(), &["peers"]).status.success());
+    let before = open();
+    for _ in 0..10 {
+        assert!(ctl(&a.data_dir(), &["peers"]).status.success());
+    }
+    let deadline = Instant::now() + DELIVERY;
+    while open() > before + 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the node still holds {} descriptors more than before ten ctl calls",
+            open() - before
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

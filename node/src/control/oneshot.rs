@@ -269,7 +269,7 @@ pub async fn run_json(
         super::stdout::stdout(),
         attached,
         &link,
-        true,
+        super::socket::Served::own(),
         observer,
     );
     let ended = tokio::select! {

@@ -6,7 +6,11 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use tokio::io::{AsyncWriteExt, BufReader};
+use std::time::Duration;
+
+use futures::FutureExt;
+use tokio::io::{AsyncWriteExt, BufReader, Interest};
+use tokio::net::unix::OwnedWriteHalf;
 use tokio::net::{UnixListener, UnixStream};
 
 use super::lines::{Line, LineReader};
@@ -59,20 +63,59 @@ async fn serve_client(stream: UnixStream, link: ClientLink) {
     };
     let (read, write) = stream.into_split();
     let client = attached.client;
-    serve_lines(BufReader::new(read), write, attached, &link, false, |_| {}).await;
+    let served = Served {
+        allow_quit: false,
+        gone: peer_gone,
+    };
+    serve_lines(BufReader::new(read), write, attached, &link, served, |_| {}).await;
     link.detach(client);
 }
 
+/// Whether a socket client that sent its last line has gone away altogether (closed, not
+/// only done writing). One that follows nothing (`ctl`'s `subscribe` to no kinds) would
+/// otherwise be noticed only at a write that never comes, and kept, with its descriptor,
+/// for as long as the node runs.
+fn peer_gone(write: &OwnedWriteHalf) -> bool {
+    match write.ready(Interest::WRITABLE).now_or_never() {
+        Some(Ok(ready)) => ready.is_write_closed(),
+        Some(Err(_)) => true,
+        // Not writable now (its queue is full): it is there, or it will be noticed by the
+        // hang-up making the socket ready.
+        None => false,
+    }
+}
+
+/// How often a client whose input has ended is checked for having gone away.
+const GONE_CHECK: Duration = Duration::from_secs(1);
+
+/// How a conversation of [`serve_lines`] is held: whether the client may stop the node
+/// (only the node's own client may), and how to tell that its output has gone away.
+pub struct Served<W> {
+    pub allow_quit: bool,
+    pub gone: fn(&W) -> bool,
+}
+
+impl<W> Served<W> {
+    /// The node's own client (`hark-node --json`): may `quit`; its output is gone when a
+    /// write fails.
+    pub fn own() -> Self {
+        Self {
+            allow_quit: true,
+            gone: |_| false,
+        }
+    }
+}
+
 /// One client's conversation: its events out as lines, its lines in as requests. Used by the
-/// socket and by `hark-node --json` on stdin/stdout (`allow_quit`: only the node's own client
-/// may stop it). Returns when the node stops or the output is gone; at end of input it keeps
-/// writing events, and returns with `input_closed` set.
+/// socket and by `hark-node --json` on stdin/stdout ([`Served`]). Returns when the node stops
+/// or the output is gone; at end of input the node's own client gets what it asked for and
+/// returns with `InputClosed`, a socket client goes on getting events until it goes away.
 pub async fn serve_lines<R, W>(
     read: R,
     mut write: W,
     attached: crate::node::Attached,
     link: &ClientLink,
-    allow_quit: bool,
+    served: Served<W>,
     mut observe: impl FnMut(&Answered),
 ) -> Ended
 where
@@ -83,8 +126,16 @@ where
     let mut lines = LineReader::new(read, MAX_LINE);
     let mut reading = false;
     let mut input_open = true;
+    let allow_quit = served.allow_quit;
+    let mut gone_check = tokio::time::interval(GONE_CHECK);
+    gone_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
+            _ = gone_check.tick(), if !input_open => {
+                if (served.gone)(&write) {
+                    return Ended::OutputGone;
+                }
+            }
             item = events.recv() => match item {
                 Some(answered) => {
                     // What else already waits goes out in the same write: a catch-up's 100k
@@ -285,7 +336,15 @@ mod tests {
             .unwrap();
         let mut out = Writes::default();
         let attached = crate::node::Attached { client: 1, events };
-        let ended = serve_lines(tokio::io::empty(), &mut out, attached, &link, true, |_| {}).await;
+        let ended = serve_lines(
+            tokio::io::empty(),
+            &mut out,
+            attached,
+            &link,
+            Served::own(),
+            |_| {},
+        )
+        .await;
         let Ended::InputClosed(mut rest) = ended else {
             panic!("the barrier ends the input");
         };
