@@ -9,6 +9,7 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use rustix::process::{kill_process_group, Pid, Signal};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
@@ -22,6 +23,8 @@ pub const DEAD_LETTER_FILE: &str = "hooks-dead-letter.jsonl";
 const DEAD_LETTER_MAX_BYTES: u64 = 16 * 1024 * 1024;
 /// What a failing command may say on stderr that goes into the log and the dead letter.
 const STDERR_KEPT: usize = 400;
+/// How long what a command said on stderr is read after it exited.
+const STDERR_GRACE: Duration = Duration::from_millis(100);
 
 /// Where a hook sends, and how patiently.
 #[derive(Clone, Debug)]
@@ -219,7 +222,8 @@ fn plain_error(error: &reqwest::Error) -> String {
 }
 
 /// Run `sh -c COMMAND` with the event on stdin and its fields in `HARK_*` variables; exit
-/// status 0 is success. A command that outlives the timeout is killed.
+/// status 0 is success. A command that outlives the timeout is killed with everything it
+/// started (it runs in a process group of its own).
 async fn run_command(command: &str, timeout: Duration, job: &Job) -> Result<(), String> {
     let field = |name: &str| match &job.event[name] {
         Value::String(s) => s.clone(),
@@ -239,9 +243,11 @@ async fn run_command(command: &str, timeout: Duration, job: &Job) -> Result<(), 
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
+        .process_group(0)
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| format!("cannot run sh: {e}"))?;
+    let group = child.id().and_then(|id| i32::try_from(id).ok());
     let mut stdin = child.stdin.take();
     let mut stderr = child.stderr.take();
     let work = async {
@@ -252,17 +258,39 @@ async fn run_command(command: &str, timeout: Duration, job: &Job) -> Result<(), 
         }
         drop(stdin);
         let mut said = Vec::new();
-        if let Some(stderr) = stderr.as_mut() {
-            let _ = stderr.take(STDERR_KEPT as u64).read_to_end(&mut said).await;
+        let reading = async {
+            if let Some(stderr) = stderr.as_mut() {
+                let _ = stderr.take(STDERR_KEPT as u64).read_to_end(&mut said).await;
+            }
+        };
+        tokio::pin!(reading);
+        let waiting = child.wait();
+        tokio::pin!(waiting);
+        let mut read_all = false;
+        let status = loop {
+            tokio::select! {
+                status = &mut waiting => break status,
+                () = &mut reading, if !read_all => read_all = true,
+            }
+        };
+        // Its exit decides. What it said is in the pipe by then; something it left running
+        // in the background may hold the pipe open, so the rest is not waited for.
+        if !read_all {
+            let _ = tokio::time::timeout(STDERR_GRACE, &mut reading).await;
         }
-        let status = child.wait().await;
         (status, said)
     };
     match tokio::time::timeout(timeout, work).await {
-        Err(_) => Err(format!(
-            "still running after {} s: killed",
-            timeout.as_secs()
-        )),
+        Err(_) => {
+            if let Some(group) = group.and_then(Pid::from_raw) {
+                // `sh` alone would be killed on drop; the commands it started would live on.
+                let _ = kill_process_group(group, Signal::KILL);
+            }
+            Err(format!(
+                "still running after {} s: killed",
+                timeout.as_secs()
+            ))
+        }
         Ok((Err(e), _)) => Err(format!("cannot wait for the command: {e}")),
         Ok((Ok(status), _)) if status.success() => Ok(()),
         Ok((Ok(status), said)) => {
@@ -274,5 +302,74 @@ async fn run_command(command: &str, timeout: Duration, job: &Job) -> Result<(), 
                 format!("exited with {status}: {said}")
             })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job() -> Job {
+        Job {
+            body: b"{}".to_vec(),
+            event: json!({"room": "ops", "text": "pump 4 is down"}),
+        }
+    }
+
+    /// Whether the process is gone (or a zombie waiting for its parent to reap it).
+    fn gone(pid: &str) -> bool {
+        // The state follows the command name's closing parenthesis.
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |stat| {
+            stat.rsplit(')')
+                .next()
+                .is_some_and(|rest| rest.trim_start().starts_with('Z'))
+        })
+    }
+
+    fn pid_in(path: &std::path::Path) -> String {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(pid) = std::fs::read_to_string(path) {
+                if pid.ends_with('\n') {
+                    return pid.trim().to_owned();
+                }
+            }
+            assert!(std::time::Instant::now() < deadline, "no pid in {path:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_command_past_its_timeout_is_killed_with_what_it_started() {
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("pid");
+        let command = format!("sleep 60 & echo $! > {}; wait", pid_file.display());
+        let result = run_command(&command, Duration::from_secs(1), &job()).await;
+        assert!(
+            result.as_ref().is_err_and(|e| e.contains("killed")),
+            "{result:?}"
+        );
+        let pid = pid_in(&pid_file);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !gone(&pid) {
+            if std::time::Instant::now() > deadline {
+                let _ = std::process::Command::new("kill").arg(&pid).status();
+                panic!("the command's own child {pid} outlived it");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_command_that_leaves_something_running_succeeds_when_it_exits() {
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("pid");
+        // The background sleep keeps the command's stderr open after `sh` has exited 0.
+        let command = format!("sleep 60 & echo $! > {}; exit 0", pid_file.display());
+        let result = run_command(&command, Duration::from_secs(5), &job()).await;
+        let pid = pid_in(&pid_file);
+        // Left running on purpose by the command: the test cleans it up.
+        let _ = std::process::Command::new("kill").arg(&pid).status();
+        assert_eq!(result, Ok(()));
     }
 }
