@@ -366,8 +366,8 @@ impl Receiver {
                 };
                 let path = dir.join(format!(
                     "{}-{}-{}-{:08x}{part}.wav",
-                    talker.room,
-                    talker.name,
+                    file_safe(&talker.room),
+                    file_safe(&talker.name),
                     short_id(&talker.from.to_string()),
                     talker.spurt
                 ));
@@ -418,4 +418,38 @@ fn percentiles(stats: &SpurtStats) -> (u32, u32) {
     sorted.sort_unstable();
     let at = |q: f64| sorted[((sorted.len() - 1) as f64 * q).round() as usize];
     (at(0.5), at(0.99))
+}
+
+/// A peer's name (or a room's) as part of a file name: a name is the peer's to choose and
+/// may hold `/`, so only letters, digits, `-`, `_` and `.` are kept; the rest become `_`.
+fn file_safe(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::file_safe;
+
+    #[test]
+    fn a_name_in_a_recordings_file_name_stays_in_the_directory() {
+        let dir = std::path::Path::new("/var/lib/hark/voice");
+        for name in ["../x/y", "/etc/passwd", "a\\b", "..", "nul\0l", "Zoë 🚀"] {
+            let path = dir.join(format!("lobby-{}-UGVZ-0000abcd.wav", file_safe(name)));
+            assert_eq!(path.parent(), Some(dir), "{name:?} → {path:?}");
+        }
+        assert_eq!(file_safe("../x/y"), ".._x_y");
+        assert_eq!(
+            file_safe("Zoë-ops_1.2"),
+            "Zoë-ops_1.2",
+            "a plain name is kept"
+        );
+    }
 }
