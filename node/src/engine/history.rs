@@ -79,6 +79,14 @@ impl<S: Storage> Engine<S> {
         durability: Durability,
     ) -> Result<(), CommandError> {
         let topic = self.room_topic(typed)?;
+        if self.kicked_from(&topic, &self.me.to_bytes()) {
+            // Every member drops what we write there now: a `sent` would promise a message
+            // that nobody else will ever read.
+            return Err(fail(
+                "not_allowed",
+                "you were kicked from this room: nobody else reads what you write in it",
+            ));
+        }
         if text.trim().is_empty() {
             return Err(fail("bad_command", "text is empty"));
         }

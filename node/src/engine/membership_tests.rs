@@ -162,6 +162,11 @@ fn a_kick_in_engines_late_old_epoch_messages_and_a_refused_kick() {
     // Carol, kicked, writes into the old epoch: nobody shows it. Alice's new words never
     // reach carol in a form she can read.
     net.command(carol, send("ops", "carol after her kick"));
+    assert!(
+        matches!(net.events[carol].last(), Some(Event::Error { code, .. }) if code == "not_allowed"),
+        "her node refuses it rather than answer `sent`: {:?}",
+        net.events[carol].last()
+    );
     assert!(!net.shown(alice, "carol after her kick"));
     assert!(!net.shown(bob, "carol after her kick"));
     // Nor is she shown present in the room any more.
