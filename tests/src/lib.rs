@@ -32,3 +32,11 @@ pub mod sync_peer;
 pub mod tmux;
 
 pub use process::{hark_node_bin, NodeProcess};
+
+/// A WAV of `seconds` of a 440 Hz tone (48 kHz mono), for `voice` commands in tests.
+pub fn tone_wav(path: &std::path::Path, seconds: f32) {
+    let samples: Vec<i16> = (0..(seconds * 48_000.0) as usize)
+        .map(|i| ((i as f32 * 440.0 * std::f32::consts::TAU / 48_000.0).sin() * 8_000.0) as i16)
+        .collect();
+    hark_node::voice::wav::write_48k_mono(path, &samples).expect("write a test WAV");
+}

@@ -208,6 +208,23 @@ fn an_answer_given_before_quit_is_printed() {
     }
 }
 
+/// A bot that says something and is done (`voice`, then the end of its input) is heard to
+/// the end: the node stops only once the WAV has played (`voice_sent`).
+#[test]
+fn a_voice_command_at_the_end_of_input_plays_to_the_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let wav = dir.path().join("tone.wav");
+    hark_tests::tone_wav(&wav, 0.5);
+    let command = serde_json::json!({"cmd": "voice", "room": "lobby", "wav": wav, "id": 1});
+    let stdout = json_session(&[&command.to_string()]);
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.contains(r#""event":"voice_sent""#) && l.contains(r#""cmd_id":1"#)),
+        "{stdout}"
+    );
+}
+
 #[test]
 fn sigterm_and_sigint_stop_the_node_while_stdin_stays_open() {
     for signal in ["TERM", "INT"] {

@@ -495,3 +495,41 @@ fn a_finished_ctl_call_leaves_nothing_open_on_the_node() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// The end of a `voice` command (`voice_sent`, or `voice_failed`) answers the client that
+/// asked, with its id, even one that follows no events; the node's other clients do not get
+/// it.
+#[test]
+fn the_end_of_a_voice_command_answers_the_client_that_asked() {
+    let a = NodeProcess::start("alice", &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let wav = dir.path().join("tone.wav");
+    hark_tests::tone_wav(&wav, 0.1);
+    let mut asker = Client::connect(&a.data_dir());
+    let mut other = Client::connect(&a.data_dir());
+    asker.send(json!({"cmd": "subscribe", "kinds": [], "id": "quiet"}));
+    asker.expect("subscribed", DELIVERY, |v| v["event"] == "subscribed");
+
+    let missing = dir.path().join("missing.wav");
+    asker.send(json!({"cmd": "voice", "room": "lobby", "wav": missing, "id": "bad"}));
+    let failed = asker.expect("voice_failed", DELIVERY, |v| v["code"] == "voice_failed");
+    assert_eq!(
+        (&failed["cmd_id"], &failed["cmd"]),
+        (&json!("bad"), &json!("voice")),
+        "{failed}"
+    );
+    asker.send(json!({"cmd": "voice", "room": "lobby", "wav": wav, "id": "ok"}));
+    let sent = asker.expect("voice_sent", DELIVERY, |v| v["event"] == "voice_sent");
+    assert_eq!(sent["cmd_id"], "ok", "{sent}");
+
+    // The other client hears that the node talked (its own voice_start/voice_end, if any), but
+    // not the answers.
+    other.send(json!({"cmd": "peers", "id": "p"}));
+    other.expect("peers", DELIVERY, |v| v["event"] == "peers");
+    let seen = other.collect(Duration::from_millis(300));
+    assert!(
+        seen.iter()
+            .all(|v| v["event"] != "voice_sent" && v["code"] != "voice_failed"),
+        "another client got the answers: {seen:?}"
+    );
+}

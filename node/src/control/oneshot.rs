@@ -288,6 +288,16 @@ pub async fn run_json(
         }
         Ended::InputClosed(events) => events,
     };
+    // A `voice` command's WAV plays to the end first (its `voice_sent` is its answer).
+    let interrupted = tokio::select! {
+        () = wait_talks(&node, &mut events) => false,
+        _ = shutdown_signal() => true,
+    };
+    if interrupted {
+        link.detach(client);
+        stop(node).await;
+        return ExitCode::SUCCESS;
+    }
     let delivered = tokio::select! {
         delivered = wait_delivered(&node, &tracker, &changed, timeout, Some(&mut events)) => delivered,
         _ = shutdown_signal() => true,
@@ -308,6 +318,21 @@ pub async fn run_json(
     } else {
         eprintln!("hark-node: {reason}");
         ExitCode::from(1)
+    }
+}
+
+/// Wait until no talk-spurt is under way, the events meanwhile going to stdout.
+async fn wait_talks(node: &NodeHandle, events: &mut mpsc::Receiver<Answered>) {
+    let ended = node.talks_ended();
+    tokio::pin!(ended);
+    let mut stdout = super::stdout::stdout();
+    loop {
+        tokio::select! {
+            _ = &mut ended => return,
+            Some(answered) = events.recv() => {
+                let _ = write_line(&mut stdout, &answered).await;
+            }
+        }
     }
 }
 

@@ -41,8 +41,8 @@ impl<S: Storage> Engine<S> {
                     data,
                 });
             }
-            Outgoing::Done { room, frames } => self.emit(Event::VoiceSent { room, frames }),
-            Outgoing::Failed { room, error } => {
+            Outgoing::Done { room, frames, .. } => self.emit(Event::VoiceSent { room, frames }),
+            Outgoing::Failed { room, error, .. } => {
                 self.emit(Event::error("voice_failed", format!("{room}: {error}")))
             }
         }

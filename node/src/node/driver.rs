@@ -33,6 +33,7 @@ use crate::voice::{AudioSink, AudioSource};
 
 mod blind;
 mod synced;
+mod talks;
 
 pub use synced::Synced;
 
@@ -57,6 +58,9 @@ pub enum Control {
     /// Make sure messages sent by this run reach a peer: sync with room peers until a session
     /// confirms each (`delivered`). A one-shot `hark-node` asks for this before it exits.
     ConfirmDelivery,
+    /// Answer once no talk-spurt is under way (`hark-node --json` at the end of its input
+    /// lets a `voice` command it was given play to the end).
+    TalksEnded(tokio::sync::oneshot::Sender<()>),
 }
 
 /// A client attached to the node (the control socket, `hark-node --json`'s stdin).
@@ -130,6 +134,8 @@ pub struct Driver {
     blind: blind::BlindIo,
     /// Sends waiting for the store's fsync (`driver/synced.rs`).
     awaiting_sync: synced::AwaitingSync,
+    /// Talk-spurts under way (`driver/talks.rs`).
+    talks: talks::Talks,
 }
 
 impl Driver {
@@ -178,6 +184,7 @@ impl Driver {
             sending_kind: None,
             blind: blind::BlindIo::default(),
             awaiting_sync: synced::AwaitingSync::new(parts.synced),
+            talks: talks::Talks::default(),
         };
         let topics: Vec<Topic> = driver
             .engine
@@ -220,7 +227,7 @@ impl Driver {
                     self.on_synced(synced);
                 }
                 Some(event) = self.voice_events.recv() => self.emit(event),
-                Some(out) = self.voice_out_rx.recv() => self.handle(Input::VoiceOut(out)),
+                Some(out) = self.voice_out_rx.recv() => self.on_voice_out(out),
                 Some(request) = control.recv() => self.on_control(request).await,
                 _ = tokio::time::sleep_until(next_timer.unwrap_or_else(tokio::time::Instant::now)),
                     if next_timer.is_some() => self.fire_timers(),
@@ -526,11 +533,14 @@ impl Driver {
                 self.send_blind_response(reply, response);
             }
             Output::TalkWav { room, wav } => {
+                // Its end answers the `voice` command that started it.
+                let talk = self.talks.start(self.answering.clone());
                 sender::spawn_wav(
                     room,
                     wav,
                     self.voice_talk.clone(),
                     self.voice_out_tx.clone(),
+                    talk,
                 );
             }
         }
@@ -635,12 +645,17 @@ impl Driver {
     async fn on_control(&mut self, control: Control) {
         match control {
             Control::Talk { room, source } => match self.engine.find_room(&room) {
-                Some(room) => sender::spawn(
-                    room.name.to_string(),
-                    source,
-                    self.voice_talk.clone(),
-                    self.voice_out_tx.clone(),
-                ),
+                Some(room) => {
+                    let room = room.name.to_string();
+                    let talk = self.talks.start(None);
+                    sender::spawn(
+                        room,
+                        source,
+                        self.voice_talk.clone(),
+                        self.voice_out_tx.clone(),
+                        talk,
+                    );
+                }
                 None => self.emit(Event::error(
                     "not_joined",
                     format!("not in a room named {room:?}"),
@@ -654,6 +669,7 @@ impl Driver {
             }
             Control::AcceptPtt => self.ptt_handler = true,
             Control::ConfirmDelivery => self.handle(Input::ConfirmDelivery),
+            Control::TalksEnded(reply) => self.talks.when_none(reply),
         }
     }
 

@@ -164,6 +164,13 @@ impl NodeHandle {
         self.control(Control::ConfirmDelivery).await
     }
 
+    /// Wait until no talk-spurt is under way (a `voice` command's WAV has played to the end).
+    pub async fn talks_ended(&self) -> Result<(), NodeStopped> {
+        let (reply, ended) = tokio::sync::oneshot::channel();
+        self.control(Control::TalksEnded(reply)).await?;
+        ended.await.map_err(|_| NodeStopped)
+    }
+
     /// Talk in `room` from `source` (a microphone) until the source ends the spurt.
     pub async fn talk(&self, room: &str, source: Box<dyn AudioSource>) -> Result<(), NodeStopped> {
         self.control(Control::Talk {

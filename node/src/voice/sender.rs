@@ -16,9 +16,21 @@ use super::{AudioSource, Captured};
 /// What a talk-spurt sends to the event loop.
 #[derive(Debug)]
 pub enum Outgoing {
-    Frame { room: String, frame: VoiceFrame },
-    Done { room: String, frames: u32 },
-    Failed { room: String, error: String },
+    Frame {
+        room: String,
+        frame: VoiceFrame,
+    },
+    /// Talk-spurt `talk` (the number it was started with) is over.
+    Done {
+        room: String,
+        frames: u32,
+        talk: u64,
+    },
+    Failed {
+        room: String,
+        error: String,
+        talk: u64,
+    },
 }
 
 /// Frames between two looks at the loss meter during a spurt (1 s of 20 ms frames).
@@ -42,24 +54,26 @@ impl TalkSettings {
     }
 }
 
-/// Start a talk-spurt in `room` from `source` on a blocking thread.
+/// Start talk-spurt number `talk` in `room` from `source` on a blocking thread; its end is
+/// reported under that number.
 pub fn spawn(
     room: String,
     source: Box<dyn AudioSource>,
     settings: TalkSettings,
     out: mpsc::Sender<Outgoing>,
+    talk: u64,
 ) {
     tokio::task::spawn_blocking(move || {
-        let result = talk(&room, source, &settings, &out);
+        let result = talk_from(&room, source, &settings, &out);
         let message = match result {
-            Ok(frames) => Outgoing::Done { room, frames },
-            Err(error) => Outgoing::Failed { room, error },
+            Ok(frames) => Outgoing::Done { room, frames, talk },
+            Err(error) => Outgoing::Failed { room, error, talk },
         };
         let _ = out.blocking_send(message);
     });
 }
 
-fn talk(
+fn talk_from(
     room: &str,
     mut source: Box<dyn AudioSource>,
     settings: &TalkSettings,
@@ -167,12 +181,18 @@ impl AudioSource for WavSource {
     }
 }
 
-/// Start a talk-spurt from a WAV file; a file that cannot be read fails the spurt.
-pub fn spawn_wav(room: String, path: PathBuf, settings: TalkSettings, out: mpsc::Sender<Outgoing>) {
+/// Start talk-spurt number `talk` from a WAV file; a file that cannot be read fails it.
+pub fn spawn_wav(
+    room: String,
+    path: PathBuf,
+    settings: TalkSettings,
+    out: mpsc::Sender<Outgoing>,
+    talk: u64,
+) {
     tokio::task::spawn_blocking(move || match WavSource::open(&path, settings.frame_ms) {
-        Ok(source) => spawn(room, Box::new(source), settings, out),
+        Ok(source) => spawn(room, Box::new(source), settings, out, talk),
         Err(error) => {
-            let _ = out.blocking_send(Outgoing::Failed { room, error });
+            let _ = out.blocking_send(Outgoing::Failed { room, error, talk });
         }
     });
 }
