@@ -145,6 +145,14 @@ impl<S: Storage> Engine<S> {
         let messages = self
             .room_messages(&topic, limit, before)
             .map_err(|e| fail("store_failed", e))?
+            // An empty page means "the start of the room": a script paging back from an id
+            // this room does not hold must hear so, not stop there.
+            .ok_or_else(|| {
+                fail(
+                    "unknown_message",
+                    "before: this room has no message with that id",
+                )
+            })?
             .into_iter()
             .map(HistoryMessage::from)
             .collect();

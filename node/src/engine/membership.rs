@@ -701,13 +701,13 @@ impl<S: Storage> Engine<S> {
     }
 
     /// The newest `limit` messages of a room across its epochs (`before`: those older than
-    /// that message, in every epoch), oldest first.
+    /// that message, in every epoch), oldest first; `None` if no epoch holds `before`.
     pub(super) fn room_messages(
         &mut self,
         topic: &Topic,
         limit: usize,
         before: Option<MessageId>,
-    ) -> Result<Vec<StoredMessage>, String> {
+    ) -> Result<Option<Vec<StoredMessage>>, String> {
         let topics = self.epoch_topics(topic);
         // What was shown is what a reader expects to find.
         for topic in &topics {
@@ -718,11 +718,8 @@ impl<S: Storage> Engine<S> {
             for topic in topics {
                 all.extend(self.store.messages(&topic, limit, None)?);
             }
-            return Ok(newest(all, limit));
+            return Ok(Some(newest(all, limit)));
         };
-        if topics.len() == 1 {
-            return self.store.messages(topic, limit, Some(before));
-        }
         let mut clock = None;
         for topic in &topics {
             if let Some(hlc) = self.store.message_clock(topic, before)? {
@@ -730,15 +727,18 @@ impl<S: Storage> Engine<S> {
                 break;
             }
         }
-        // An id no epoch holds gives nothing, as for a room of one epoch.
+        // An id no epoch holds is no place to page back from.
         let Some(hlc) = clock else {
-            return Ok(Vec::new());
+            return Ok(None);
         };
+        if topics.len() == 1 {
+            return self.store.messages(topic, limit, Some(before)).map(Some);
+        }
         let mut all = Vec::new();
         for topic in topics {
             all.extend(self.store.messages_older(&topic, hlc, before, limit)?);
         }
-        Ok(newest(all, limit))
+        Ok(Some(newest(all, limit)))
     }
 
     pub(super) fn room_search(

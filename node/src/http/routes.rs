@@ -172,7 +172,7 @@ impl ApiError {
             "bad_command" | "bad_room" | "bad_name" | "bad_invite" | "public_room"
             | "room_exists" => StatusCode::BAD_REQUEST,
             "unauthorized" => StatusCode::UNAUTHORIZED,
-            "not_joined" | "not_found" => StatusCode::NOT_FOUND,
+            "not_joined" | "not_found" | "unknown_message" => StatusCode::NOT_FOUND,
             "method_not_allowed" => StatusCode::METHOD_NOT_ALLOWED,
             "too_long" => StatusCode::PAYLOAD_TOO_LARGE,
             "node_stopped" | "unavailable" => StatusCode::SERVICE_UNAVAILABLE,
