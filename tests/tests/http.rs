@@ -309,6 +309,31 @@ fn wrong_token_is_a_401_json_error() {
     );
     let (status, _) = request(&addr, "GET", "/metrics", Some("wrong"), None);
     assert_eq!(status, 401);
+    // The scheme's case does not matter (RFC 9110).
+    let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
+    write!(
+        stream,
+        "GET /v1/rooms HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAuthorization: bearer s3cret-token\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    // A kind no event has would stream nothing, silently: refused.
+    let error = json_of(
+        request(
+            &addr,
+            "GET",
+            "/v1/events?kind=mesage",
+            Some("s3cret-token"),
+            None,
+        ),
+        400,
+    );
+    assert_eq!(error["code"], "bad_command", "{error}");
 }
 
 #[test]

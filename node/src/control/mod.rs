@@ -123,6 +123,51 @@ pub fn event_kind(event: &Event) -> &'static str {
     }
 }
 
+/// What a filter's `kinds` may name: every name [`event_kind`] gives, and `alert` (the
+/// messages of kind alert).
+const KINDS: &[&str] = &[
+    "ready",
+    "sent",
+    "delivered",
+    "peer_connected",
+    "peer_disconnected",
+    "message",
+    "typing",
+    "presence",
+    "created",
+    "joined",
+    "left",
+    "peers",
+    "history",
+    "search_results",
+    "safety_number",
+    "verified_peers",
+    "nick",
+    "invite",
+    "voice_start",
+    "voice_end",
+    "voice_sent",
+    "synced",
+    "subscribed",
+    "ptt",
+    "error",
+    "lagged",
+    "kicked",
+    "epoch",
+    "members",
+    "alert",
+];
+
+/// A filter's kinds, checked: a kind no event has would follow nothing, silently.
+pub fn check_kinds(kinds: &HashSet<String>) -> Result<(), String> {
+    match kinds.iter().find(|kind| !KINDS.contains(&kind.as_str())) {
+        None => Ok(()),
+        Some(unknown) => Err(format!(
+            "no event is of kind {unknown:?} (kinds are event names such as message, alert, presence)"
+        )),
+    }
+}
+
 /// The room an event is about, if any.
 pub fn event_room(event: &Event) -> Option<&str> {
     match event {
@@ -330,7 +375,12 @@ pub fn parse_line(client: ClientId, line: &str) -> Result<Option<Request>, Box<A
     match origin.cmd.as_str() {
         "subscribe" => {
             let rooms = strings(map.get("rooms"));
-            let kinds = strings(map.get("kinds"));
+            let kinds = strings(map.get("kinds")).and_then(|kinds| {
+                if let Some(kinds) = &kinds {
+                    check_kinds(kinds)?;
+                }
+                Ok(kinds)
+            });
             match (rooms, kinds) {
                 (Ok(rooms), Ok(kinds)) => Ok(Some(Request::Subscribe {
                     origin,
@@ -469,6 +519,9 @@ mod tests {
             peer_id: "p".into()
         }));
         assert!(parse(r#"{"cmd":"subscribe","rooms":"ops"}"#).is_err());
+        // A kind no event has would follow nothing, silently: refused.
+        assert!(parse(r#"{"cmd":"subscribe","kinds":["mesage"]}"#).is_err());
+        assert!(parse(r#"{"cmd":"subscribe","kinds":["alert","voice_end","members"]}"#).is_ok());
     }
 
     #[test]

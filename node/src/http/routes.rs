@@ -262,8 +262,7 @@ async fn authorize(
         let given = request
             .headers()
             .get(header::AUTHORIZATION)
-            .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
-            .map(|t| t.trim_ascii());
+            .and_then(|v| bearer_token(v.as_bytes()));
         if !given.is_some_and(|given| super::same_token(token, given)) {
             return ApiError::new(
                 "unauthorized",
@@ -273,6 +272,14 @@ async fn authorize(
         }
     }
     next.run(request).await
+}
+
+/// The token of an `Authorization` header's value, if its scheme is Bearer (in any case:
+/// RFC 9110 makes the scheme case-insensitive).
+fn bearer_token(value: &[u8]) -> Option<&[u8]> {
+    let (scheme, token) = value.trim_ascii().split_at_checked(6)?;
+    (scheme.eq_ignore_ascii_case(b"bearer") && token.first().is_some_and(u8::is_ascii_whitespace))
+        .then(|| token.trim_ascii())
 }
 
 type St = axum::extract::State<State>;
@@ -520,6 +527,9 @@ async fn events(
                 .map(|v| normal(v.trim()))
                 .filter(|v| !v.is_empty()),
         );
+    }
+    if let Some(kinds) = &kinds {
+        crate::control::check_kinds(kinds).map_err(|e| ApiError::new("bad_command", e))?;
     }
     // A web user follows their own rooms only (and events that name no room).
     if let Some(Extension(guest)) = &guest {
