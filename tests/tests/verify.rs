@@ -139,7 +139,10 @@ fn safety_numbers_match_on_both_sides_and_differ_for_an_impostor() {
     // An unknown name is refused: exit 1 with the node's reason.
     let (code, _, err) = verify_cli(&dir, &["nobody"]);
     assert_eq!(code, 1, "{err}");
-    assert!(err.contains("unknown_peer"), "{err}");
+    assert!(
+        err.starts_with("hark-node verify: unknown_peer"),
+        "named after the command typed: {err}"
+    );
 
     // The mark survives a restart of alice.
     drop(fake);

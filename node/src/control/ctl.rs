@@ -250,13 +250,20 @@ fn print(value: &Value) -> bool {
     writeln!(out, "{value}").and_then(|_| out.flush()).is_ok()
 }
 
+/// The command a user typed, which names its errors: `hark-node ctl`, or `hark-node verify`.
+static PROGRAM: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
+
+fn program() -> &'static str {
+    PROGRAM.get().copied().unwrap_or("hark-node ctl")
+}
+
 fn usage(message: &str) -> ExitCode {
-    eprintln!("hark-node ctl: {message}");
+    eprintln!("{}: {message}", program());
     ExitCode::from(2)
 }
 
 fn refused(message: &str) -> ExitCode {
-    eprintln!("hark-node ctl: {message}");
+    eprintln!("{}: {message}", program());
     ExitCode::from(1)
 }
 
@@ -274,6 +281,7 @@ pub fn main(args: &CtlArgs) -> ExitCode {
 
 /// `hark-node verify …` from `main`: `ctl verify`, shown for people unless `--json`.
 pub fn main_verify(args: &VerifyArgs) -> ExitCode {
+    let _ = PROGRAM.set("hark-node verify");
     let ctl = CtlArgs {
         data_dir: args.data_dir.clone(),
         action: CtlAction::Verify {

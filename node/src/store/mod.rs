@@ -132,6 +132,13 @@ impl Store {
             path: data_dir.to_owned(),
             source,
         };
+        if data_dir.exists() && !data_dir.is_dir() {
+            // create_dir_all would say only "File exists".
+            return Err(dir_err(std::io::Error::new(
+                std::io::ErrorKind::NotADirectory,
+                "it is a file, not a directory",
+            )));
+        }
         fs::create_dir_all(data_dir).map_err(dir_err)?;
         fs::set_permissions(data_dir, fs::Permissions::from_mode(0o700)).map_err(dir_err)?;
 
@@ -435,6 +442,20 @@ mod tests {
         let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(&data), 0o700);
         assert_eq!(mode(&data.join("hark.db")), 0o600);
+    }
+
+    #[test]
+    fn a_data_dir_that_is_a_file_is_named_as_such() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("hark");
+        fs::write(&file, b"not a directory").unwrap();
+        let Err(error) = Store::open(&file) else {
+            panic!("a file is no data dir");
+        };
+        assert!(
+            error.to_string().ends_with("it is a file, not a directory"),
+            "{error}"
+        );
     }
 
     /// Message `n` of alice's, for the store's tests.
