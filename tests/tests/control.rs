@@ -533,3 +533,17 @@ fn the_end_of_a_voice_command_answers_the_client_that_asked() {
         "another client got the answers: {seen:?}"
     );
 }
+
+/// A socket whose node took the connection but never says `ready` (stuck, or stopping):
+/// `ctl` gives up with exit 2 and a reason instead of hanging.
+#[test]
+fn ctl_gives_up_on_a_node_that_never_says_ready() {
+    let dir = tempfile::tempdir().unwrap();
+    let listener = std::os::unix::net::UnixListener::bind(dir.path().join("control.sock")).unwrap();
+    // Accepted by the kernel's backlog; nothing is ever written.
+    let out = ctl(dir.path(), &["peers"]);
+    drop(listener);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("did not answer"), "{err}");
+}

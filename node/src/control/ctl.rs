@@ -108,6 +108,9 @@ pub enum PttAction {
     Stop,
 }
 
+/// How long `ctl` waits for a node's `ready` once connected.
+const READY_WITHIN: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Run `ctl` (inside a tokio runtime).
 pub async fn run(args: &CtlArgs) -> ExitCode {
     run_with(args, print).await
@@ -130,10 +133,18 @@ async fn run_with(args: &CtlArgs, show: impl Fn(&Value) -> bool) -> ExitCode {
     };
     let (read, mut write) = stream.into_split();
     let mut lines = BufReader::new(read).lines();
-    // `ready` comes first; commands are read after it.
-    match next_event(&mut lines).await {
-        Some(event) if event["event"] == "ready" => {}
-        _ => return usage(&format!("no node running at {}", path.display())),
+    // `ready` comes first; commands are read after it. A node that took the connection but
+    // says nothing (stopping, or stuck) is not waited for forever.
+    match tokio::time::timeout(READY_WITHIN, next_event(&mut lines)).await {
+        Ok(Some(event)) if event["event"] == "ready" => {}
+        Ok(_) => return usage(&format!("no node running at {}", path.display())),
+        Err(_) => {
+            return usage(&format!(
+                "the node at {} did not answer within {} s",
+                path.display(),
+                READY_WITHIN.as_secs()
+            ))
+        }
     }
     let id = "ctl";
     let (command, tail) = match &args.action {
