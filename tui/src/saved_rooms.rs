@@ -9,11 +9,7 @@ const FILE: &str = "tui-rooms";
 
 pub fn load(data_dir: &Path) -> Vec<String> {
     match std::fs::read_to_string(data_dir.join(FILE)) {
-        Ok(text) => text
-            .lines()
-            .map(|l| l.trim().to_lowercase())
-            .filter(|l| !l.is_empty() && l.len() <= 48)
-            .collect(),
+        Ok(text) => text.lines().filter_map(saved_name).collect(),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
         Err(e) => {
             tracing::warn!("cannot read {FILE}: {e}");
@@ -21,6 +17,20 @@ pub fn load(data_dir: &Path) -> Vec<String> {
         }
     }
 }
+
+/// A line of the file as a room name: a room's name (at most 48 bytes, any case), or a direct
+/// message room, `@` and the peer's id, whose case matters.
+fn saved_name(line: &str) -> Option<String> {
+    let line = line.trim();
+    if line.starts_with('@') {
+        (line.len() > 1 && line.len() <= 1 + MAX_PEER_ID).then(|| line.to_owned())
+    } else {
+        (!line.is_empty() && line.len() <= 48).then(|| line.to_lowercase())
+    }
+}
+
+/// The longest peer id written in base58 (a multihash of at most 64 bytes).
+const MAX_PEER_ID: usize = 100;
 
 /// Write the list (to a temporary file first, so a crash never leaves half a list).
 pub fn save(data_dir: &Path, rooms: &[String]) -> io::Result<()> {
@@ -38,8 +48,13 @@ mod tests {
     fn rooms_survive_a_round_trip() {
         let dir = std::env::temp_dir().join(format!("hark-tui-rooms-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        super::save(&dir, &["lobby".into(), "ops".into()]).unwrap();
-        assert_eq!(super::load(&dir), vec!["lobby", "ops"]);
+        let direct = "@12D3KooWLgcRwMJLyu2YjWkBXbBbbDUV3KP5cqbYfhGzUNBZ3oJw";
+        super::save(&dir, &["lobby".into(), "ops".into(), direct.into()]).unwrap();
+        assert_eq!(
+            super::load(&dir),
+            vec!["lobby", "ops", direct],
+            "a direct message room keeps its peer id as it is"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -25,10 +25,16 @@ impl App {
             return Vec::new();
         }
         let room = format!("@{peer}");
+        let new = self.room_index(&room).is_none();
         let index = self.ensure_room(&room);
         self.switch_to(index);
         self.follow_current();
-        vec![self.send(
+        let mut effects = Vec::new();
+        if new {
+            // The node's `joined` finds the room already here: remember it now.
+            effects.push(self.rooms_to_save());
+        }
+        effects.push(self.send(
             Command::Dm {
                 to: peer,
                 text: text.clone(),
@@ -38,7 +44,8 @@ impl App {
                 kind: MessageKind::Text,
                 text,
             }),
-        )]
+        ));
+        effects
     }
 
     /// The peer id a typed name means (`bob`, `bob#a1c2`), among every key heard; what was

@@ -296,7 +296,7 @@ impl App {
         }
     }
 
-    fn rooms_to_save(&self) -> Effect {
+    pub(super) fn rooms_to_save(&self) -> Effect {
         Effect::SaveRooms(self.rooms.iter().map(|r| r.name.clone()).collect())
     }
 
