@@ -165,6 +165,14 @@ impl<S: Storage> Engine<S> {
         self.out.extend(done.into_iter().map(|(_, out)| out));
     }
 
+    /// Whether the answer to a peer's sync request (`reply`, the driver's id for it) is held
+    /// back until our sends are durable: the driver keeps its channel until then.
+    pub fn holds_reply(&self, reply: u64) -> bool {
+        self.unsynced.held_back.iter().any(
+            |(_, out)| matches!(out, Output::SyncResponse { reply: held, .. } if *held == reply),
+        )
+    }
+
     /// `sent` to the client that sent it, the message to the node's other clients, then the
     /// message to the room: all once it is durable.
     pub(super) fn announce_sent(

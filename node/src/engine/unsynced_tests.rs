@@ -133,6 +133,10 @@ fn sync_traffic_waits_while_a_sent_message_waits_for_its_fsync() {
     // Whichever side starts the session, nothing of a's goes out by sync: its request, or its
     // answer to b's, could carry the message from the room's document.
     connect_while_a_send_waits(&mut a, &mut b, &clock);
+    // If b's session asked a (reply 7), the answer is held, and the driver must keep the reply
+    // channel for it until it comes out.
+    let held_7 = a.holds_reply(7);
+    assert!(!a.holds_reply(8));
 
     // Another send before the first fsync is done: it does not hold up what waited for the
     // first (a steady stream of sends must not starve sync).
@@ -154,6 +158,13 @@ fn sync_traffic_waits_while_a_sent_message_waits_for_its_fsync() {
     if let Some(Output::SyncResponse { reply, .. }) = out.iter().find(|o| is_sync_traffic(o)) {
         assert_eq!(*reply, 7);
     }
+    assert_eq!(
+        held_7,
+        out.iter()
+            .any(|o| matches!(o, Output::SyncResponse { reply: 7, .. })),
+        "holds_reply told the driver what came out"
+    );
+    assert!(!a.holds_reply(7), "out now");
     assert_eq!(
         published(&out).len(),
         1,

@@ -819,8 +819,12 @@ impl Driver {
                         reply,
                         request,
                     });
-                    // The engine answers at once; a request it could not answer is not kept.
-                    self.replies.remove(&reply);
+                    // The engine answers at once, or holds its answer back while our own
+                    // sends wait for their fsync (it then comes as a later output); a request
+                    // it could not answer is not kept.
+                    if !self.engine.holds_reply(reply) {
+                        self.replies.remove(&reply);
+                    }
                 }
                 RrMessage::Response {
                     request_id,
