@@ -247,9 +247,23 @@ async fn run_command(command: &str, timeout: Duration, job: &Job) -> Result<(), 
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| format!("cannot run sh: {e}"))?;
-    let group = child.id().and_then(|id| i32::try_from(id).ok());
+    // Until `sh` has exited, the whole group goes with this call (its timeout, or the node
+    // stopping); what `sh` leaves running in the background once it exits is its own.
+    let mut group = GroupGuard(
+        child
+            .id()
+            .and_then(|id| i32::try_from(id).ok())
+            .and_then(Pid::from_raw),
+    );
+    let said = Arc::new(Mutex::new(Vec::new()));
+    let (read_all, all_read) = tokio::sync::oneshot::channel::<()>();
+    match child.stderr.take() {
+        Some(stderr) => {
+            tokio::spawn(read_stderr(stderr, said.clone(), read_all));
+        }
+        None => drop(read_all),
+    }
     let mut stdin = child.stdin.take();
-    let mut stderr = child.stderr.take();
     let work = async {
         if let Some(stdin) = stdin.as_mut() {
             // A command that does not read its input is fine: a broken pipe is not a failure.
@@ -257,43 +271,26 @@ async fn run_command(command: &str, timeout: Duration, job: &Job) -> Result<(), 
             let _ = stdin.write_all(b"\n").await;
         }
         drop(stdin);
-        let mut said = Vec::new();
-        let reading = async {
-            if let Some(stderr) = stderr.as_mut() {
-                let _ = stderr.take(STDERR_KEPT as u64).read_to_end(&mut said).await;
-            }
-        };
-        tokio::pin!(reading);
-        let waiting = child.wait();
-        tokio::pin!(waiting);
-        let mut read_all = false;
-        let status = loop {
-            tokio::select! {
-                status = &mut waiting => break status,
-                () = &mut reading, if !read_all => read_all = true,
-            }
-        };
-        // Its exit decides. What it said is in the pipe by then; something it left running
-        // in the background may hold the pipe open, so the rest is not waited for.
-        if !read_all {
-            let _ = tokio::time::timeout(STDERR_GRACE, &mut reading).await;
-        }
-        (status, said)
+        child.wait().await
     };
-    match tokio::time::timeout(timeout, work).await {
+    let status = match tokio::time::timeout(timeout, work).await {
         Err(_) => {
-            if let Some(group) = group.and_then(Pid::from_raw) {
-                // `sh` alone would be killed on drop; the commands it started would live on.
-                let _ = kill_process_group(group, Signal::KILL);
-            }
-            Err(format!(
+            return Err(format!(
                 "still running after {} s: killed",
                 timeout.as_secs()
             ))
         }
-        Ok((Err(e), _)) => Err(format!("cannot wait for the command: {e}")),
-        Ok((Ok(status), _)) if status.success() => Ok(()),
-        Ok((Ok(status), said)) => {
+        Ok(status) => status,
+    };
+    group.0 = None;
+    // Its exit decides. What it said is in the pipe by then; something it left running in
+    // the background may hold the pipe open, so its end is not waited for.
+    let _ = tokio::time::timeout(STDERR_GRACE, all_read).await;
+    let said = said.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    match (status, said) {
+        (Err(e), _) => Err(format!("cannot wait for the command: {e}")),
+        (Ok(status), _) if status.success() => Ok(()),
+        (Ok(status), said) => {
             let said = String::from_utf8_lossy(&said);
             let said = said.trim().lines().next().unwrap_or("");
             Err(if said.is_empty() {
@@ -303,6 +300,36 @@ async fn run_command(command: &str, timeout: Duration, job: &Job) -> Result<(), 
             })
         }
     }
+}
+
+/// A command's process group, killed when dropped unless disarmed (`None`).
+struct GroupGuard(Option<Pid>);
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        if let Some(group) = self.0 {
+            // Killing `sh` alone (as `kill_on_drop` does) would leave what it started running.
+            let _ = kill_process_group(group, Signal::KILL);
+        }
+    }
+}
+
+/// Read a command's stderr to its end, keeping the first [`STDERR_KEPT`] bytes in `said`;
+/// `done` is dropped at the end. The pipe stays open and drained for as long as anything the
+/// command started holds it: a background child that writes to it later must not die of
+/// SIGPIPE.
+async fn read_stderr(
+    mut stderr: tokio::process::ChildStderr,
+    said: Arc<Mutex<Vec<u8>>>,
+    done: tokio::sync::oneshot::Sender<()>,
+) {
+    let mut buffer = [0u8; 1024];
+    while let Ok(n @ 1..) = stderr.read(&mut buffer).await {
+        let mut kept = said.lock().unwrap_or_else(|e| e.into_inner());
+        let room = STDERR_KEPT.saturating_sub(kept.len());
+        kept.extend_from_slice(&buffer[..n.min(room)]);
+    }
+    drop(done);
 }
 
 #[cfg(test)]
@@ -344,7 +371,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let pid_file = dir.path().join("pid");
         let command = format!("sleep 60 & echo $! > {}; wait", pid_file.display());
-        let result = run_command(&command, Duration::from_secs(1), &job()).await;
+        // Long enough for `sh` to write the pid on a loaded machine.
+        let result = run_command(&command, Duration::from_secs(3), &job()).await;
         assert!(
             result.as_ref().is_err_and(|e| e.contains("killed")),
             "{result:?}"
@@ -371,5 +399,42 @@ mod tests {
         // Left running on purpose by the command: the test cleans it up.
         let _ = std::process::Command::new("kill").arg(&pid).status();
         assert_eq!(result, Ok(()));
+    }
+
+    #[tokio::test]
+    async fn what_a_command_leaves_running_may_still_write_to_stderr() {
+        let dir = tempfile::tempdir().unwrap();
+        let done = dir.path().join("done");
+        // A `curl … &` writes its progress to stderr after `sh` has exited.
+        let command = format!(
+            "(sleep 0.3; echo progress >&2; echo ok > {}) & exit 0",
+            done.display()
+        );
+        assert_eq!(
+            run_command(&command, Duration::from_secs(5), &job()).await,
+            Ok(())
+        );
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::fs::read_to_string(&done).map_or(true, |text| text.trim() != "ok") {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the background child died before it finished (SIGPIPE on stderr?)"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn what_a_failed_command_said_is_in_its_error() {
+        let result = run_command(
+            "echo 'gateway said no' >&2; exit 3",
+            Duration::from_secs(5),
+            &job(),
+        )
+        .await;
+        assert_eq!(
+            result,
+            Err("exited with exit status: 3: gateway said no".to_owned())
+        );
     }
 }
