@@ -14,7 +14,7 @@ use tokio::io::BufReader;
 use tokio::sync::{mpsc, Notify};
 
 use super::socket::{serve_lines, write_line, Ended};
-use super::{Answered, Filter};
+use super::{Answered, ClientId, Filter};
 use crate::api::{Command, Event};
 use crate::cli::NodeArgs;
 use crate::node::NodeHandle;
@@ -290,7 +290,7 @@ pub async fn run_json(
     };
     // A `voice` command's WAV plays to the end first (its `voice_sent` is its answer).
     let interrupted = tokio::select! {
-        () = wait_talks(&node, &mut events) => false,
+        () = wait_talks(&node, client, &mut events) => false,
         _ = shutdown_signal() => true,
     };
     if interrupted {
@@ -322,8 +322,8 @@ pub async fn run_json(
 }
 
 /// Wait until no talk-spurt is under way, the events meanwhile going to stdout.
-async fn wait_talks(node: &NodeHandle, events: &mut mpsc::Receiver<Answered>) {
-    let ended = node.talks_ended();
+async fn wait_talks(node: &NodeHandle, client: ClientId, events: &mut mpsc::Receiver<Answered>) {
+    let ended = node.talks_ended(client);
     tokio::pin!(ended);
     let mut stdout = super::stdout::stdout();
     loop {

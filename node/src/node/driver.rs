@@ -58,9 +58,12 @@ pub enum Control {
     /// Make sure messages sent by this run reach a peer: sync with room peers until a session
     /// confirms each (`delivered`). A one-shot `hark-node` asks for this before it exits.
     ConfirmDelivery,
-    /// Answer once no talk-spurt is under way (`hark-node --json` at the end of its input
-    /// lets a `voice` command it was given play to the end).
-    TalksEnded(tokio::sync::oneshot::Sender<()>),
+    /// Answer once none of the client's talk-spurts (`voice` commands) is under way:
+    /// `hark-node --json` at the end of its input lets them play to the end.
+    TalksEnded {
+        client: ClientId,
+        reply: tokio::sync::oneshot::Sender<()>,
+    },
 }
 
 /// A client attached to the node (the control socket, `hark-node --json`'s stdin).
@@ -669,7 +672,7 @@ impl Driver {
             }
             Control::AcceptPtt => self.ptt_handler = true,
             Control::ConfirmDelivery => self.handle(Input::ConfirmDelivery),
-            Control::TalksEnded(reply) => self.talks.when_none(reply),
+            Control::TalksEnded { client, reply } => self.talks.when_none(client, reply),
         }
     }
 

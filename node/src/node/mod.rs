@@ -164,10 +164,11 @@ impl NodeHandle {
         self.control(Control::ConfirmDelivery).await
     }
 
-    /// Wait until no talk-spurt is under way (a `voice` command's WAV has played to the end).
-    pub async fn talks_ended(&self) -> Result<(), NodeStopped> {
+    /// Wait until none of `client`'s talk-spurts is under way (each `voice` command's WAV
+    /// has played to the end).
+    pub async fn talks_ended(&self, client: ClientId) -> Result<(), NodeStopped> {
         let (reply, ended) = tokio::sync::oneshot::channel();
-        self.control(Control::TalksEnded(reply)).await?;
+        self.control(Control::TalksEnded { client, reply }).await?;
         ended.await.map_err(|_| NodeStopped)
     }
 

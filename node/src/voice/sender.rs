@@ -64,7 +64,11 @@ pub fn spawn(
     talk: u64,
 ) {
     tokio::task::spawn_blocking(move || {
-        let result = talk_from(&room, source, &settings, &out);
+        // Its end is always reported, or a client waiting for it would wait for good.
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            talk_from(&room, source, &settings, &out)
+        }))
+        .unwrap_or_else(|_| Err("the talk-spurt stopped on an internal error".to_owned()));
         let message = match result {
             Ok(frames) => Outgoing::Done { room, frames, talk },
             Err(error) => Outgoing::Failed { room, error, talk },

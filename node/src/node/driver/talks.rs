@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use tokio::sync::oneshot;
 
 use super::Driver;
-use crate::control::Origin;
+use crate::control::{ClientId, Origin};
 use crate::engine::Input;
 use crate::voice::sender::Outgoing;
 
@@ -17,8 +17,8 @@ pub(super) struct Talks {
     /// microphone).
     under_way: HashMap<u64, Option<Origin>>,
     last: u64,
-    /// Waiting for none to be under way.
-    waiters: Vec<oneshot::Sender<()>>,
+    /// Each waiting for none of its client's to be under way.
+    waiters: Vec<(ClientId, oneshot::Sender<()>)>,
 }
 
 impl Talks {
@@ -29,24 +29,36 @@ impl Talks {
         self.last
     }
 
-    /// Answer `reply` once no talk-spurt is under way (now, if none is).
-    pub(super) fn when_none(&mut self, reply: oneshot::Sender<()>) {
-        if self.under_way.is_empty() {
-            let _ = reply.send(());
+    /// Answer `reply` once none of `client`'s talk-spurts is under way (now, if none is).
+    pub(super) fn when_none(&mut self, client: ClientId, reply: oneshot::Sender<()>) {
+        if self.any_of(client) {
+            self.waiters.push((client, reply));
         } else {
-            self.waiters.push(reply);
+            let _ = reply.send(());
         }
+    }
+
+    fn any_of(&self, client: ClientId) -> bool {
+        self.under_way
+            .values()
+            .any(|origin| origin.as_ref().is_some_and(|o| o.client == client))
     }
 
     /// Talk-spurt `talk` ended: the command it answers.
     fn ended(&mut self, talk: u64) -> Option<Origin> {
-        let origin = self.under_way.remove(&talk).flatten();
-        if self.under_way.is_empty() {
-            for waiter in self.waiters.drain(..) {
-                let _ = waiter.send(());
+        self.under_way.remove(&talk).flatten()
+    }
+
+    /// Answer those waiting for clients with no talk-spurt left.
+    fn answer_waiters(&mut self) {
+        let waiters = std::mem::take(&mut self.waiters);
+        for (client, reply) in waiters {
+            if self.any_of(client) {
+                self.waiters.push((client, reply));
+            } else {
+                let _ = reply.send(());
             }
         }
-        origin
     }
 }
 
@@ -57,8 +69,49 @@ impl Driver {
             Outgoing::Frame { .. } => None,
             Outgoing::Done { talk, .. } | Outgoing::Failed { talk, .. } => self.talks.ended(*talk),
         };
+        let ended = origin.is_some();
         self.answering = origin;
         self.handle(Input::VoiceOut(out));
         self.answering = None;
+        // After its `voice_sent` is on its way to the client.
+        if ended {
+            self.talks.answer_waiters();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn origin(client: ClientId) -> Option<Origin> {
+        Some(Origin {
+            client,
+            id: None,
+            cmd: "voice".to_owned(),
+        })
+    }
+
+    #[test]
+    fn a_client_waits_for_its_own_talk_spurts_only() {
+        let mut talks = Talks::default();
+        let mine = talks.start(origin(1));
+        let theirs = talks.start(origin(2));
+        let microphone = talks.start(None);
+        let (reply, mut answered) = oneshot::channel();
+        talks.when_none(1, reply);
+        assert!(answered.try_recv().is_err(), "its own talk is under way");
+
+        assert_eq!(talks.ended(mine).map(|o| o.client), Some(1));
+        talks.answer_waiters();
+        assert!(
+            answered.try_recv().is_ok(),
+            "another client's talk and the microphone do not hold it"
+        );
+        assert!(talks.under_way.contains_key(&theirs) && talks.under_way.contains_key(&microphone));
+
+        let (reply, mut answered) = oneshot::channel();
+        talks.when_none(3, reply);
+        assert!(answered.try_recv().is_ok(), "nothing of its own: at once");
     }
 }
