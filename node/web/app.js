@@ -87,7 +87,14 @@ function openApp() {
   $("me-id").textContent = `#${short(state.me.peer_id)}`;
   voice.bitrate = state.me.voice && state.me.voice.bitrate;
   for (const r of state.me.rooms) room(r.room).private = r.private;
-  state.events = follow(onEvent, (up) => $("room-sub").classList.toggle("offline", !up));
+  let wasDown = false;
+  state.events = follow(onEvent, (up) => {
+    $("room-sub").classList.toggle("offline", !up);
+    // Back after a drop (Wi-Fi, or the node restarted): what came meanwhile is only in the
+    // rooms' history.
+    if (up && wasDown) for (const r of state.rooms.values()) if (r.loaded) catchUp(r);
+    wasDown = !up;
+  });
   switchTo(state.rooms.has("lobby") ? "lobby" : state.me.rooms[0]?.room);
   refreshPeople();
   setInterval(refreshPeople, 15000);
@@ -135,18 +142,49 @@ async function loadOlder(r) {
   }
 }
 
-function add(roomName, m) {
+// Where a message goes in a room's list: after every message not newer than it. Messages
+// come in order, except those a sync brought late, which take their place by time.
+function place(r, m) {
+  let i = r.messages.length;
+  while (i > 0 && r.messages[i - 1].ts > m.ts) i--;
+  r.messages.splice(i, 0, m);
+  return i === r.messages.length - 1;
+}
+
+// The newest messages of a room after the event stream was down, pages back until one already
+// shown (at most 20 pages); those not shown yet take their places.
+async function catchUp(r) {
+  let before;
+  for (let pages = 0; pages < 20; pages++) {
+    let messages;
+    try {
+      ({ messages } = await api.history(r.name, PAGE, before));
+    } catch (e) {
+      return note("room-note", e.message);
+    }
+    const fresh = messages.filter((m) => !r.ids.has(m.id));
+    for (const m of fresh) add(r.name, m, true);
+    if (fresh.length < messages.length || messages.length < PAGE) break;
+    before = messages[0].id;
+  }
+  if (r === state.current) renderMessages(false);
+}
+
+function add(roomName, m, quiet) {
   const r = room(roomName);
   if (r.ids.has(m.id)) return;
   r.ids.add(m.id);
-  r.messages.push(m);
+  const last = place(r, m);
   const mine = m.from === state.me.peer_id;
   if (r !== state.current || document.hidden) {
     if (!mine) r.unread++;
     if (m.kind === "alert") r.alerts++;
   }
   if (m.kind === "alert" && !mine) flash(`ALERT in #${r.name} from ${who(m.name, m.from)}: ${m.text}`);
-  if (r === state.current) appendMessage(m);
+  if (r === state.current && !quiet) {
+    if (last) appendMessage(m);
+    else renderMessages(false);
+  }
   renderRooms();
 }
 
@@ -332,16 +370,19 @@ async function submit(text) {
   let body = text;
   if (cmd === "/me" && arg) { kind = "me"; body = arg; }
   else if (cmd === "/alert" && arg) { kind = "alert"; body = arg; }
-  else if (text.startsWith("/")) return note("voice-note", `Unknown command ${cmd}`);
-  await sendMessage(r, body, kind);
+  else if (text.startsWith("/")) { note("voice-note", `Unknown command ${cmd}`); return false; }
+  return sendMessage(r, body, kind);
 }
 
+// Whether it was sent: what was typed stays in the box until then.
 async function sendMessage(r, text, kind) {
   try {
     const { id } = await api.send(r.name, text, kind);
     add(r.name, { id, from: state.me.peer_id, name: state.me.name, ts: Date.now(), kind, text });
+    return true;
   } catch (e) {
     note("voice-note", `Not sent: ${e.message}`);
+    return false;
   }
 }
 
@@ -420,9 +461,8 @@ function alertDown() {
   alertTimer = setTimeout(async () => {
     alertTimer = null;
     button.classList.remove("arming");
-    const text = $("text").value.trim() || "ALERT";
-    $("text").value = "";
-    await sendMessage(state.current, text, "alert");
+    const typed = $("text").value.trim();
+    if (await sendMessage(state.current, typed || "ALERT", "alert") && $("text").value.trim() === typed) $("text").value = "";
   }, ALERT_HOLD_MS);
 }
 function alertUp() {
@@ -443,12 +483,12 @@ document.addEventListener("keydown", (e) => {
 document.addEventListener("keyup", (e) => { if (e.code === "Space") pttStop(); });
 document.addEventListener("pointerdown", () => voice.ctx && voice.ctx.resume(), { passive: true });
 
-$("composer").onsubmit = (e) => {
+$("composer").onsubmit = async (e) => {
   e.preventDefault();
   const text = $("text").value.trim();
   if (!text) return;
-  $("text").value = "";
-  submit(text);
+  // Cleared once done, unless something else was typed meanwhile; kept when it failed.
+  if ((await submit(text)) !== false && $("text").value.trim() === text) $("text").value = "";
 };
 $("scroller").addEventListener("scroll", () => {
   if ($("scroller").scrollTop < 40 && state.current) loadOlder(state.current);

@@ -282,6 +282,10 @@ fn a_browser_user_chats_talks_and_listens_with_a_json_node() {
 
     // A private room is not read before its invite.
     assert_eq!(results["private_before_invite"], 404);
+    assert_eq!(
+        results["caught_up_after_offline"], true,
+        "what came while the page was offline is shown once it is back"
+    );
 
     // Messages, both ways, attributed to the web user on bob's node.
     let ann = results["web_peer_id"].as_str().unwrap().to_owned();

@@ -7,10 +7,12 @@ on stdout. Every wait has a deadline; any failure is an exception (exit code 1) 
 import json
 import os
 import socket
+import ssl
 import signal
 import sys
 import threading
 import time
+import urllib.request
 
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
@@ -183,6 +185,19 @@ def screenshot(driver, name, width, height):
     return path
 
 
+def node_has(driver, room, text):
+    """Whether the node serving the page holds `text` in `room`, asked with the page's session
+    cookie but not through the page (whose network may be off)."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE  # the node's own self-signed certificate
+    cookie = "; ".join(f"{c['name']}={c['value']}" for c in driver.get_cookies())
+    base = PLAN["url"].split("#")[0].rstrip("/")
+    request = urllib.request.Request(f"{base}/v1/rooms/{room}/messages", headers={"Cookie": cookie})
+    with urllib.request.urlopen(request, context=context, timeout=5) as answer:
+        return text in answer.read().decode()
+
+
 def gate_error(driver):
     return text_of(driver, "#gate-error")
 
@@ -278,6 +293,25 @@ def main():
         d.find_element(By.ID, "search-input").send_keys("secret", Keys.ENTER)
         wait_until("a search result", lambda: "secret plan from ann" in text_of(d, "#search-results"))
         d.find_element(By.ID, "search-close").click()
+
+        # The page's connection drops (a phone's Wi-Fi): what bob says meanwhile reaches ann's
+        # node, and the page shows it once it is back, without a reload.
+        d.execute_script("document.querySelector('.room[data-room=\"lobby\"]').click()")
+        wait_until("lobby", lambda: text_of(d, "#room-title") == "#lobby")
+        d.execute_cdp_cmd("Network.enable", {})
+        offline = {"offline": True, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1}
+        d.execute_cdp_cmd("Network.emulateNetworkConditions", offline)
+        # Offline emulation leaves an open stream alone: drop it as a lost network would.
+        d.execute_script("window.hark.state.events.reopen()")
+        wait_until("the page offline", lambda: d.execute_script(
+            "return document.getElementById('room-sub').classList.contains('offline')"))
+        gap_text = "said while ann was offline"
+        bob.send({"cmd": "send", "room": "lobby", "text": gap_text})
+        wait_until("ann's node holding bob's message", lambda: node_has(d, "lobby", gap_text))
+        d.execute_cdp_cmd("Network.emulateNetworkConditions", dict(offline, offline=False))
+        wait_until("the message said while the page was offline",
+                   lambda: gap_text in text_of(d, "#messages"), timeout=40)
+        RESULTS["caught_up_after_offline"] = True
 
         # 5. Push-to-talk from the page. The microphone is opened first (a phone asks once),
         # so the measured press starts capturing at once.
