@@ -7,6 +7,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::store::StoredMessage;
 
+/// Whether a character is drawn as nothing (or reorders what follows): clients show these in
+/// names rather than let two names look alike.
+pub use hark_proto::envelope::is_invisible;
+
 /// A request from the client (the TUI, or one JSON line on stdin).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "cmd", rename_all = "snake_case")]

@@ -306,7 +306,8 @@ impl Settings {
     /// Check the values one source set, so that an error names that source.
     pub fn check(&self, origin: &Origin) -> Result<(), ConfigError> {
         if let Some(name) = &self.name {
-            hark_proto::envelope::check_nick(name).map_err(|why| bad(origin, "name", name, why))?;
+            hark_proto::envelope::check_own_nick(name)
+                .map_err(|why| bad(origin, "name", name, why))?;
         }
         for addr in self.listen.iter().flatten() {
             parse_multiaddr(addr).map_err(|why| bad(origin, "listen", addr, why))?;

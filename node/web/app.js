@@ -30,7 +30,11 @@ function room(name) {
 }
 
 const short = (id) => (id || "").slice(-4);
-const who = (name, id) => `${name}#${short(id)}`;
+// Invisible characters in a name are shown (`carol` and `carol` + a zero-width space are two
+// people); direction overrides in a text cannot reverse what follows them.
+const INVISIBLE = /[\u{00AD}\u{034F}\u{061C}\u{115F}\u{1160}\u{17B4}\u{17B5}\u{180B}-\u{180F}\u{200B}-\u{200F}\u{202A}-\u{202E}\u{2060}-\u{206F}\u{3164}\u{FE00}-\u{FE0F}\u{FEFF}\u{FFA0}\u{1D173}-\u{1D17A}\u{E0000}-\u{E0FFF}]/gu;
+const OVERRIDES = /[\u{202A}-\u{202E}\u{2066}-\u{2069}]/gu;
+const who = (name, id) => `${(name || "").replace(INVISIBLE, "\u{FFFD}")}#${short(id)}`;
 const time = (ts) => new Date(ts).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
 
 // ----- joining -----
@@ -271,7 +275,7 @@ function messageItem(m) {
   n.textContent = m.kind === "me" ? `* ${who(m.name, m.from)}` : m.kind === "alert" ? `ALERT ${who(m.name, m.from)}` : who(m.name, m.from);
   const text = document.createElement("span");
   text.className = "text";
-  text.textContent = m.text;
+  text.textContent = m.text.replace(OVERRIDES, "\u{FFFD}");
   li.append(t, n, text);
   return li;
 }

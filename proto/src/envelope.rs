@@ -149,6 +149,28 @@ impl Envelope {
 
 /// A nick is 1–32 bytes of printable text: no control characters (they could drive a
 /// terminal) and no whitespace at its ends.
+/// A nick this node (or a web user it serves) takes: [`check_nick`], and nothing invisible,
+/// so that `carol` followed by a zero-width space cannot pass for `carol`. Names from the
+/// network are held only to [`check_nick`] (a stricter rule there would refuse records that
+/// peers already hold); screens show their invisible characters ([`is_invisible`]).
+pub fn check_own_nick(nick: &str) -> Result<(), &'static str> {
+    check_nick(nick)?;
+    if nick.chars().any(is_invisible) {
+        return Err("nick may not hold invisible characters (zero-width, direction marks)");
+    }
+    Ok(())
+}
+
+/// Characters a screen draws as nothing, or that reorder what follows: zero-width spaces and
+/// joiners, direction marks and overrides, word joiners, variation selectors, fillers, tags.
+pub fn is_invisible(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}' | '\u{17B5}'
+        | '\u{180B}'..='\u{180F}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
+        | '\u{2060}'..='\u{206F}' | '\u{3164}' | '\u{FE00}'..='\u{FE0F}' | '\u{FEFF}'
+        | '\u{FFA0}' | '\u{1D173}'..='\u{1D17A}' | '\u{E0000}'..='\u{E0FFF}')
+}
+
 pub fn check_nick(nick: &str) -> Result<(), &'static str> {
     if nick.is_empty() || nick.len() > MAX_NICK_BYTES {
         return Err("nick must be 1 to 32 bytes long");
@@ -166,6 +188,23 @@ pub fn check_nick(nick: &str) -> Result<(), &'static str> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn a_nick_taken_here_has_nothing_invisible_but_one_from_the_network_may() {
+        for sneaky in [
+            "carol\u{200b}",
+            "\u{202e}lorac",
+            "ca\u{2060}rol",
+            "carol\u{fe0f}",
+        ] {
+            assert!(check_own_nick(sneaky).is_err(), "{sneaky:?}");
+            // Records peers already hold stay valid.
+            assert_eq!(check_nick(sneaky), Ok(()), "{sneaky:?}");
+        }
+        for fine in ["carol", "Zoë", "渡辺", "ops-1"] {
+            assert_eq!(check_own_nick(fine), Ok(()), "{fine:?}");
+        }
+    }
 
     fn sample(body: Body) -> Envelope {
         Envelope {

@@ -1,6 +1,6 @@
 //! Colours, names and times as the screen shows them.
 
-use hark_node::api::short_id;
+use hark_node::api::{is_invisible, short_id};
 use ratatui::style::Color;
 
 /// Author colours: distinct on both dark and light backgrounds; red is kept for alerts.
@@ -30,7 +30,13 @@ pub fn author_colour(peer_id: &str) -> Color {
 
 /// `alice#3f9a`: the name with the last four characters of the peer id.
 pub fn display_name(name: &str, peer_id: &str) -> String {
-    format!("{name}#{}", short_id(peer_id))
+    // A name's invisible characters are shown: `carol` and `carol` with a zero-width space
+    // after it are two people, and must look it.
+    let shown: String = name
+        .chars()
+        .map(|c| if is_invisible(c) { '\u{fffd}' } else { c })
+        .collect();
+    format!("{shown}#{}", short_id(peer_id))
 }
 
 /// Text from the network as the screen may show it: control characters (escape sequences
@@ -111,6 +117,15 @@ impl LocalTime {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_name_with_an_invisible_character_does_not_look_like_the_plain_one() {
+        let id = "12D3KooWLgcRwMJLyu2YjWkBXbBbbDUV3KP5cqbYfhGzUNBZ3oJw";
+        let plain = display_name("carol", id);
+        let sneaky = display_name("carol\u{200b}", id);
+        assert_ne!(plain, sneaky);
+        assert!(sneaky.contains('\u{fffd}'), "{sneaky:?}");
+    }
 
     #[test]
     fn control_characters_never_reach_the_terminal() {

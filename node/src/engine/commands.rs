@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use hark_proto::envelope::check_nick;
+use hark_proto::envelope::check_own_nick;
 use hark_proto::{Body, MessageKind, RoomKey, RoomName, Topic};
 
 use super::{fail, CommandError, Engine, Output, RoomState, Storage};
@@ -63,7 +63,7 @@ impl<S: Storage> Engine<S> {
     }
 
     fn set_nick(&mut self, name: String) -> Result<(), CommandError> {
-        check_nick(&name).map_err(|why| fail("bad_name", format!("{name:?}: {why}")))?;
+        check_own_nick(&name).map_err(|why| fail("bad_name", format!("{name:?}: {why}")))?;
         self.name = name.clone();
         // Tell our rooms at once, so people lists show the new name.
         let mut topics: Vec<Topic> = self.rooms.keys().cloned().collect();

@@ -35,7 +35,7 @@ impl<S: Storage> Engine<S> {
     /// `message` event, as they would from any peer.
     fn send_as(&mut self, send: SendAs) -> Result<(), CommandError> {
         let topic = self.room_topic(&send.room)?;
-        hark_proto::envelope::check_nick(&send.name)
+        hark_proto::envelope::check_own_nick(&send.name)
             .map_err(|why| fail("bad_name", format!("{:?}: {why}", send.name)))?;
         if send.text.trim().is_empty() {
             return Err(fail("bad_command", "text is empty"));

@@ -8,7 +8,7 @@ mod stats;
 use std::collections::HashSet;
 use std::time::Duration;
 
-use hark_proto::envelope::check_nick;
+use hark_proto::envelope::check_own_nick;
 use hark_proto::RoomName;
 use libp2p::multiaddr::Protocol;
 use libp2p::{Multiaddr, PeerId};
@@ -217,7 +217,7 @@ impl Node {
     pub async fn start(
         config: NodeConfig,
     ) -> Result<(NodeHandle, mpsc::Receiver<Event>), StartError> {
-        check_nick(&config.name).map_err(|reason| StartError::BadName {
+        check_own_nick(&config.name).map_err(|reason| StartError::BadName {
             name: config.name.clone(),
             reason,
         })?;

@@ -43,7 +43,7 @@ pub fn make_link(
     hours: u64,
 ) -> Result<String, String> {
     if let Some(name) = &name {
-        hark_proto::envelope::check_nick(name)
+        hark_proto::envelope::check_own_nick(name)
             .map_err(|why| format!("the name {name:?}: {why}"))?;
     }
     let web = super::web_dir(data_dir);

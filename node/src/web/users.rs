@@ -206,7 +206,7 @@ impl Users {
             .map(str::to_owned)
             .or(grant.name.clone())
             .ok_or_else(|| RedeemError::BadName("the name is empty".into()))?;
-        hark_proto::envelope::check_nick(&name)
+        hark_proto::envelope::check_own_nick(&name)
             .map_err(|why| RedeemError::BadName(format!("{name:?}: {why}")))?;
         // The rename is the one step that can succeed only once.
         if std::fs::rename(&open, &used).is_err() {
@@ -270,7 +270,7 @@ impl Users {
     }
 
     pub fn rename(&mut self, id: &str, name: &str) -> Result<(), String> {
-        hark_proto::envelope::check_nick(name).map_err(|why| format!("{name:?}: {why}"))?;
+        hark_proto::envelope::check_own_nick(name).map_err(|why| format!("{name:?}: {why}"))?;
         self.update(id, |u| u.name = name.to_owned())
     }
 
