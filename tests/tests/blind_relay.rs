@@ -397,3 +397,33 @@ fn a_dm_written_alone_goes_to_a_relay_met_after_a_restart() {
         |e| matches!(e, Event::Message { text, room, .. } if text == "written alone" && *room == format!("@{pa}")),
     );
 }
+
+/// Two members who only ever reach each other through a relay (each connected to it alone)
+/// and have heard each other in a room they share: a DM crosses too, though neither has met
+/// the other to ask the relay for their DM.
+#[test]
+fn a_dm_crosses_a_relay_between_members_who_never_met() {
+    let relay = NodeProcess::start("relay", &["--relay"]);
+    let mut alice = NodeProcess::start("alice", &["--peer", &relay.addr()]);
+    let mut bob = NodeProcess::start("bob", &["--peer", &relay.addr()]);
+    let (pa, pb) = (alice.peer_id.clone(), bob.peer_id.clone());
+    // Lobby crosses the relay (it is in lobby): each hears the other's presence through it.
+    alice.wait_presence("lobby", &[&pb], DELIVERY);
+    bob.wait_presence("lobby", &[&pa], DELIVERY);
+    alice.send(json!({"cmd": "dm", "to": pb, "text": "through the relay, unmet"}));
+    let got = bob.expect(
+        "the DM through the relay (fetched every 10 s)",
+        DELIVERY + Duration::from_secs(12),
+        |e| matches!(e, Event::Message { text, .. } if text == "through the relay, unmet"),
+    );
+    assert!(
+        matches!(&got, Event::Message { room, from, .. } if *room == format!("@{pa}") && *from == pa),
+        "{got:?}"
+    );
+    assert!(
+        !bob.seen
+            .iter()
+            .any(|e| matches!(e, Event::PeerConnected { peer_id } if *peer_id == pa)),
+        "bob and alice never connected: it came through the relay"
+    );
+}

@@ -14,8 +14,8 @@
 //!   `Stored`/`Known` answer means it holds the message: `delivered` names the relay
 //!   (engine/delivery.rs);
 //! - fetches, on meeting the relay and every [`BLIND_EVERY`], what it holds for the topics of
-//!   its private rooms and DMs and of the DMs it would have with every peer it has met (kept in
-//!   `blind.db`), each after the cursor of the last fetch (in memory: a restart fetches again,
+//!   its private rooms and DMs and of the DMs it would have with every peer it has met or
+//!   heard in a room they share (kept in `blind.db`), each after the cursor of the last fetch (in memory: a restart fetches again,
 //!   and what is known already is dropped as a replay).
 //!
 //! What a member takes from a relay is second-hand: it must open under the room key (a wrong
@@ -214,7 +214,9 @@ impl<S: Storage> Engine<S> {
         self.set_timer(BLIND_EVERY, Timer::Blind);
     }
 
-    fn note_met(&mut self, peer: PeerId) {
+    /// A peer met, or heard in a room we share: its DM with us is among what relays are asked
+    /// for.
+    pub(super) fn note_met(&mut self, peer: PeerId) {
         if peer == self.me {
             return;
         }

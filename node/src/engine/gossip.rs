@@ -130,6 +130,11 @@ impl<S: Storage> Engine<S> {
         };
         // It opened under the room key: its author is a member (delivery marks' M).
         self.heard_in(topic, author);
+        if newly_heard && author != self.me {
+            // Someone we may never meet directly (behind a relay) may write to us: ask relays
+            // for our DM with them too.
+            self.note_met(author);
+        }
         let name = envelope.name;
         let event = match envelope.body {
             Body::Change { shard, change } => {
