@@ -124,6 +124,10 @@ pub struct HistoryMessage {
     pub name: String,
     /// The wall-clock part of the message's hybrid logical clock, milliseconds since the epoch.
     pub ts: u64,
+    /// The clock's counter: the message's place among those of the same `ts` (messages sort
+    /// by `ts`, `tick`, then `id`, the order `history` gives).
+    #[serde(default)]
+    pub tick: u16,
     pub kind: String,
     pub text: String,
 }
@@ -135,6 +139,7 @@ impl From<StoredMessage> for HistoryMessage {
             from: m.author,
             name: m.name,
             ts: m.hlc.wall_ms(),
+            tick: m.hlc.counter(),
             kind: m.kind.as_str().to_owned(),
             text: m.text,
         }
@@ -185,6 +190,9 @@ pub enum Event {
         /// The wall-clock part of the message's hybrid logical clock (the author's clock,
         /// pulled forward past anything the author had seen), milliseconds since the epoch.
         ts: u64,
+        /// The clock's counter, as in [`HistoryMessage::tick`].
+        #[serde(default)]
+        tick: u16,
         /// `text`, `me` or `alert`.
         kind: String,
         text: String,
@@ -422,6 +430,7 @@ mod tests {
             from: "12D3KooW3f9a".into(),
             name: "alice".into(),
             ts: 0,
+            tick: 0,
             kind: kind.into(),
             text: "hi".into(),
         };

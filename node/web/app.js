@@ -150,7 +150,8 @@ async function loadOlder(r) {
 // come in order, except those a sync brought late, which take their place by time.
 function place(r, m) {
   let i = r.messages.length;
-  while (i > 0 && r.messages[i - 1].ts > m.ts) i--;
+  const after = (a, b) => a.ts > b.ts || (a.ts === b.ts && (a.tick || 0) > (b.tick || 0));
+  while (i > 0 && after(r.messages[i - 1], m)) i--;
   r.messages.splice(i, 0, m);
   return i === r.messages.length - 1;
 }

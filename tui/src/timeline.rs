@@ -7,10 +7,13 @@
 
 use std::collections::HashSet;
 
-/// Sort key: the node's wall-clock ms of the message's hybrid logical clock, then its id.
+/// Sort key: the message's hybrid logical clock (its wall-clock ms, then its counter), then
+/// its id: the node's order, so messages of the same millisecond keep the order `history`
+/// gives.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct EntryKey {
     pub ts: u64,
+    pub tick: u16,
     pub id: String,
 }
 
@@ -302,7 +305,11 @@ mod tests {
 
     fn notice(ts: u64, id: &str) -> Entry {
         Entry {
-            key: EntryKey { ts, id: id.into() },
+            key: EntryKey {
+                ts,
+                tick: 0,
+                id: id.into(),
+            },
             body: EntryBody::Notice {
                 text: id.into(),
                 level: NoticeLevel::Info,

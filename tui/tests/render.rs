@@ -385,3 +385,31 @@ fn an_invite_shows_whole_on_one_row_at_80x24() {
         dump(&rows)
     );
 }
+
+/// Messages of the same millisecond keep the node's order (the clock's counter), whatever
+/// their ids: a burst from one author reads as it was sent.
+#[test]
+fn messages_of_the_same_millisecond_keep_the_order_they_were_written_in() {
+    let base = Instant::now();
+    let mut app = ready_app(&[], base);
+    // Ids in the opposite order to the clock's counter.
+    for (id, tick, text) in [("ff01", 0, "bulk 51"), ("0002", 1, "bulk 52")] {
+        app.on_event(
+            Event::Message {
+                room: "lobby".into(),
+                id: id.into(),
+                from: BOB.into(),
+                name: "bob".into(),
+                ts: T0,
+                tick,
+                kind: "text".into(),
+                text: text.into(),
+            },
+            at(base, 1),
+        );
+    }
+    let rows = screen(&mut app, 80, 24, base);
+    let first = rows.iter().position(|r| r.contains("bulk 51"));
+    let second = rows.iter().position(|r| r.contains("bulk 52"));
+    assert!(first.is_some() && first < second, "{}", dump(&rows));
+}

@@ -498,6 +498,7 @@ mod tests {
             from: "p".into(),
             name: "n".into(),
             ts: 0,
+            tick: 0,
             kind: kind.into(),
             text: "t".into(),
         };
@@ -532,6 +533,7 @@ mod tests {
             from: "p".into(),
             name: "n\"ame".into(),
             ts: 7,
+            tick: 0,
             kind: "text".into(),
             text: "t\nu".into(),
         };

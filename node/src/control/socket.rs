@@ -318,6 +318,7 @@ mod tests {
                 from: "peer".into(),
                 name: "alice".into(),
                 ts: n,
+                tick: 0,
                 kind: "text".into(),
                 text: format!("message {n} with \"quotes\""),
             };

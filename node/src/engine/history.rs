@@ -596,6 +596,7 @@ pub(super) fn message_event(room: &str, message: StoredMessage) -> Event {
         from: message.author,
         name: message.name,
         ts: message.hlc.wall_ms(),
+        tick: message.hlc.counter(),
         kind: message.kind.as_str().to_owned(),
         text: message.text,
     }

@@ -70,15 +70,7 @@ impl<S: Storage> Engine<S> {
             id: record.id.to_hex(),
         });
         for message in fresh {
-            self.emit(Event::Message {
-                room: room.clone(),
-                id: message.id.to_hex(),
-                from: message.author,
-                name: message.name,
-                ts: message.hlc.wall_ms(),
-                kind: message.kind.as_str().to_owned(),
-                text: message.text,
-            });
+            self.emit(super::history::message_event(&room, message));
         }
         self.publish_as(&topic, record.id, Body::Change { shard, change });
         self.stored_own(&topic, record.id);

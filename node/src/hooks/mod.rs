@@ -190,6 +190,7 @@ mod tests {
             from: "12D3KooWabc".into(),
             name: "alice".into(),
             ts: 0,
+            tick: 0,
             kind: kind.into(),
             text: text.into(),
         }

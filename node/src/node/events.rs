@@ -117,6 +117,7 @@ mod tests {
             from: "peer".into(),
             name: "alice".into(),
             ts: 0,
+            tick: 0,
             kind: "text".into(),
             text: format!("message {n}"),
         }

@@ -103,9 +103,20 @@ impl App {
                 from,
                 name,
                 ts,
+                tick,
                 kind,
                 text,
-            } => self.on_message(&room, id, from, name, ts, &kind, text, now, &mut effects),
+            } => self.on_message(
+                &room,
+                id,
+                from,
+                name,
+                (ts, tick),
+                &kind,
+                text,
+                now,
+                &mut effects,
+            ),
             Event::Typing { room, from, name }
                 if self.me.as_ref().is_none_or(|m| m.peer_id != from) =>
             {
@@ -365,7 +376,7 @@ impl App {
         id: String,
         from: String,
         name: String,
-        ts: u64,
+        (ts, tick): (u64, u16),
         kind: &str,
         text: String,
         now: Now,
@@ -392,7 +403,7 @@ impl App {
         let mark = self.identities.mark(&from, &name);
         let room_state = &mut self.rooms[index];
         let added = room_state.timeline.insert(Entry {
-            key: EntryKey { ts, id },
+            key: EntryKey { ts, tick, id },
             body: EntryBody::Message(ChatMessage {
                 from: from.clone(),
                 name: name.clone(),
@@ -481,7 +492,12 @@ impl App {
             .wall_ms
             .max(room_state.timeline.newest_ts().unwrap_or(0));
         room_state.timeline.insert(Entry {
-            key: EntryKey { ts, id },
+            // After anything of the same millisecond, as the node's clock puts it.
+            key: EntryKey {
+                ts,
+                tick: u16::MAX,
+                id,
+            },
             body: EntryBody::Message(ChatMessage {
                 from: me.peer_id.clone(),
                 name: me.name.clone(),

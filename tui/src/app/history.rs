@@ -98,7 +98,11 @@ pub(super) fn history_entry(m: HistoryMessage, my_id: &str, my_name: &str) -> En
     let own = m.from == my_id;
     let mention = !own && mentions(&m.text, my_name);
     Entry {
-        key: EntryKey { ts: m.ts, id: m.id },
+        key: EntryKey {
+            ts: m.ts,
+            tick: m.tick,
+            id: m.id,
+        },
         body: EntryBody::Message(ChatMessage {
             from: m.from,
             name: m.name,

@@ -287,7 +287,11 @@ impl App {
         if let Some(room) = self.rooms.get_mut(room) {
             let ts = now.wall_ms.max(room.timeline.newest_ts().unwrap_or(0));
             room.timeline.insert(Entry {
-                key: EntryKey { ts, id },
+                key: EntryKey {
+                    ts,
+                    tick: u16::MAX,
+                    id,
+                },
                 body: EntryBody::Notice {
                     text: text.into(),
                     level,

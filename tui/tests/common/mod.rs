@@ -80,6 +80,7 @@ pub fn message(
         from: from.into(),
         name: name.into(),
         ts,
+        tick: 0,
         kind: kind.into(),
         text: text.into(),
     }
@@ -91,6 +92,7 @@ pub fn stored(id: &str, from: &str, name: &str, ts: u64, text: &str) -> HistoryM
         from: from.into(),
         name: name.into(),
         ts,
+        tick: 0,
         kind: "text".into(),
         text: text.into(),
     }
