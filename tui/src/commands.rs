@@ -134,6 +134,14 @@ pub fn parse(line: &str) -> Result<Option<Submitted>, String> {
     };
     let command = match word.as_str() {
         "" => return Err("a command name goes after the / (see /help; // sends a /)".into()),
+        // An invite copied from a wrapped line comes in pieces: whitespace is never part of one.
+        "join" | "j"
+            if rest
+                .get(..5)
+                .is_some_and(|p| p.eq_ignore_ascii_case("hark:")) =>
+        {
+            UiCommand::Join(rest.split_whitespace().collect())
+        }
         "join" | "j" => UiCommand::Join(one_word("a room name or an invite: /join ops")?),
         "create" => UiCommand::Create(one_word("a room name: /create ops")?),
         "invite" => UiCommand::Invite(optional_word()?),
@@ -253,6 +261,18 @@ pub fn complete(prefix: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_invite_pasted_from_a_wrapped_line_is_joined_whole() {
+        let pasted = parse("/join hark:3xY7pQ 9kLm2")
+            .unwrap()
+            .expect("a command");
+        assert!(
+            matches!(pasted, Submitted::Command(UiCommand::Join(ref invite)) if invite == "hark:3xY7pQ9kLm2"),
+            "{pasted:?}"
+        );
+        assert!(parse("/join ops deck").unwrap_err().contains("one word"));
+    }
 
     #[test]
     fn one_typo_away_suggests_the_command() {

@@ -88,7 +88,8 @@ pub(crate) fn normal_room(room: &str) -> String {
     }
 }
 
-/// The event's name as it appears in JSON (`"event":…`).
+/// The event's name as it appears in JSON (`"event":…`). A new event's name goes into
+/// [`KINDS`] too, or `subscribe` refuses to follow it.
 pub fn event_kind(event: &Event) -> &'static str {
     match event {
         Event::Ready { .. } => "ready",
