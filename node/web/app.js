@@ -40,8 +40,9 @@ const time = (ts) => new Date(ts).toLocaleTimeString([], { hour: "2-digit", minu
 // ----- joining -----
 
 async function start() {
-  const token = new URLSearchParams(location.hash.slice(1)).get("join");
-  if (token) return showJoin(token);
+  const link = new URLSearchParams(location.hash.slice(1));
+  const token = link.get("join");
+  if (token) return showJoin(token, link.get("name"));
   try {
     state.me = await api.me();
   } catch (e) {
@@ -59,10 +60,11 @@ function gate(text, isError) {
   if (!isError) $("gate-text").textContent = text;
 }
 
-function showJoin(token) {
+function showJoin(token, proposed) {
   gate("Chat and push-to-talk on this network. Choose the name others will see.", false);
   const form = $("join-form");
   form.hidden = false;
+  if (proposed) $("join-name").value = proposed;
   $("join-name").focus();
   form.onsubmit = async (e) => {
     e.preventDefault();

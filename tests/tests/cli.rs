@@ -39,6 +39,8 @@ fn bad_options_end_with_one_line_and_exit_code_2() {
             "/nonexistent/swarm.key",
         ),
         (&["keygen"], "--network"),
+        (&["web-invite", "--hours", "0"], "--hours"),
+        (&["web-invite", "--hours", "100000"], "--hours"),
     ];
     for (args, needle) in cases {
         let (code, stdout, stderr) = run(args);

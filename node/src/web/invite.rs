@@ -27,8 +27,9 @@ pub struct WebInviteArgs {
     /// A room the user is put in besides lobby, e.g. a private room of this node (repeatable).
     #[arg(long = "room", value_name = "ROOM")]
     pub rooms: Vec<String>,
-    /// Hours before the link expires.
-    #[arg(long, value_name = "H", default_value_t = DEFAULT_HOURS)]
+    /// Hours before the link expires (1 to 8760, a year).
+    #[arg(long, value_name = "H", default_value_t = DEFAULT_HOURS,
+          value_parser = clap::value_parser!(u64).range(1..=8_760))]
     pub hours: u64,
     /// Do not print the link as a QR code.
     #[arg(long)]
@@ -55,15 +56,39 @@ pub fn make_link(
     })?;
     let rooms = rooms
         .iter()
-        .map(|r| r.trim().trim_start_matches('#').to_lowercase())
-        .collect();
+        .map(|r| {
+            let room = r.trim().trim_start_matches('#').to_lowercase();
+            hark_proto::RoomName::parse(&room)
+                .map(|_| room)
+                .map_err(|why| format!("--room {r:?}: {why}"))
+        })
+        .collect::<Result<_, _>>()?;
     let grant = InviteGrant {
         name,
         rooms,
         expires_ms: crate::clock::wall_ms().saturating_add(hours.saturating_mul(3_600_000)),
     };
     let token = write_invite(&web, &grant)?;
-    Ok(format!("{}#join={token}", url.trim()))
+    // The page fills its name box with the proposed name (the fragment never leaves the
+    // browser).
+    let proposed = grant
+        .name
+        .as_deref()
+        .map(|name| format!("&name={}", url_escape(name)))
+        .unwrap_or_default();
+    Ok(format!("{}#join={token}{proposed}", url.trim()))
+}
+
+/// `text` percent-encoded for a URL's fragment (every byte but unreserved ASCII).
+fn url_escape(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 /// Join links for the web client a node serves, for that node's own UI (`/web-invite` in
@@ -158,9 +183,13 @@ mod tests {
             .unwrap_err()
             .contains("\"a b\""));
         let link = links.make(Some("carol".into())).unwrap();
-        let token = link
+        // The page proposes the name from the link's fragment.
+        let (token, proposed) = link
             .strip_prefix("https://10.0.0.5:8443/#join=")
+            .and_then(|rest| rest.split_once("&name="))
             .unwrap_or_else(|| panic!("{link}"));
+        assert_eq!(proposed, "carol");
+        assert_eq!(url_escape("Zoë-1 #2"), "Zo%C3%AB-1%20%232");
         let mut users = Users::open(&web).unwrap();
         let now = crate::clock::wall_ms();
         let (user, _session) = users.redeem(token, None, now).unwrap();
