@@ -16,7 +16,7 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
     (
         "invite",
         "[ROOM]",
-        "a private room's invite; /kick NICK /admin NICK /members",
+        "a room's invite; also /kick /admin NICK, /members",
     ),
     ("leave", "[ROOM]", "leave this room (or ROOM)"),
     ("nick", "NAME", "change your name"),
@@ -33,7 +33,7 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
     (
         "verify",
         "NICK [ok]",
-        "safety number to compare with NICK; ok marks NICK verified (/unverify)",
+        "safety numbers to compare; ok marks it (/unverify)",
     ),
     (
         "web-invite",

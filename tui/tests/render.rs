@@ -154,6 +154,8 @@ fn help_overlay_lists_keys_and_commands() {
         "/join ROOM|INVITE",
         "/create ROOM",
         "/search TEXT",
+        "/members",
+        "(/unverify)",
         "/quit",
         "F2",
         "Alt+1..9",
