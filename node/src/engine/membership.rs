@@ -343,12 +343,17 @@ impl<S: Storage> Engine<S> {
 
     fn members_room(&self, typed: &str) -> Result<RoomName, CommandError> {
         let topic = self.room_topic(typed)?;
-        let name = self.rooms[&topic].room.name.clone();
+        let room = &self.rooms[&topic].room;
+        let name = room.name.clone();
         if !self.members.rooms.contains_key(&name) {
-            return Err(fail(
-                "no_members",
-                format!("{name} has no owner: only private rooms created by this version can kick"),
-            ));
+            let why = if name.as_str().starts_with('@') {
+                format!("{name} is a direct message: it has two people and no members list")
+            } else if !room.private {
+                format!("{name} is a public room: anyone may join it, so it has no members list")
+            } else {
+                format!("{name} has no owner: only private rooms created by this version can kick")
+            };
+            return Err(fail("no_members", why));
         }
         Ok(name)
     }

@@ -900,3 +900,21 @@ fn history_before_an_id_the_room_does_not_hold_is_an_error() {
         "an id no epoch holds"
     );
 }
+
+#[test]
+fn members_of_a_public_room_says_it_is_public() {
+    let clock = Clock::start();
+    let mut a = engine(1, &clock);
+    let out = a.handle(
+        Input::Command(Command::Members {
+            room: "lobby".into(),
+        }),
+        clock.now(),
+    );
+    assert!(
+        matches!(&events(&out)[..], [Event::Error { code, detail }]
+            if code == "no_members" && detail.contains("public room")),
+        "{:?}",
+        events(&out)
+    );
+}
