@@ -7,9 +7,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::store::StoredMessage;
 
-/// Whether a character is drawn as nothing (or reorders what follows): clients show these in
-/// names rather than let two names look alike.
-pub use hark_proto::envelope::is_invisible;
+/// A name as clients should draw it, its invisible characters shown (an emoji's joiners kept):
+/// two names must not look alike.
+pub use hark_proto::envelope::show_invisible;
 
 /// A request from the client (the TUI, or one JSON line on stdin).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -31,10 +31,23 @@ function room(name) {
 
 const short = (id) => (id || "").slice(-4);
 // Invisible characters in a name are shown (`carol` and `carol` + a zero-width space are two
-// people); direction overrides in a text cannot reverse what follows them.
-const INVISIBLE = /[\u{00AD}\u{034F}\u{061C}\u{115F}\u{1160}\u{17B4}\u{17B5}\u{180B}-\u{180F}\u{200B}-\u{200F}\u{202A}-\u{202E}\u{2060}-\u{206F}\u{3164}\u{FE00}-\u{FE0F}\u{FEFF}\u{FFA0}\u{1D173}-\u{1D17A}\u{E0000}-\u{E0FFF}]/gu;
+// people), except an emoji's own joiner or variation selector, as the node's `show_invisible`
+// does; direction overrides in a text cannot reverse what follows them.
+const INVISIBLE = /^[\u{00AD}\u{034F}\u{061C}\u{115F}\u{1160}\u{17B4}\u{17B5}\u{180B}-\u{180F}\u{200B}-\u{200F}\u{202A}-\u{202E}\u{2060}-\u{206F}\u{3164}\u{FE00}-\u{FE0F}\u{FEFF}\u{FFA0}\u{1D173}-\u{1D17A}\u{E0000}-\u{E0FFF}]$/u;
+const EMOJI_PART = /^[\u{200D}\u{FE00}-\u{FE0F}]$/u;
+const LETTER_OR_ASCII = /^[\p{L}\p{N}\x00-\x7F]$/u;
 const OVERRIDES = /[\u{202A}-\u{202E}\u{2066}-\u{2069}]/gu;
-const who = (name, id) => `${(name || "").replace(INVISIBLE, "\u{FFFD}")}#${short(id)}`;
+function showInvisible(name) {
+  let shown = "";
+  let previous = null;
+  for (const c of name || "") {
+    const emojiPart = EMOJI_PART.test(c) && previous !== null && !LETTER_OR_ASCII.test(previous);
+    shown += INVISIBLE.test(c) && !emojiPart ? "\u{FFFD}" : c;
+    previous = c;
+  }
+  return shown;
+}
+const who = (name, id) => `${showInvisible(name)}#${short(id)}`;
 const time = (ts) => new Date(ts).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
 
 // ----- joining -----

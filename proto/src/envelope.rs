@@ -155,10 +155,29 @@ impl Envelope {
 /// peers already hold); screens show their invisible characters ([`is_invisible`]).
 pub fn check_own_nick(nick: &str) -> Result<(), &'static str> {
     check_nick(nick)?;
-    if nick.chars().any(is_invisible) {
+    if show_invisible(nick) != nick {
         return Err("nick may not hold invisible characters (zero-width, direction marks)");
     }
     Ok(())
+}
+
+/// `name` as a screen should draw it: each invisible character ([`is_invisible`]) becomes
+/// U+FFFD, except an emoji's own joiner or variation selector (after a character that is
+/// neither ASCII nor a letter or digit: `❤️`, `👩‍🚒` stay as they are).
+pub fn show_invisible(name: &str) -> String {
+    let mut shown = String::with_capacity(name.len());
+    let mut previous: Option<char> = None;
+    for c in name.chars() {
+        let emoji_part = matches!(c, '\u{200D}' | '\u{FE00}'..='\u{FE0F}')
+            && previous.is_some_and(|p| !p.is_ascii() && !p.is_alphanumeric());
+        shown.push(if is_invisible(c) && !emoji_part {
+            '\u{FFFD}'
+        } else {
+            c
+        });
+        previous = Some(c);
+    }
+    shown
 }
 
 /// Characters a screen draws as nothing, or that reorder what follows: zero-width spaces and
@@ -201,7 +220,14 @@ mod tests {
             // Records peers already hold stay valid.
             assert_eq!(check_nick(sneaky), Ok(()), "{sneaky:?}");
         }
-        for fine in ["carol", "Zoë", "渡辺", "ops-1"] {
+        for fine in [
+            "carol",
+            "Zoë",
+            "渡辺",
+            "ops-1",
+            "bob❤\u{fe0f}",
+            "👩\u{200d}🚒",
+        ] {
             assert_eq!(check_own_nick(fine), Ok(()), "{fine:?}");
         }
     }

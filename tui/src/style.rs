@@ -1,6 +1,6 @@
 //! Colours, names and times as the screen shows them.
 
-use hark_node::api::{is_invisible, short_id};
+use hark_node::api::{short_id, show_invisible};
 use ratatui::style::Color;
 
 /// Author colours: distinct on both dark and light backgrounds; red is kept for alerts.
@@ -32,11 +32,7 @@ pub fn author_colour(peer_id: &str) -> Color {
 pub fn display_name(name: &str, peer_id: &str) -> String {
     // A name's invisible characters are shown: `carol` and `carol` with a zero-width space
     // after it are two people, and must look it.
-    let shown: String = name
-        .chars()
-        .map(|c| if is_invisible(c) { '\u{fffd}' } else { c })
-        .collect();
-    format!("{shown}#{}", short_id(peer_id))
+    format!("{}#{}", show_invisible(name), short_id(peer_id))
 }
 
 /// Text from the network as the screen may show it: control characters (escape sequences
@@ -125,6 +121,8 @@ mod tests {
         let sneaky = display_name("carol\u{200b}", id);
         assert_ne!(plain, sneaky);
         assert!(sneaky.contains('\u{fffd}'), "{sneaky:?}");
+        // An emoji's own variation selector is part of it, not hidden.
+        assert_eq!(display_name("bob❤\u{fe0f}", id), "bob❤\u{fe0f}#3oJw");
     }
 
     #[test]
