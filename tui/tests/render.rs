@@ -415,3 +415,29 @@ fn messages_of_the_same_millisecond_keep_the_order_they_were_written_in() {
     let second = rows.iter().position(|r| r.contains("bulk 52"));
     assert!(first.is_some() && first < second, "{}", dump(&rows));
 }
+
+/// Someone reached only through another node (a relay, the node serving a web user) is
+/// present while their presence keeps coming, though we have no connection to them; absent
+/// once it stops.
+#[test]
+fn a_peer_heard_through_a_relay_is_shown_present_while_heard() {
+    let base = Instant::now();
+    let mut app = ready_app(&[], base);
+    app.on_event(
+        Event::Presence {
+            room: "lobby".into(),
+            from: CAROL.into(),
+            name: "carol".into(),
+        },
+        at(base, 1),
+    );
+    let marker = |rows: &[String]| {
+        rows.iter()
+            .find_map(|r| r.find("carol#77e0").map(|i| r[..i].chars().rev().nth(1)))
+            .flatten()
+    };
+    let rows = screen(&mut app, 100, 24, base + Duration::from_secs(2));
+    assert_eq!(marker(&rows), Some('●'), "{}", dump(&rows));
+    let rows = screen(&mut app, 100, 24, base + Duration::from_secs(300));
+    assert_eq!(marker(&rows), Some('○'), "{}", dump(&rows));
+}

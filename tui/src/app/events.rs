@@ -92,6 +92,8 @@ impl App {
             }
             Event::PeerDisconnected { peer_id } => {
                 self.connected.remove(&peer_id);
+                // Its connection closed: absent until heard again (through another node).
+                self.heard.remove(&peer_id);
                 self.syncing.remove(&peer_id);
                 for room in &mut self.rooms {
                     room.people.stop_talking(&peer_id);
@@ -123,12 +125,14 @@ impl App {
                 if let Some(room) = self.room_mut(&room) {
                     room.people.typing(&from, &name, now.at);
                 }
+                self.heard_now(&from, now.at);
                 self.note_name(&from, &name);
             }
             Event::Presence { room, from, name } => {
                 if let Some(room) = self.room_mut(&room) {
                     room.people.seen(&from, &name);
                 }
+                self.heard_now(&from, now.at);
                 self.note_name(&from, &name);
             }
             Event::Created { room, invite } => {

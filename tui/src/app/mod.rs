@@ -38,6 +38,10 @@ pub use web_invite::NO_WEB;
 /// Messages loaded when a room is opened; scrolling to the top loads more, up to the node's
 /// limit.
 pub const HISTORY_PAGE: usize = 500;
+/// A peer heard this recently (presence every minute, and a little slack) is shown present.
+const HEARD_PRESENT_FOR: Duration = Duration::from_secs(150);
+/// Peers remembered as heard, at most (then those not heard lately are forgotten).
+const MAX_HEARD: usize = 4_096;
 const HISTORY_MAX: usize = 10_000;
 /// A hint under the input stays this long.
 const HINT_SHOWN_FOR: Duration = Duration::from_secs(8);
@@ -185,6 +189,9 @@ pub struct App {
     completion: Option<Completion>,
     replies: Replies,
     pub connected: HashSet<String>,
+    /// When each peer was last heard live (presence, typing, a message): one reached through
+    /// another node (a relay, the node serving a web user) has no connection of ours.
+    pub(super) heard: HashMap<String, Instant>,
     syncing: HashMap<String, Instant>,
     pub synced_once: bool,
     pub network_key: bool,
@@ -222,6 +229,7 @@ impl App {
             completion: None,
             replies: Replies::default(),
             connected: HashSet::new(),
+            heard: HashMap::new(),
             syncing: HashMap::new(),
             synced_once: false,
             network_key,
@@ -252,6 +260,24 @@ impl App {
 
     pub fn is_online(&self, peer_id: &str) -> bool {
         self.connected.contains(peer_id) || self.me.as_ref().is_some_and(|m| m.peer_id == peer_id)
+    }
+
+    /// Online, or heard lately through another node (presence comes every minute).
+    pub fn is_present(&self, peer_id: &str, now: Instant) -> bool {
+        self.is_online(peer_id)
+            || self
+                .heard
+                .get(peer_id)
+                .is_some_and(|at| now.duration_since(*at) < HEARD_PRESENT_FOR)
+    }
+
+    /// `peer_id` was heard live just now.
+    pub(super) fn heard_now(&mut self, peer_id: &str, now: Instant) {
+        if self.heard.len() >= MAX_HEARD && !self.heard.contains_key(peer_id) {
+            self.heard
+                .retain(|_, at| now.duration_since(*at) < HEARD_PRESENT_FOR);
+        }
+        self.heard.insert(peer_id.to_owned(), now);
     }
 
     /// Whether a history sync is under way (between a connection and its first `synced`).

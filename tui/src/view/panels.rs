@@ -75,11 +75,11 @@ pub fn people(frame: &mut Frame, area: Rect, app: &App, now: Instant) {
     }
     if let Some(room) = app.current_room() {
         let my_id = app.me.as_ref().map(|m| m.peer_id.as_str());
-        for person in room.people.sorted(&|p| app.is_online(p)) {
+        for person in room.people.sorted(&|p| app.is_present(p, now)) {
             if Some(person.peer_id.as_str()) == my_id {
                 continue;
             }
-            let online = app.is_online(&person.peer_id);
+            let online = app.is_present(&person.peer_id, now);
             let (marker, marker_style) = match (online, person.talking) {
                 (_, true) => ("◉ ", Style::new().fg(Color::Green)),
                 (true, false) => ("● ", Style::new().fg(Color::Green)),
