@@ -431,13 +431,29 @@ fn a_peer_heard_through_a_relay_is_shown_present_while_heard() {
         },
         at(base, 1),
     );
-    let marker = |rows: &[String]| {
+    // A web user sends no presence: a message written just now says they are here; one a
+    // catch-up brings from an hour ago does not.
+    const DAVE: &str = "12D3KooWdaveDDDDd0d0";
+    for (from, name, ts, text) in [
+        (BOB, "bob", T0 + 1_000, "just now"),
+        (DAVE, "dave", T0 - 3_600_000, "an hour ago"),
+    ] {
+        app.on_event(
+            message("lobby", text, from, name, ts, "text", text),
+            at(base, 1),
+        );
+    }
+    // The mark before the name in the People panel (the rightmost one).
+    let marker = |rows: &[String], who: &str| {
         rows.iter()
-            .find_map(|r| r.find("carol#77e0").map(|i| r[..i].chars().rev().nth(1)))
-            .flatten()
+            .filter_map(|r| r.rsplit("││").next())
+            .find(|people| people.contains(who))
+            .and_then(|people| people.chars().next())
     };
     let rows = screen(&mut app, 100, 24, base + Duration::from_secs(2));
-    assert_eq!(marker(&rows), Some('●'), "{}", dump(&rows));
+    assert_eq!(marker(&rows, "carol#77e0"), Some('●'), "{}", dump(&rows));
+    assert_eq!(marker(&rows, "bob#a1c2"), Some('●'), "{}", dump(&rows));
+    assert_eq!(marker(&rows, "dave#d0d0"), Some('○'), "{}", dump(&rows));
     let rows = screen(&mut app, 100, 24, base + Duration::from_secs(300));
-    assert_eq!(marker(&rows), Some('○'), "{}", dump(&rows));
+    assert_eq!(marker(&rows, "carol#77e0"), Some('○'), "{}", dump(&rows));
 }

@@ -4,7 +4,7 @@
 use hark_node::{Command, Event};
 
 use super::history::history_entry;
-use super::{AlertBanner, App, Effect, Me, Now, Overlay, HISTORY_PAGE};
+use super::{AlertBanner, App, Effect, Me, Now, Overlay, HEARD_PRESENT_FOR, HISTORY_PAGE};
 use crate::replies::{HistoryReason, Request};
 use crate::style::{display_name, mentions};
 use crate::timeline::{
@@ -405,6 +405,11 @@ impl App {
             self.refresh_marks();
         }
         let mark = self.identities.mark(&from, &name);
+        // Written just now (not a catch-up's old message): they are here. A web user sends
+        // no presence, only messages.
+        if !own && now.wall_ms.abs_diff(ts) < HEARD_PRESENT_FOR.as_millis() as u64 {
+            self.heard_now(&from, now.at);
+        }
         let room_state = &mut self.rooms[index];
         let added = room_state.timeline.insert(Entry {
             key: EntryKey { ts, tick, id },
@@ -427,6 +432,7 @@ impl App {
         if own {
             return;
         }
+
         // A direct message is for us: it counts (and rings) like a mention.
         let direct = room.starts_with('@');
         if !in_view {

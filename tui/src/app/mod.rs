@@ -39,7 +39,7 @@ pub use web_invite::NO_WEB;
 /// limit.
 pub const HISTORY_PAGE: usize = 500;
 /// A peer heard this recently (presence every minute, and a little slack) is shown present.
-const HEARD_PRESENT_FOR: Duration = Duration::from_secs(150);
+pub(super) const HEARD_PRESENT_FOR: Duration = Duration::from_secs(150);
 /// Peers remembered as heard, at most (then those not heard lately are forgotten).
 const MAX_HEARD: usize = 4_096;
 const HISTORY_MAX: usize = 10_000;
