@@ -638,6 +638,8 @@ fn fail(code: &'static str, detail: impl Into<String>) -> CommandError {
 #[cfg(test)]
 mod delivery_tests;
 #[cfg(test)]
+mod refusals_tests;
+#[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod unsynced_tests;
